@@ -1,0 +1,283 @@
+//! Configuration: built-in defaults, then `crochet.toml` (or the file named by `--config`
+//! / `CROCHET_CONFIG`), then the fixed `CROCHET_*` environment variables, layered with
+//! figment. [`Config::check_production`] refuses unsafe settings before the host starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The deployment environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+/// Which payment provider settles paid calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentProviderKind {
+    #[default]
+    Mock,
+    Relay,
+}
+
+/// The host's configuration. Field names are the `crochet.toml` keys; the environment
+/// variables are `CROCHET_` + the upper-cased name, for the fields listed in [`ENV_KEYS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// `sqlite://PATH` or `postgres://…`; default: `crochet.db` in the working directory.
+    pub database_url: Option<String>,
+    pub environment: Environment,
+    pub payment_provider: PaymentProviderKind,
+    /// Leading hex zeros asked of auth and listing proofs-of-work.
+    pub pow_difficulty: Option<u8>,
+    /// Absolute base URL used in links; default: derived from the bound address.
+    pub public_url: Option<String>,
+    /// Redis for counters shared by several host instances.
+    pub redis_url: Option<String>,
+    /// 32-byte master key, base64.
+    pub encryption_key: Option<String>,
+    /// Whether seller endpoints on loopback/private addresses are allowed (default: only
+    /// in development).
+    pub allow_private_endpoints: Option<bool>,
+    /// Lifetime of wallet and proof-of-work challenges.
+    pub challenge_ttl_seconds: u64,
+    /// Largest request body accepted on any route.
+    pub max_body_bytes: usize,
+    /// Log format: `pretty` or `json`.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// The environment variables read (after the `CROCHET_` prefix, lower-cased).
+pub const ENV_KEYS: &[&str] = &[
+    "bind",
+    "database_url",
+    "environment",
+    "payment_provider",
+    "pow_difficulty",
+    "public_url",
+    "redis_url",
+    "encryption_key",
+    "allow_private_endpoints",
+    "challenge_ttl_seconds",
+    "max_body_bytes",
+    "log_format",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            environment: Environment::Development,
+            payment_provider: PaymentProviderKind::Mock,
+            pow_difficulty: None,
+            public_url: None,
+            redis_url: None,
+            encryption_key: None,
+            allow_private_endpoints: None,
+            challenge_ttl_seconds: 300,
+            max_body_bytes: 1024 * 1024,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// Why configuration could not be loaded or is unsafe to run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("refusing to start in production: {setting} {problem}. Fix: {fix}")]
+    Unsafe {
+        setting: &'static str,
+        problem: &'static str,
+        fix: &'static str,
+    },
+}
+
+/// The default SQLite database file, in the working directory.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://crochet.db";
+
+impl Config {
+    /// Loads defaults, then the TOML file (`explicit`, else `CROCHET_CONFIG`, else
+    /// `crochet.toml` when present), then the environment.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let file: Option<PathBuf> = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("CROCHET_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        figment = match file {
+            // A file named explicitly must exist.
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment.merge(Toml::file("crochet.toml")),
+        };
+        figment = figment.merge(Env::prefixed("CROCHET_").only(ENV_KEYS));
+        Ok(figment.extract().map_err(Box::new)?)
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or(DEFAULT_SQLITE_URL)
+    }
+
+    pub fn pow_difficulty(&self) -> u8 {
+        self.pow_difficulty.unwrap_or(match self.environment {
+            Environment::Development => 4,
+            Environment::Production => 5,
+        })
+    }
+
+    pub fn allow_private_endpoints(&self) -> bool {
+        self.allow_private_endpoints
+            .unwrap_or(self.environment == Environment::Development)
+    }
+
+    /// The public base URL (no trailing slash), from `public_url` or the bound address.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// Where the development master key is kept: beside the SQLite file, or in the
+    /// working directory for PostgreSQL.
+    pub fn dev_key_path(&self) -> PathBuf {
+        let url = self.database_url();
+        let db_file = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+        match db_file {
+            Some(file) => PathBuf::from(format!("{file}.key")),
+            None => PathBuf::from("crochet.key"),
+        }
+    }
+
+    /// Refuses the settings that are unsafe in `production`; a no-op in development.
+    pub fn check_production(&self) -> Result<(), ConfigError> {
+        if self.environment != Environment::Production {
+            return Ok(());
+        }
+        if self.payment_provider == PaymentProviderKind::Mock {
+            return Err(ConfigError::Unsafe {
+                setting: "CROCHET_PAYMENT_PROVIDER",
+                problem: "is `mock`, which settles payments without any money moving",
+                fix: "set CROCHET_PAYMENT_PROVIDER=relay and configure the Relay provider",
+            });
+        }
+        if self.encryption_key.is_none() {
+            return Err(ConfigError::Unsafe {
+                setting: "CROCHET_ENCRYPTION_KEY",
+                problem: "is not set, so secrets at rest would have no stable key",
+                fix: "set CROCHET_ENCRYPTION_KEY to 32 random bytes in base64 (`openssl rand -base64 32`)",
+            });
+        }
+        if self.allow_private_endpoints == Some(true) {
+            return Err(ConfigError::Unsafe {
+                setting: "allow_private_endpoints",
+                problem: "is true, which lets sellers point the gateway at loopback and private networks",
+                fix: "remove allow_private_endpoints (or set it to false)",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_without_any_configuration() {
+        Jail::expect_with(|_jail| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.database_url(), "sqlite://crochet.db");
+            assert_eq!(c.environment, Environment::Development);
+            assert_eq!(c.payment_provider, PaymentProviderKind::Mock);
+            assert_eq!(c.pow_difficulty(), 4);
+            assert!(c.allow_private_endpoints());
+            assert_eq!(c.public_url(c.bind), "http://127.0.0.1:8080");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file("crochet.toml", "pow_difficulty = 6\nbind = \"0.0.0.0:9000\"\n")?;
+            jail.set_env("CROCHET_BIND", "127.0.0.1:0");
+            jail.set_env("CROCHET_PUBLIC_URL", "https://gw.example/");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.pow_difficulty(), 6);
+            assert_eq!(c.bind.port(), 0);
+            assert_eq!(c.public_url(c.bind), "https://gw.example");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_toml_keys_and_bad_values_are_errors() {
+        Jail::expect_with(|jail| {
+            jail.create_file("crochet.toml", "pow_dificulty = 6\n")?;
+            assert!(Config::load(None).is_err());
+            jail.create_file("other.toml", "environment = \"staging\"\n")?;
+            assert!(Config::load(Some(Path::new("other.toml"))).is_err());
+            assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_unsafe_settings() {
+        let mut c = Config {
+            environment: Environment::Production,
+            ..Config::default()
+        };
+        let err = c.check_production().unwrap_err().to_string();
+        assert!(err.contains("CROCHET_PAYMENT_PROVIDER"), "{err}");
+        c.payment_provider = PaymentProviderKind::Relay;
+        assert!(c.check_production().unwrap_err().to_string().contains("CROCHET_ENCRYPTION_KEY"));
+        c.encryption_key = Some(crate::secrets::MasterKey::generate().to_base64());
+        c.allow_private_endpoints = Some(true);
+        assert!(c.check_production().unwrap_err().to_string().contains("allow_private_endpoints"));
+        c.allow_private_endpoints = None;
+        c.check_production().unwrap();
+        assert!(!c.allow_private_endpoints());
+        assert_eq!(c.pow_difficulty(), 5);
+    }
+
+    #[test]
+    fn dev_key_sits_beside_the_sqlite_file() {
+        let c = Config {
+            database_url: Some("sqlite:///var/lib/crochet/main.db?mode=rwc".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.dev_key_path(), PathBuf::from("/var/lib/crochet/main.db.key"));
+        let pg = Config {
+            database_url: Some("postgres://localhost/db".into()),
+            ..Config::default()
+        };
+        assert_eq!(pg.dev_key_path(), PathBuf::from("crochet.key"));
+    }
+}

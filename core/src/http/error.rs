@@ -1,0 +1,267 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every domain has its own `thiserror` type; [`ApiError`] wraps them, and
+//! [`ApiError::spec`] decides status, stable `SCREAMING_SNAKE` code, message, details and
+//! the `recovery` hint of seed 002. Handlers return `Result<_, ApiError>` and use `?`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::identity::IdentityError;
+use crate::storage::StorageError;
+
+/// Where agents read more about a recovery action.
+const SKILL_DOCS: &str = "https://getcrochet.ai/agent-skill";
+
+/// Malformed requests, found before any domain code runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than the host's limit (max_body_bytes)")]
+    PayloadTooLarge,
+    #[error("invalid path parameter: {0}")]
+    BadPath(String),
+    #[error("invalid query string: {0}")]
+    BadQuery(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A failure of the host itself; the details are logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// `error.recovery` of the envelope (seed 002).
+#[derive(Debug, Serialize, ToSchema, Default, Clone)]
+pub struct Recovery {
+    pub retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<&'static str>,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preserve: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discard: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
+}
+
+/// `error` of the envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// The failure envelope: `{"success": false, "error": {...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub success: bool,
+    pub error: ErrorBody,
+}
+
+/// Everything a response needs, decided from an error.
+pub struct ErrorSpec {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+fn spec(status: StatusCode, code: &'static str, message: String) -> ErrorSpec {
+    ErrorSpec {
+        status,
+        body: ErrorBody {
+            code,
+            message,
+            details: None,
+            recovery: None,
+        },
+    }
+}
+
+impl ErrorSpec {
+    fn details(mut self, details: Value) -> Self {
+        self.body.details = Some(details);
+        self
+    }
+
+    fn recovery(mut self, recovery: Recovery) -> Self {
+        self.body.recovery = Some(recovery);
+        self
+    }
+}
+
+fn send_api_key() -> Recovery {
+    Recovery {
+        retryable: true,
+        next_action: Some("send_api_key_authorization"),
+        summary: "Send `Authorization: Bearer am_k_...` (use data.authorization_header from the key-issuing response). If the key is lost, recover it with POST /auth/challenge then POST /auth/recover.".into(),
+        docs_url: Some(format!("{SKILL_DOCS}#hard-auth-rules")),
+        ..Recovery::default()
+    }
+}
+
+fn restart_challenge() -> Recovery {
+    Recovery {
+        retryable: true,
+        next_action: Some("restart_wallet_challenge"),
+        summary: "Discard this nonce, pow_nonce and signature; request a fresh challenge with POST /auth/challenge, sign its exact message and solve its proof-of-work.".into(),
+        preserve: vec!["wallet_address"],
+        discard: vec!["nonce", "pow_nonce", "signature"],
+        docs_url: Some(format!("{SKILL_DOCS}#wallet-signature-rules")),
+        ..Recovery::default()
+    }
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+
+    /// Status, code, message, details and recovery for this error.
+    pub fn spec(&self) -> ErrorSpec {
+        use IdentityError as I;
+        use StatusCode as S;
+        let msg = self.to_string();
+        match self {
+            ApiError::Request(e) => match e {
+                RequestError::InvalidJson(_) => spec(S::BAD_REQUEST, "INVALID_JSON", msg),
+                RequestError::Validation(_) => spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg),
+                RequestError::UnsupportedMediaType => spec(S::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", msg),
+                RequestError::PayloadTooLarge => spec(S::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", msg),
+                RequestError::BadPath(_) => spec(S::BAD_REQUEST, "INVALID_PATH_PARAMETER", msg),
+                RequestError::BadQuery(_) => spec(S::BAD_REQUEST, "INVALID_QUERY", msg),
+                RequestError::RouteNotFound(_) => spec(S::NOT_FOUND, "ROUTE_NOT_FOUND", msg),
+                RequestError::MethodNotAllowed => spec(S::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", msg),
+            },
+            ApiError::Identity(e) => match e {
+                I::InvalidWalletAddress(_) => spec(S::BAD_REQUEST, "INVALID_WALLET_ADDRESS", msg)
+                    .details(json!({"field": "wallet_address"})),
+                I::Invalid { field, .. } => {
+                    spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg).details(json!({"field": field}))
+                }
+                I::ChallengeNotFound => spec(S::BAD_REQUEST, "CHALLENGE_NOT_FOUND", msg).recovery(restart_challenge()),
+                I::ChallengeMismatch(field) => spec(S::BAD_REQUEST, "CHALLENGE_MISMATCH", msg)
+                    .details(json!({"field": field}))
+                    .recovery(restart_challenge()),
+                I::ChallengeExpired => spec(S::BAD_REQUEST, "CHALLENGE_EXPIRED", msg).recovery(restart_challenge()),
+                I::ChallengeUsed => spec(S::CONFLICT, "CHALLENGE_ALREADY_USED", msg).recovery(restart_challenge()),
+                I::InvalidPow => spec(S::BAD_REQUEST, "INVALID_POW", msg).recovery(restart_challenge()),
+                I::InvalidSignature(_) => spec(S::UNAUTHORIZED, "INVALID_SIGNATURE", msg).recovery(restart_challenge()),
+                I::WalletAlreadyRegistered => spec(S::CONFLICT, "WALLET_ALREADY_REGISTERED", msg).recovery(Recovery {
+                    retryable: false,
+                    next_action: Some("recover_api_key"),
+                    summary: "This wallet already has a profile: request POST /auth/challenge with purpose `recover`, then POST /auth/recover for a fresh API key.".into(),
+                    preserve: vec!["wallet_address"],
+                    discard: vec!["nonce", "pow_nonce", "signature"],
+                    docs_url: Some(format!("{SKILL_DOCS}#hard-auth-rules")),
+                    ..Recovery::default()
+                }),
+                I::WalletNotRegistered => spec(S::NOT_FOUND, "WALLET_NOT_REGISTERED", msg).recovery(Recovery {
+                    retryable: false,
+                    summary: "Register this wallet with POST /auth/challenge then POST /register.".into(),
+                    ..Recovery::default()
+                }),
+                I::WalletCannotRecover => spec(S::FORBIDDEN, "WALLET_NOT_RECOVERY_ENABLED", msg),
+                I::WalletNotLinked => spec(S::FORBIDDEN, "WALLET_NOT_LINKED", msg),
+                I::WalletAlreadyLinked => spec(S::CONFLICT, "WALLET_ALREADY_LINKED", msg),
+                I::LastRecoveryWallet => spec(S::CONFLICT, "LAST_RECOVERY_WALLET", msg).recovery(Recovery {
+                    retryable: false,
+                    summary: "Link or enable another recovery wallet first (POST /me/wallets), then retry this change with a fresh update_wallet proof.".into(),
+                    ..Recovery::default()
+                }),
+                I::WalletNotFound => spec(S::NOT_FOUND, "WALLET_NOT_FOUND", msg),
+                I::ApiKeyNotFound => spec(S::NOT_FOUND, "API_KEY_NOT_FOUND", msg),
+                I::AgentNotFound => spec(S::NOT_FOUND, "AGENT_NOT_FOUND", msg),
+                I::AuthMissing => spec(S::UNAUTHORIZED, "AUTH_REQUIRED", msg).recovery(send_api_key()),
+                I::AuthMalformed => spec(S::UNAUTHORIZED, "INVALID_AUTHORIZATION_HEADER", msg).recovery(send_api_key()),
+                I::InvalidApiKey => spec(S::UNAUTHORIZED, "INVALID_API_KEY", msg).recovery(send_api_key()),
+                I::Database(_) => internal_spec(),
+            },
+            ApiError::Storage(_) | ApiError::Internal(_) => internal_spec(),
+        }
+    }
+}
+
+fn internal_spec() -> ErrorSpec {
+    spec(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "The gateway hit an internal error; the request was not completed.".into(),
+    )
+    .recovery(Recovery {
+        retryable: true,
+        next_action: Some("retry_after_delay"),
+        summary: "Wait, then retry the request.".into(),
+        retry_after_seconds: Some(5),
+        ..Recovery::default()
+    })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let ErrorSpec { status, body } = self.spec();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code = body.code, "request failed");
+        } else {
+            tracing::debug!(code = body.code, "request refused");
+        }
+        (status, axum::Json(ErrorEnvelope { success: false, error: body })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_identity_error_has_a_stable_code_and_status() {
+        use crate::identity::crypto::ProofError;
+        let cases: Vec<(IdentityError, u16, &str, Option<&str>)> = vec![
+            (IdentityError::ChallengeExpired, 400, "CHALLENGE_EXPIRED", Some("restart_wallet_challenge")),
+            (IdentityError::ChallengeUsed, 409, "CHALLENGE_ALREADY_USED", Some("restart_wallet_challenge")),
+            (IdentityError::InvalidSignature(ProofError::SignatureMismatch), 401, "INVALID_SIGNATURE", Some("restart_wallet_challenge")),
+            (IdentityError::WalletAlreadyRegistered, 409, "WALLET_ALREADY_REGISTERED", Some("recover_api_key")),
+            (IdentityError::AuthMissing, 401, "AUTH_REQUIRED", Some("send_api_key_authorization")),
+            (IdentityError::InvalidApiKey, 401, "INVALID_API_KEY", Some("send_api_key_authorization")),
+            (IdentityError::Database(sqlx::Error::PoolTimedOut), 500, "INTERNAL_ERROR", Some("retry_after_delay")),
+        ];
+        for (err, status, code, action) in cases {
+            let s = ApiError::from(err).spec();
+            assert_eq!(s.status.as_u16(), status, "{code}");
+            assert_eq!(s.body.code, code);
+            assert_eq!(s.body.recovery.and_then(|r| r.next_action), action, "{code}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_details() {
+        let s = ApiError::internal("secret connection string").spec();
+        assert!(!s.body.message.contains("secret"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Extractors whose rejections are envelopes: JSON bodies, path and query parameters,
+//! and the authenticated caller.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, RequestError};
+use crate::app::AppState;
+use crate::identity::Principal;
+
+/// A JSON body; malformed JSON, wrong types, unknown fields, a missing content type and
+/// an oversized body each get their own code.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection).into()),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> RequestError {
+    match r {
+        JsonRejection::JsonDataError(e) => RequestError::Validation(e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => RequestError::InvalidJson(e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => RequestError::UnsupportedMediaType,
+        JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            RequestError::PayloadTooLarge
+        }
+        other => RequestError::InvalidJson(other.body_text()),
+    }
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| RequestError::BadPath(e.body_text()).into())
+    }
+}
+
+/// Query parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| RequestError::BadQuery(e.body_text()).into())
+    }
+}
+
+/// The caller authenticated by `Authorization: Bearer am_k_…`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = match parts.headers.get(AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| crate::identity::IdentityError::AuthMalformed)?),
+        };
+        Ok(Auth(state.identity.authenticate(header).await?))
+    }
+}

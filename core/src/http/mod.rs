@@ -1,0 +1,245 @@
+//! The HTTP surface: router assembly, middleware, the envelope and the OpenAPI document.
+//!
+//! Every route lives under `/api/v1` and is registered through `utoipa-axum`, so a route
+//! cannot exist without its OpenAPI entry; the document is served at `/api/openapi.json`.
+//! Domain modules contribute their routes (`identity::http::routes`); this module adds
+//! the cross-cutting parts: request ids, tracing, the body-size limit, panic capture,
+//! and a last guard that turns any non-JSON error into an envelope.
+
+pub mod error;
+pub mod extract;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::LatencyUnit;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::storage::Page;
+use error::{ApiError, ErrorEnvelope, RequestError};
+
+/// The success envelope: `{"success": true, "data": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope<T> {
+    pub success: bool,
+    pub data: T,
+}
+
+/// Wraps `data` in the success envelope.
+pub fn ok<T: Serialize>(data: T) -> Json<Envelope<T>> {
+    Json(Envelope { success: true, data })
+}
+
+/// `pagination` beside `data` on list routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pagination {
+    pub page: u32,
+    pub limit: u32,
+    pub total: i64,
+}
+
+/// The list envelope: `data` is an array and `pagination` sits beside it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PagedEnvelope<T> {
+    pub success: bool,
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+/// Wraps a page of items in the list envelope.
+pub fn paged<T: Serialize>(items: Vec<T>, page: Page, total: i64) -> Json<PagedEnvelope<T>> {
+    Json(PagedEnvelope {
+        success: true,
+        data: items,
+        pagination: Pagination {
+            page: page.page,
+            limit: page.limit,
+            total,
+        },
+    })
+}
+
+/// `page` and `limit` (max 100) of list routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-based page number.
+    pub page: Option<u32>,
+    /// Items per page, at most 100 (default 20).
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Page {
+        Page::new(self.page, self.limit)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Crochet Gateway API",
+        description = "Self-hosted agent-to-agent marketplace gateway: wallet identity, catalog, pay-per-call gateway, ledger and reputation. Every route answers the `{success, data}` / `{success, error}` envelope.",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorEnvelope, Pagination)),
+    tags(
+        (name = "system", description = "Health and metadata"),
+        (name = "identity", description = "Wallet-signed registration, API keys, linked wallets, human claims"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("am_k_...".into());
+        components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Builds the OpenAPI-documented router and the document itself.
+pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(health))
+        .merge(crate::identity::http::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts()
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The complete application: routes, OpenAPI route, fallbacks and middleware.
+pub fn router(state: AppState) -> axum::Router {
+    let (api_router, openapi) = api();
+    let openapi = Arc::new(openapi);
+    let max_body = state.config.max_body_bytes;
+    api_router
+        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        // Method and path only: queries, headers and bodies may carry secrets.
+                        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
+                .layer(middleware::from_fn(ensure_json_errors))
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+        .with_state(state)
+}
+
+/// Health of the host and its database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` when the database answers.
+    pub status: &'static str,
+    pub database: &'static str,
+    pub version: &'static str,
+    pub environment: crate::config::Environment,
+}
+
+/// Says whether the host and its database answer. Needs no authentication.
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses(
+        (status = 200, description = "Host and database are up", body = Envelope<Health>),
+        (status = 503, description = "Database unreachable", body = ErrorEnvelope),
+    ))]
+async fn health(State(state): State<AppState>) -> Response {
+    let up = state.db.ping().await;
+    let body = Health {
+        status: if up { "ok" } else { "degraded" },
+        database: if up { "ok" } else { "unreachable" },
+        version: env!("CARGO_PKG_VERSION"),
+        environment: state.config.environment,
+    };
+    if up {
+        ok(body).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "success": false,
+                "error": {"code": "DATABASE_UNAVAILABLE", "message": "The database does not answer.", "details": body,
+                          "recovery": {"retryable": true, "next_action": "retry_after_delay", "summary": "Wait, then retry.", "retry_after_seconds": 5}}
+            })),
+        )
+            .into_response()
+    }
+}
+
+async fn route_not_found(req: Request<axum::body::Body>) -> ApiError {
+    RequestError::RouteNotFound(format!("{} {}", req.method(), req.uri().path())).into()
+}
+
+async fn method_not_allowed() -> ApiError {
+    RequestError::MethodNotAllowed.into()
+}
+
+/// Turns any error response that is not JSON (from a layer or an extractor this code
+/// does not own) into an envelope, so clients never see a plain-text body.
+async fn ensure_json_errors(req: Request<axum::body::Body>, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "request body is larger than the host's limit"),
+        StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "the request took too long"),
+        StatusCode::NOT_FOUND => ("ROUTE_NOT_FOUND", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "method not allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"),
+        s if s.is_client_error() => ("BAD_REQUEST", "the request could not be processed"),
+        _ => ("INTERNAL_ERROR", "The gateway hit an internal error; the request was not completed."),
+    };
+    let mut out = (
+        status,
+        Json(serde_json::json!({"success": false, "error": {"code": code, "message": message}})),
+    )
+        .into_response();
+    for name in [&REQUEST_ID, &header::RETRY_AFTER] {
+        if let Some(v) = response.headers().get(name) {
+            out.headers_mut().insert(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

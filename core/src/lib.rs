@@ -1,0 +1,18 @@
+//! Crochet Gateway host.
+//!
+//! One module per domain, each owning its types, its SQL and its error type, with thin
+//! HTTP handlers beside it:
+//!
+//! - [`identity`]: wallet challenges, registration, API keys, linked wallets, claims;
+//! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
+//! - [`config`]: layered configuration and production safety checks;
+//! - [`secrets`]: the master key and derived keys;
+//! - [`http`]: router, middleware, envelope, the one error-to-response mapping, OpenAPI;
+//! - [`app`]: state, start-up and graceful shutdown.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod secrets;
+pub mod storage;
