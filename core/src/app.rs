@@ -46,7 +46,8 @@ impl AppState {
             ApiKeyHasher::new(key.derive("api-key-hash")),
             IdentitySettings {
                 pow_difficulty: config.pow_difficulty(),
-                challenge_ttl_ms: i64::try_from(config.challenge_ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+                challenge_ttl_ms: i64::try_from(config.challenge_ttl_seconds.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
                 domain,
             },
         );
@@ -64,7 +65,9 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     match (&config.encryption_key, config.environment) {
         (Some(encoded), _) => Ok(MasterKey::from_base64(encoded)?),
         (None, Environment::Development) => Ok(MasterKey::load_or_create(&config.dev_key_path())?),
-        (None, Environment::Production) => anyhow::bail!("CROCHET_ENCRYPTION_KEY is required in production"),
+        (None, Environment::Production) => {
+            anyhow::bail!("CROCHET_ENCRYPTION_KEY is required in production")
+        }
     }
 }
 
@@ -127,11 +130,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 }
             }
         });
-        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
+        let result = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await;
         janitor.abort();
         result
     });
@@ -152,7 +158,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining in-flight requests");
     match tokio::time::timeout(crate::http::SHUTDOWN_GRACE, running.shutdown()).await {
         Ok(result) => result,
-        Err(_) => anyhow::bail!("in-flight requests did not finish within the shutdown grace period"),
+        Err(_) => {
+            anyhow::bail!("in-flight requests did not finish within the shutdown grace period")
+        }
     }
 }
 

@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn env_overrides_file_overrides_defaults() {
         Jail::expect_with(|jail| {
-            jail.create_file("crochet.toml", "pow_difficulty = 6\nbind = \"0.0.0.0:9000\"\n")?;
+            jail.create_file(
+                "crochet.toml",
+                "pow_difficulty = 6\nbind = \"0.0.0.0:9000\"\n",
+            )?;
             jail.set_env("CROCHET_BIND", "127.0.0.1:0");
             jail.set_env("CROCHET_PUBLIC_URL", "https://gw.example/");
             let c = Config::load(None).unwrap();
@@ -257,10 +260,20 @@ mod tests {
         let err = c.check_production().unwrap_err().to_string();
         assert!(err.contains("CROCHET_PAYMENT_PROVIDER"), "{err}");
         c.payment_provider = PaymentProviderKind::Relay;
-        assert!(c.check_production().unwrap_err().to_string().contains("CROCHET_ENCRYPTION_KEY"));
+        assert!(
+            c.check_production()
+                .unwrap_err()
+                .to_string()
+                .contains("CROCHET_ENCRYPTION_KEY")
+        );
         c.encryption_key = Some(crate::secrets::MasterKey::generate().to_base64());
         c.allow_private_endpoints = Some(true);
-        assert!(c.check_production().unwrap_err().to_string().contains("allow_private_endpoints"));
+        assert!(
+            c.check_production()
+                .unwrap_err()
+                .to_string()
+                .contains("allow_private_endpoints")
+        );
         c.allow_private_endpoints = None;
         c.check_production().unwrap();
         assert!(!c.allow_private_endpoints());
@@ -273,7 +286,10 @@ mod tests {
             database_url: Some("sqlite:///var/lib/crochet/main.db?mode=rwc".into()),
             ..Config::default()
         };
-        assert_eq!(c.dev_key_path(), PathBuf::from("/var/lib/crochet/main.db.key"));
+        assert_eq!(
+            c.dev_key_path(),
+            PathBuf::from("/var/lib/crochet/main.db.key")
+        );
         let pg = Config {
             database_url: Some("postgres://localhost/db".into()),
             ..Config::default()

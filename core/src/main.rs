@@ -8,7 +8,11 @@ use crochet::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "crochet", version, about = "Crochet Gateway: agent-to-agent marketplace host")]
+#[command(
+    name = "crochet",
+    version,
+    about = "Crochet Gateway: agent-to-agent marketplace host"
+)]
 struct Cli {
     /// Configuration file (default: ./crochet.toml when present).
     #[arg(long, global = true, env = "CROCHET_CONFIG")]
@@ -28,7 +32,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("CROCHET_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -48,13 +54,15 @@ async fn main() -> std::process::ExitCode {
     init_logging(config.log_format);
     let result = match cli.command {
         Command::Serve => crochet::app::serve(config).await,
-        Command::Migrate => async {
-            let db = crochet::app::open_database(&config).await?;
-            db.close().await;
-            println!("migrations applied to {}", redact(config.database_url()));
-            Ok(())
+        Command::Migrate => {
+            async {
+                let db = crochet::app::open_database(&config).await?;
+                db.close().await;
+                println!("migrations applied to {}", redact(config.database_url()));
+                Ok(())
+            }
+            .await
         }
-        .await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

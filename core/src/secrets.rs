@@ -15,7 +15,9 @@ use sha2::Sha256;
 /// Errors loading or generating the master key.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
-    #[error("CROCHET_ENCRYPTION_KEY must be 32 bytes encoded as base64 (generate one with `openssl rand -base64 32`)")]
+    #[error(
+        "CROCHET_ENCRYPTION_KEY must be 32 bytes encoded as base64 (generate one with `openssl rand -base64 32`)"
+    )]
     BadKey,
     #[error("cannot read or write the development key file {path}: {source}")]
     KeyFile {
@@ -78,7 +80,8 @@ impl MasterKey {
     /// Derives an independent 32-byte subkey for one purpose (HMAC-SHA256 keyed by the
     /// master key over the purpose label), so no two uses share key material.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(b"crochet/v1/");
         mac.update(purpose.as_bytes());
         mac.finalize().into_bytes().into()
@@ -116,7 +119,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 

@@ -231,7 +231,14 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = body.code, "request refused");
         }
-        (status, axum::Json(ErrorEnvelope { success: false, error: body })).into_response()
+        (
+            status,
+            axum::Json(ErrorEnvelope {
+                success: false,
+                error: body,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -243,19 +250,58 @@ mod tests {
     fn every_identity_error_has_a_stable_code_and_status() {
         use crate::identity::crypto::ProofError;
         let cases: Vec<(IdentityError, u16, &str, Option<&str>)> = vec![
-            (IdentityError::ChallengeExpired, 400, "CHALLENGE_EXPIRED", Some("restart_wallet_challenge")),
-            (IdentityError::ChallengeUsed, 409, "CHALLENGE_ALREADY_USED", Some("restart_wallet_challenge")),
-            (IdentityError::InvalidSignature(ProofError::SignatureMismatch), 401, "INVALID_SIGNATURE", Some("restart_wallet_challenge")),
-            (IdentityError::WalletAlreadyRegistered, 409, "WALLET_ALREADY_REGISTERED", Some("recover_api_key")),
-            (IdentityError::AuthMissing, 401, "AUTH_REQUIRED", Some("send_api_key_authorization")),
-            (IdentityError::InvalidApiKey, 401, "INVALID_API_KEY", Some("send_api_key_authorization")),
-            (IdentityError::Database(sqlx::Error::PoolTimedOut), 500, "INTERNAL_ERROR", Some("retry_after_delay")),
+            (
+                IdentityError::ChallengeExpired,
+                400,
+                "CHALLENGE_EXPIRED",
+                Some("restart_wallet_challenge"),
+            ),
+            (
+                IdentityError::ChallengeUsed,
+                409,
+                "CHALLENGE_ALREADY_USED",
+                Some("restart_wallet_challenge"),
+            ),
+            (
+                IdentityError::InvalidSignature(ProofError::SignatureMismatch),
+                401,
+                "INVALID_SIGNATURE",
+                Some("restart_wallet_challenge"),
+            ),
+            (
+                IdentityError::WalletAlreadyRegistered,
+                409,
+                "WALLET_ALREADY_REGISTERED",
+                Some("recover_api_key"),
+            ),
+            (
+                IdentityError::AuthMissing,
+                401,
+                "AUTH_REQUIRED",
+                Some("send_api_key_authorization"),
+            ),
+            (
+                IdentityError::InvalidApiKey,
+                401,
+                "INVALID_API_KEY",
+                Some("send_api_key_authorization"),
+            ),
+            (
+                IdentityError::Database(sqlx::Error::PoolTimedOut),
+                500,
+                "INTERNAL_ERROR",
+                Some("retry_after_delay"),
+            ),
         ];
         for (err, status, code, action) in cases {
             let s = ApiError::from(err).spec();
             assert_eq!(s.status.as_u16(), status, "{code}");
             assert_eq!(s.body.code, code);
-            assert_eq!(s.body.recovery.and_then(|r| r.next_action), action, "{code}");
+            assert_eq!(
+                s.body.recovery.and_then(|r| r.next_action),
+                action,
+                "{code}"
+            );
         }
     }
 

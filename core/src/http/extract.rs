@@ -31,7 +31,9 @@ fn json_rejection(r: JsonRejection) -> RequestError {
         JsonRejection::JsonDataError(e) => RequestError::Validation(e.body_text()),
         JsonRejection::JsonSyntaxError(e) => RequestError::InvalidJson(e.body_text()),
         JsonRejection::MissingJsonContentType(_) => RequestError::UnsupportedMediaType,
-        JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+        JsonRejection::BytesRejection(e)
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
             RequestError::PayloadTooLarge
         }
         other => RequestError::InvalidJson(other.body_text()),
@@ -72,10 +74,16 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = match parts.headers.get(AUTHORIZATION) {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| crate::identity::IdentityError::AuthMalformed)?),
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| crate::identity::IdentityError::AuthMalformed)?,
+            ),
         };
         Ok(Auth(state.identity.authenticate(header).await?))
     }

@@ -20,9 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::LatencyUnit;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -42,7 +42,10 @@ pub struct Envelope<T> {
 
 /// Wraps `data` in the success envelope.
 pub fn ok<T: Serialize>(data: T) -> Json<Envelope<T>> {
-    Json(Envelope { success: true, data })
+    Json(Envelope {
+        success: true,
+        data,
+    })
 }
 
 /// `pagination` beside `data` on list routes.
@@ -220,13 +223,22 @@ async fn ensure_json_errors(req: Request<axum::body::Body>, next: Next) -> Respo
         return response;
     }
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "request body is larger than the host's limit"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "PAYLOAD_TOO_LARGE",
+            "request body is larger than the host's limit",
+        ),
         StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "the request took too long"),
         StatusCode::NOT_FOUND => ("ROUTE_NOT_FOUND", "no such route"),
         StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "method not allowed"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        ),
         s if s.is_client_error() => ("BAD_REQUEST", "the request could not be processed"),
-        _ => ("INTERNAL_ERROR", "The gateway hit an internal error; the request was not completed."),
+        _ => (
+            "INTERNAL_ERROR",
+            "The gateway hit an internal error; the request was not completed.",
+        ),
     };
     let mut out = (
         status,

@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use sha3::Keccak256;
 
 /// The blockchain family a wallet belongs to, told from the address format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Chain {
     Evm,
@@ -63,7 +65,10 @@ impl WalletAddress {
     /// that decodes to a valid 32-byte ed25519 public key as Solana.
     pub fn parse(input: &str) -> Result<Self, ProofError> {
         let input = input.trim();
-        if let Some(hex_part) = input.strip_prefix("0x").or_else(|| input.strip_prefix("0X")) {
+        if let Some(hex_part) = input
+            .strip_prefix("0x")
+            .or_else(|| input.strip_prefix("0X"))
+        {
             let mut bytes = [0u8; 20];
             hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| ProofError::BadAddress)?;
             return Ok(Self {
@@ -213,7 +218,9 @@ pub fn decode_solana_signature(signature: &str) -> Result<[u8; 64], ProofError> 
     let mut buf = [0u8; 66];
     let n = base64::engine::general_purpose::STANDARD
         .decode_slice(signature, &mut buf)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode_slice(signature, &mut buf))
+        .or_else(|_| {
+            base64::engine::general_purpose::STANDARD_NO_PAD.decode_slice(signature, &mut buf)
+        })
         .map_err(|_| ProofError::BadSignatureEncoding)?;
     if n != 64 {
         return Err(ProofError::BadSignatureEncoding);
@@ -268,11 +275,20 @@ mod tests {
         let sig = "0xb91467e570a6466aa9e9876cbcd013baba02900b8979d43fe208a4a4f339f5fd6007e74cd82e037b800186422fc2da167c747ef045e5d18a5f5d4300f8e1a0291c";
         let addr = WalletAddress::parse("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23").unwrap();
         assert_eq!(addr.chain(), Chain::Evm);
-        assert_eq!(addr.canonical(), "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23");
+        assert_eq!(
+            addr.canonical(),
+            "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"
+        );
         addr.verify(b"Some data", sig).unwrap();
         addr.verify(b"Some data", &sig[2..]).unwrap();
-        assert_eq!(addr.verify(b"Other data", sig), Err(ProofError::SignatureMismatch));
-        assert_eq!(addr.verify(b"Some data", "0x1234"), Err(ProofError::BadSignatureEncoding));
+        assert_eq!(
+            addr.verify(b"Other data", sig),
+            Err(ProofError::SignatureMismatch)
+        );
+        assert_eq!(
+            addr.verify(b"Some data", "0x1234"),
+            Err(ProofError::BadSignatureEncoding)
+        );
     }
 
     #[test]
@@ -292,7 +308,9 @@ mod tests {
     /// RFC 8032 test 1: empty message.
     #[test]
     fn solana_rfc8032_vector_in_every_encoding() {
-        let public = hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        let public =
+            hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap();
         let sig_hex = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
         let sig = hex::decode(sig_hex).unwrap();
         let addr = WalletAddress::parse(&bs58::encode(&public).into_string()).unwrap();
@@ -304,22 +322,35 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(&sig),
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(&sig),
         ] {
-            addr.verify(b"", &encoded).unwrap_or_else(|e| panic!("{encoded}: {e}"));
-            assert_eq!(addr.verify(b"x", &encoded), Err(ProofError::SignatureMismatch));
+            addr.verify(b"", &encoded)
+                .unwrap_or_else(|e| panic!("{encoded}: {e}"));
+            assert_eq!(
+                addr.verify(b"x", &encoded),
+                Err(ProofError::SignatureMismatch)
+            );
         }
     }
 
     #[test]
     fn solana_signature_from_real_key() {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-        let addr = WalletAddress::parse(&bs58::encode(key.verifying_key().as_bytes()).into_string()).unwrap();
+        let addr =
+            WalletAddress::parse(&bs58::encode(key.verifying_key().as_bytes()).into_string())
+                .unwrap();
         let sig = key.sign(b"hello");
-        addr.verify(b"hello", &bs58::encode(sig.to_bytes()).into_string()).unwrap();
+        addr.verify(b"hello", &bs58::encode(sig.to_bytes()).into_string())
+            .unwrap();
     }
 
     #[test]
     fn bad_addresses() {
-        for bad in ["", "0x1234", "0xzz7536E3605D9C16a7a3D7b1898e529396a65c23", "not base58 0OIl", "1111"] {
+        for bad in [
+            "",
+            "0x1234",
+            "0xzz7536E3605D9C16a7a3D7b1898e529396a65c23",
+            "not base58 0OIl",
+            "1111",
+        ] {
             assert!(WalletAddress::parse(bad).is_err(), "{bad}");
         }
     }

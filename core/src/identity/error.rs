@@ -8,7 +8,10 @@ pub enum IdentityError {
     #[error("wallet_address is invalid: {0}")]
     InvalidWalletAddress(ProofError),
     #[error("{field} {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("no wallet challenge exists for this nonce")]
     ChallengeNotFound,
     #[error("the challenge was issued for a different {0}")]

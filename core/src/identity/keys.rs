@@ -23,7 +23,10 @@ impl NewApiKey {
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let raw = format!("{API_KEY_PREFIX}{}", bs58::encode(bytes).into_string());
         let display_prefix = raw[..DISPLAY_PREFIX_LEN].to_owned();
-        Self { raw, display_prefix }
+        Self {
+            raw,
+            display_prefix,
+        }
     }
 
     pub fn authorization_header(&self) -> String {
@@ -45,7 +48,8 @@ impl ApiKeyHasher {
 
     /// Lowercase hex of HMAC-SHA256(key, raw).
     pub fn hash(&self, raw: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(raw.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -66,8 +70,14 @@ pub fn parse_bearer(header: Option<&str>) -> Result<&str, HeaderProblem> {
     let well_formed = scheme.eq_ignore_ascii_case("bearer")
         && token.starts_with(API_KEY_PREFIX)
         && (DISPLAY_PREFIX_LEN..=128).contains(&token.len())
-        && token[API_KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric());
-    if well_formed { Ok(token) } else { Err(HeaderProblem::Malformed) }
+        && token[API_KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric());
+    if well_formed {
+        Ok(token)
+    } else {
+        Err(HeaderProblem::Malformed)
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +92,10 @@ mod tests {
         assert_eq!(decoded.len(), 32);
         assert_eq!(k.display_prefix, &k.raw[..12]);
         assert_ne!(k.raw, NewApiKey::generate().raw);
-        assert_eq!(parse_bearer(Some(&k.authorization_header())), Ok(k.raw.as_str()));
+        assert_eq!(
+            parse_bearer(Some(&k.authorization_header())),
+            Ok(k.raw.as_str())
+        );
     }
 
     #[test]
@@ -97,9 +110,22 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         assert_eq!(parse_bearer(None), Err(HeaderProblem::Missing));
-        for bad in ["am_k_abcdefghijk", "Basic am_k_abcdefghijk", "Bearer sk_abcdefghijklmn", "Bearer am_k_a", "Bearer am_k_abc/defghijkl"] {
-            assert_eq!(parse_bearer(Some(bad)), Err(HeaderProblem::Malformed), "{bad}");
+        for bad in [
+            "am_k_abcdefghijk",
+            "Basic am_k_abcdefghijk",
+            "Bearer sk_abcdefghijklmn",
+            "Bearer am_k_a",
+            "Bearer am_k_abc/defghijkl",
+        ] {
+            assert_eq!(
+                parse_bearer(Some(bad)),
+                Err(HeaderProblem::Malformed),
+                "{bad}"
+            );
         }
-        assert_eq!(parse_bearer(Some("bearer am_k_abcdefghijk")), Ok("am_k_abcdefghijk"));
+        assert_eq!(
+            parse_bearer(Some("bearer am_k_abcdefghijk")),
+            Ok("am_k_abcdefghijk")
+        );
     }
 }

@@ -59,7 +59,11 @@ const MAX_PROOF_FIELD: usize = 256;
 
 impl Identity {
     pub fn new(db: Database, hasher: ApiKeyHasher, settings: IdentitySettings) -> Self {
-        Self { db, hasher, settings }
+        Self {
+            db,
+            hasher,
+            settings,
+        }
     }
 
     pub fn settings(&self) -> &IdentitySettings {
@@ -68,7 +72,8 @@ impl Identity {
 
     /// Issues a wallet challenge plus proof-of-work for one purpose.
     pub async fn create_challenge(&self, req: ChallengeRequest) -> Result<Challenge> {
-        let address = WalletAddress::parse(&req.wallet_address).map_err(IdentityError::InvalidWalletAddress)?;
+        let address = WalletAddress::parse(&req.wallet_address)
+            .map_err(IdentityError::InvalidWalletAddress)?;
         let profile_id = match (req.purpose.needs_profile(), req.profile_id) {
             (true, None) => {
                 return Err(IdentityError::invalid(
@@ -93,7 +98,14 @@ impl Identity {
         let pow_challenge = random_hex::<32>();
         let now = now_ms();
         let expires_at = now + self.settings.challenge_ttl_ms;
-        let message = self.message(&address, req.purpose, profile_id.as_deref(), &nonce, now, expires_at);
+        let message = self.message(
+            &address,
+            req.purpose,
+            profile_id.as_deref(),
+            &nonce,
+            now,
+            expires_at,
+        );
         store::insert_challenge(
             self.db.pool(),
             &store::NewChallenge {
@@ -137,7 +149,9 @@ impl Identity {
         issued_at: i64,
         expires_at: i64,
     ) -> String {
-        let profile_line = profile_id.map(|p| format!("Profile: {p}\n")).unwrap_or_default();
+        let profile_line = profile_id
+            .map(|p| format!("Profile: {p}\n"))
+            .unwrap_or_default();
         format!(
             "Crochet wallet verification\n\nDomain: {domain}\nWallet: {wallet}\nPurpose: {purpose}\n\
              {profile_line}Nonce: {nonce}\nIssued At: {issued}\nExpires At: {expires}",
@@ -156,14 +170,18 @@ impl Identity {
         purpose: Purpose,
         profile_id: Option<&str>,
     ) -> Result<WalletAddress> {
-        let address = WalletAddress::parse(&proof.wallet_address).map_err(IdentityError::InvalidWalletAddress)?;
+        let address = WalletAddress::parse(&proof.wallet_address)
+            .map_err(IdentityError::InvalidWalletAddress)?;
         for (field, value) in [
             ("nonce", &proof.nonce),
             ("signature", &proof.signature),
             ("pow_nonce", &proof.pow_nonce),
         ] {
             if value.is_empty() || value.len() > MAX_PROOF_FIELD {
-                return Err(IdentityError::invalid(field, format!("must be 1 to {MAX_PROOF_FIELD} characters")));
+                return Err(IdentityError::invalid(
+                    field,
+                    format!("must be 1 to {MAX_PROOF_FIELD} characters"),
+                ));
             }
         }
         let challenge = store::get_challenge(self.db.pool(), &proof.nonce)
@@ -201,7 +219,8 @@ impl Identity {
     /// Creates a profile with its first wallet and first API key.
     pub async fn register(&self, req: RegisterRequest) -> Result<IssuedKey> {
         let display_name = clean_text("display_name", req.display_name.as_deref(), MAX_NAME_CHARS)?;
-        let address = WalletAddress::parse(&req.wallet_address).map_err(IdentityError::InvalidWalletAddress)?;
+        let address = WalletAddress::parse(&req.wallet_address)
+            .map_err(IdentityError::InvalidWalletAddress)?;
         // Checked before the challenge is burned, so the agent is told to recover instead.
         if store::wallet_by_address(self.db.pool(), address.chain(), address.canonical())
             .await?
@@ -209,7 +228,8 @@ impl Identity {
         {
             return Err(IdentityError::WalletAlreadyRegistered);
         }
-        self.consume_proof(&req.proof(), Purpose::Register, None).await?;
+        self.consume_proof(&req.proof(), Purpose::Register, None)
+            .await?;
 
         let now = now_ms();
         let profile_id = uuid::Uuid::new_v4().to_string();
@@ -240,18 +260,36 @@ impl Identity {
             // A racing registration of the same wallet won; the transaction rolls back.
             return Err(IdentityError::WalletAlreadyRegistered);
         }
-        store::insert_api_key(&mut tx, &key_id, &profile_id, Some("default"), &key.display_prefix, &self.hasher.hash(&key.raw), now).await?;
-        let profile = store::get_profile(&mut tx, &profile_id).await?.ok_or(IdentityError::AgentNotFound)?;
-        let info = store::api_key_by_id(&mut tx, &profile_id, &key_id).await?.ok_or(IdentityError::ApiKeyNotFound)?;
+        store::insert_api_key(
+            &mut tx,
+            &key_id,
+            &profile_id,
+            Some("default"),
+            &key.display_prefix,
+            &self.hasher.hash(&key.raw),
+            now,
+        )
+        .await?;
+        let profile = store::get_profile(&mut tx, &profile_id)
+            .await?
+            .ok_or(IdentityError::AgentNotFound)?;
+        let info = store::api_key_by_id(&mut tx, &profile_id, &key_id)
+            .await?
+            .ok_or(IdentityError::ApiKeyNotFound)?;
         tx.commit().await?;
-        tracing::info!(profile_id, chain = address.chain().as_str(), "profile registered");
+        tracing::info!(
+            profile_id,
+            chain = address.chain().as_str(),
+            "profile registered"
+        );
         Ok(issued(profile.into(), key, info.into()))
     }
 
     /// Issues a fresh API key to a registered wallet that proves ownership. Existing keys
     /// stay valid; revoke them with `DELETE /api-keys/{id}`.
     pub async fn recover(&self, proof: WalletProof) -> Result<IssuedKey> {
-        let address = WalletAddress::parse(&proof.wallet_address).map_err(IdentityError::InvalidWalletAddress)?;
+        let address = WalletAddress::parse(&proof.wallet_address)
+            .map_err(IdentityError::InvalidWalletAddress)?;
         let wallet = store::wallet_by_address(self.db.pool(), address.chain(), address.canonical())
             .await?
             .ok_or(IdentityError::WalletNotRegistered)?;
@@ -261,16 +299,30 @@ impl Identity {
         self.consume_proof(&proof, Purpose::Recover, None).await?;
         let now = now_ms();
         store::touch_wallet(self.db.pool(), &wallet.id, now).await?;
-        self.issue_key(&wallet.profile_id, Some("recovered"), now).await
+        self.issue_key(&wallet.profile_id, Some("recovered"), now)
+            .await
     }
 
     async fn issue_key(&self, profile_id: &str, name: Option<&str>, now: i64) -> Result<IssuedKey> {
         let key = NewApiKey::generate();
         let key_id = uuid::Uuid::new_v4().to_string();
         let mut tx = self.db.pool().begin().await?;
-        store::insert_api_key(&mut tx, &key_id, profile_id, name, &key.display_prefix, &self.hasher.hash(&key.raw), now).await?;
-        let profile = store::get_profile(&mut tx, profile_id).await?.ok_or(IdentityError::AgentNotFound)?;
-        let info = store::api_key_by_id(&mut tx, profile_id, &key_id).await?.ok_or(IdentityError::ApiKeyNotFound)?;
+        store::insert_api_key(
+            &mut tx,
+            &key_id,
+            profile_id,
+            name,
+            &key.display_prefix,
+            &self.hasher.hash(&key.raw),
+            now,
+        )
+        .await?;
+        let profile = store::get_profile(&mut tx, profile_id)
+            .await?
+            .ok_or(IdentityError::AgentNotFound)?;
+        let info = store::api_key_by_id(&mut tx, profile_id, &key_id)
+            .await?
+            .ok_or(IdentityError::ApiKeyNotFound)?;
         tx.commit().await?;
         Ok(issued(profile.into(), key, info.into()))
     }
@@ -298,8 +350,11 @@ impl Identity {
 
     pub async fn me(&self, who: &Principal) -> Result<Me> {
         let mut conn = self.db.pool().acquire().await?;
-        let profile = store::get_profile(&mut conn, &who.profile_id).await?.ok_or(IdentityError::AgentNotFound)?;
-        let wallets = store::list_wallets(&mut conn, &who.profile_id, i64::from(Page::MAX_LIMIT), 0).await?;
+        let profile = store::get_profile(&mut conn, &who.profile_id)
+            .await?
+            .ok_or(IdentityError::AgentNotFound)?;
+        let wallets =
+            store::list_wallets(&mut conn, &who.profile_id, i64::from(Page::MAX_LIMIT), 0).await?;
         let key = store::api_key_by_id(&mut conn, &who.profile_id, &who.api_key_id)
             .await?
             .ok_or(IdentityError::InvalidApiKey)?;
@@ -310,9 +365,19 @@ impl Identity {
         })
     }
 
-    pub async fn list_wallets(&self, who: &Principal, page: Page) -> Result<(Vec<WalletSummary>, i64)> {
+    pub async fn list_wallets(
+        &self,
+        who: &Principal,
+        page: Page,
+    ) -> Result<(Vec<WalletSummary>, i64)> {
         let mut conn = self.db.pool().acquire().await?;
-        let rows = store::list_wallets(&mut conn, &who.profile_id, i64::from(page.limit), page.offset()).await?;
+        let rows = store::list_wallets(
+            &mut conn,
+            &who.profile_id,
+            i64::from(page.limit),
+            page.offset(),
+        )
+        .await?;
         let total = store::count_wallets(self.db.pool(), &who.profile_id).await?;
         Ok((rows.into_iter().map(Into::into).collect(), total))
     }
@@ -327,16 +392,29 @@ impl Identity {
 
     /// Links a new wallet given proofs from an existing auth/recovery wallet and from the
     /// new wallet.
-    pub async fn link_wallet(&self, who: &Principal, req: LinkWalletRequest) -> Result<WalletSummary> {
+    pub async fn link_wallet(
+        &self,
+        who: &Principal,
+        req: LinkWalletRequest,
+    ) -> Result<WalletSummary> {
         let label = clean_text("label", req.label.as_deref(), MAX_NAME_CHARS)?;
         let pid = who.profile_id.as_str();
-        let existing = self.consume_proof(&req.existing_wallet, Purpose::LinkWalletExisting, Some(pid)).await?;
-        let existing_row = store::wallet_by_address(self.db.pool(), existing.chain(), existing.canonical()).await?;
+        let existing = self
+            .consume_proof(&req.existing_wallet, Purpose::LinkWalletExisting, Some(pid))
+            .await?;
+        let existing_row =
+            store::wallet_by_address(self.db.pool(), existing.chain(), existing.canonical())
+                .await?;
         match existing_row {
-            Some(w) if w.profile_id == pid && w.is_active() && (w.can_auth != 0 || w.can_recover != 0) => {}
+            Some(w)
+                if w.profile_id == pid
+                    && w.is_active()
+                    && (w.can_auth != 0 || w.can_recover != 0) => {}
             _ => return Err(IdentityError::WalletNotLinked),
         }
-        let new = self.consume_proof(&req.new_wallet, Purpose::LinkWalletNew, Some(pid)).await?;
+        let new = self
+            .consume_proof(&req.new_wallet, Purpose::LinkWalletNew, Some(pid))
+            .await?;
 
         let now = now_ms();
         let id = uuid::Uuid::new_v4().to_string();
@@ -369,21 +447,32 @@ impl Identity {
         if req.is_default_payout {
             store::clear_default(&mut tx, pid, &id, true).await?;
         }
-        let row = store::wallet_by_id(&mut tx, pid, &id).await?.ok_or(IdentityError::WalletNotFound)?;
+        let row = store::wallet_by_id(&mut tx, pid, &id)
+            .await?
+            .ok_or(IdentityError::WalletNotFound)?;
         tx.commit().await?;
         Ok(row.into())
     }
 
     /// Updates a wallet's status, label, capabilities or defaults after an `update_wallet`
     /// proof. Refuses any change that leaves no active recovery-enabled wallet.
-    pub async fn update_wallet(&self, who: &Principal, id: &str, req: UpdateWalletRequest) -> Result<WalletSummary> {
+    pub async fn update_wallet(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: UpdateWalletRequest,
+    ) -> Result<WalletSummary> {
         let label = clean_text("label", req.label.as_deref(), MAX_NAME_CHARS)?;
         let pid = who.profile_id.as_str();
         {
             let mut conn = self.db.pool().acquire().await?;
-            store::wallet_by_id(&mut conn, pid, id).await?.ok_or(IdentityError::WalletNotFound)?;
+            store::wallet_by_id(&mut conn, pid, id)
+                .await?
+                .ok_or(IdentityError::WalletNotFound)?;
         }
-        let prover = self.consume_proof(&req.proof, Purpose::UpdateWallet, Some(pid)).await?;
+        let prover = self
+            .consume_proof(&req.proof, Purpose::UpdateWallet, Some(pid))
+            .await?;
         match store::wallet_by_address(self.db.pool(), prover.chain(), prover.canonical()).await? {
             Some(w) if w.profile_id == pid && w.is_active() && w.can_auth != 0 => {}
             _ => return Err(IdentityError::WalletNotLinked),
@@ -392,7 +481,9 @@ impl Identity {
         let now = now_ms();
         let mut tx = self.db.pool().begin().await?;
         store::lock_profile(&mut tx, pid, now).await?;
-        let mut row = store::wallet_by_id(&mut tx, pid, id).await?.ok_or(IdentityError::WalletNotFound)?;
+        let mut row = store::wallet_by_id(&mut tx, pid, id)
+            .await?
+            .ok_or(IdentityError::WalletNotFound)?;
         if let Some(status) = req.status {
             row.status = status.as_str().to_owned();
         }
@@ -421,15 +512,30 @@ impl Identity {
         Ok(row.into())
     }
 
-    pub async fn list_api_keys(&self, who: &Principal, page: Page) -> Result<(Vec<ApiKeyInfo>, i64)> {
-        let rows = store::list_api_keys(self.db.pool(), &who.profile_id, i64::from(page.limit), page.offset()).await?;
+    pub async fn list_api_keys(
+        &self,
+        who: &Principal,
+        page: Page,
+    ) -> Result<(Vec<ApiKeyInfo>, i64)> {
+        let rows = store::list_api_keys(
+            self.db.pool(),
+            &who.profile_id,
+            i64::from(page.limit),
+            page.offset(),
+        )
+        .await?;
         let total = store::count_api_keys(self.db.pool(), &who.profile_id).await?;
         Ok((rows.into_iter().map(Into::into).collect(), total))
     }
 
-    pub async fn create_api_key(&self, who: &Principal, req: CreateApiKeyRequest) -> Result<IssuedKey> {
+    pub async fn create_api_key(
+        &self,
+        who: &Principal,
+        req: CreateApiKeyRequest,
+    ) -> Result<IssuedKey> {
         let name = clean_text("name", req.name.as_deref(), MAX_NAME_CHARS)?;
-        self.issue_key(&who.profile_id, name.as_deref(), now_ms()).await
+        self.issue_key(&who.profile_id, name.as_deref(), now_ms())
+            .await
     }
 
     /// Revokes one of the caller's keys; it stops working on the next request.
@@ -458,11 +564,16 @@ impl Identity {
             signature: req.signature,
             pow_nonce: req.pow_nonce,
         };
-        let address = self.consume_proof(&proof, Purpose::Claim, Some(agent_id)).await?;
-        let wallet = match store::wallet_by_address(self.db.pool(), address.chain(), address.canonical()).await? {
-            Some(w) if w.profile_id == agent_id && w.is_active() => w,
-            _ => return Err(IdentityError::WalletNotLinked),
-        };
+        let address = self
+            .consume_proof(&proof, Purpose::Claim, Some(agent_id))
+            .await?;
+        let wallet =
+            match store::wallet_by_address(self.db.pool(), address.chain(), address.canonical())
+                .await?
+            {
+                Some(w) if w.profile_id == agent_id && w.is_active() => w,
+                _ => return Err(IdentityError::WalletNotLinked),
+            };
         let now = now_ms();
         let id = uuid::Uuid::new_v4().to_string();
         store::insert_claim(
@@ -517,10 +628,16 @@ fn clean_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Op
         return Ok(None);
     };
     if v.chars().count() > max {
-        return Err(IdentityError::invalid(field, format!("must be at most {max} characters")));
+        return Err(IdentityError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(IdentityError::invalid(field, "must not contain control characters"));
+        return Err(IdentityError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(Some(v.to_owned()))
 }
@@ -531,7 +648,10 @@ mod tests {
 
     #[test]
     fn clean_text_rules() {
-        assert_eq!(clean_text("f", Some("  a b "), 5).unwrap().as_deref(), Some("a b"));
+        assert_eq!(
+            clean_text("f", Some("  a b "), 5).unwrap().as_deref(),
+            Some("a b")
+        );
         assert_eq!(clean_text("f", Some("   "), 5).unwrap(), None);
         assert!(clean_text("f", Some("abcdef"), 5).is_err());
         assert!(clean_text("f", Some("a\u{7}"), 5).is_err());

@@ -102,7 +102,11 @@ impl From<ApiKeyRow> for ApiKeyInfo {
             id: r.id,
             name: r.name,
             key_prefix: r.key_prefix,
-            status: if r.revoked_at.is_some() { "revoked" } else { "active" },
+            status: if r.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
             created_at: rfc3339(r.created_at),
             last_used_at: r.last_used_at.map(rfc3339),
             revoked_at: r.revoked_at.map(rfc3339),
@@ -182,11 +186,13 @@ pub async fn consume_challenge(pool: &AnyPool, nonce: &str, now: i64) -> sqlx::R
 
 /// Deletes challenges that expired before `before`.
 pub async fn purge_challenges(pool: &AnyPool, before: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM auth_challenges WHERE expires_at < $1")
-        .bind(before)
-        .execute(pool)
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM auth_challenges WHERE expires_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }
 
 pub async fn get_profile(conn: &mut AnyConnection, id: &str) -> sqlx::Result<Option<ProfileRow>> {
@@ -227,13 +233,15 @@ pub async fn insert_profile(
 /// Takes the profile's row lock (PostgreSQL) or the write lock (SQLite) so that
 /// concurrent wallet changes of one profile are checked one after another.
 pub async fn lock_profile(conn: &mut AnyConnection, id: &str, now: i64) -> sqlx::Result<bool> {
-    Ok(sqlx::query("UPDATE profiles SET updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?
-        .rows_affected()
-        == 1)
+    Ok(
+        sqlx::query("UPDATE profiles SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }
 
 pub struct NewWallet<'a> {
@@ -329,7 +337,10 @@ pub async fn count_wallets(pool: &AnyPool, profile_id: &str) -> sqlx::Result<i64
         .await
 }
 
-pub async fn count_recovery_wallets(conn: &mut AnyConnection, profile_id: &str) -> sqlx::Result<i64> {
+pub async fn count_recovery_wallets(
+    conn: &mut AnyConnection,
+    profile_id: &str,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM profile_wallets \
          WHERE profile_id = $1 AND status = 'active' AND can_recover = 1",
@@ -373,7 +384,11 @@ pub async fn clear_default(
     } else {
         "UPDATE profile_wallets SET is_default_payment = 0 WHERE profile_id = $1 AND id <> $2"
     };
-    sqlx::query(sql).bind(profile_id).bind(keep_id).execute(conn).await?;
+    sqlx::query(sql)
+        .bind(profile_id)
+        .bind(keep_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -410,7 +425,8 @@ pub async fn insert_api_key(
     Ok(())
 }
 
-const API_KEY_COLUMNS: &str = "id, profile_id, name, key_prefix, created_at, last_used_at, revoked_at";
+const API_KEY_COLUMNS: &str =
+    "id, profile_id, name, key_prefix, created_at, last_used_at, revoked_at";
 
 pub async fn api_key_by_id(
     conn: &mut AnyConnection,
@@ -451,7 +467,12 @@ pub async fn count_api_keys(pool: &AnyPool, profile_id: &str) -> sqlx::Result<i6
 }
 
 /// Revokes a key; false when it does not exist, is not the profile's, or is already revoked.
-pub async fn revoke_api_key(pool: &AnyPool, profile_id: &str, id: &str, now: i64) -> sqlx::Result<bool> {
+pub async fn revoke_api_key(
+    pool: &AnyPool,
+    profile_id: &str,
+    id: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
     Ok(sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE profile_id = $2 AND id = $3 AND revoked_at IS NULL",
     )

@@ -1,0 +1,463 @@
+//! Test helpers shared by every HTTP-level test: a real host on an ephemeral port with
+//! a temporary database (SQLite file, or a fresh PostgreSQL schema), an HTTP client, and
+//! agents that hold real EVM and Solana keys.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use crochet::app::{Running, start};
+use crochet::config::Config;
+use crochet::secrets::MasterKey;
+use ed25519_dalek::Signer as _;
+use rand::RngCore as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use sha3::Keccak256;
+
+/// Proof-of-work difficulty the tests run with (one test checks the real default).
+pub const TEST_POW_DIFFICULTY: u8 = 2;
+
+/// Which database a test host runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL
+/// (PostgreSQL only when `CROCHET_TEST_POSTGRES_URL` is set; otherwise it says so).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite, |_| {}).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = $crate::common::TestApp::start($crate::common::Backend::Postgres, |_| {}).await else {
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A running host plus what is needed to tear it down.
+pub struct TestApp {
+    pub client: Client,
+    pub backend: Backend,
+    pub running: Option<Running>,
+    _dir: Option<tempfile::TempDir>,
+    pg_schema: Option<(String, String)>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Says, past the test harness's output capture, that a PostgreSQL test did not run.
+pub fn report_skip(what: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (PostgreSQL) {what}: CROCHET_TEST_POSTGRES_URL is not set"
+    );
+}
+
+/// A test configuration: ephemeral port, fast proof-of-work, fresh master key.
+pub fn test_config(database_url: String) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(database_url),
+        pow_difficulty: Some(TEST_POW_DIFFICULTY),
+        encryption_key: Some(MasterKey::generate().to_base64()),
+        ..Config::default()
+    }
+}
+
+impl TestApp {
+    /// Starts a host on `backend`; `None` when that backend is not available here.
+    pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        let (url, dir, pg_schema) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("crochet.db").display());
+                (url, Some(dir), None)
+            }
+            Backend::Postgres => {
+                let Ok(base) = std::env::var("CROCHET_TEST_POSTGRES_URL") else {
+                    report_skip(std::thread::current().name().unwrap_or("test"));
+                    return None;
+                };
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                pg_admin(&base, &format!("CREATE SCHEMA {schema}")).await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                (url, None, Some((base, schema)))
+            }
+        };
+        let mut config = test_config(url);
+        configure(&mut config);
+        let running = start(config).await.expect("host starts");
+        let base = format!("http://{}", running.addr);
+        Some(Self {
+            client: Client::new(base),
+            backend,
+            running: Some(running),
+            _dir: dir,
+            pg_schema,
+        })
+    }
+
+    pub fn state(&self) -> &crochet::app::AppState {
+        &self.running.as_ref().expect("running").state
+    }
+
+    /// Every text value stored in the named table's columns, for scanning at-rest data.
+    pub async fn table_text(&self, table: &str) -> String {
+        use sqlx::{Column as _, Row as _};
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+            .fetch_all(self.state().db.pool())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for row in rows {
+            for col in row.columns() {
+                if let Ok(Some(v)) = row.try_get::<Option<String>, _>(col.ordinal()) {
+                    out.push_str(&v);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = self.pg_schema.take() {
+            // Drop the schema from a separate runtime: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(pg_admin(
+                        &base,
+                        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                    ));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn pg_admin(url: &str, sql: &str) {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to CROCHET_TEST_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .expect(sql);
+    let _ = conn.close().await;
+}
+
+/// A JSON HTTP client for one host; every response is parsed as an envelope.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// Status and parsed JSON body of a response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn next_action(&self) -> &str {
+        self.body["error"]["recovery"]["next_action"]
+            .as_str()
+            .unwrap_or("")
+    }
+
+    /// Asserts the status and returns self, printing the body on failure.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Asserts an error envelope with this status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(self.body["success"], json!(false), "{}", self.body);
+        assert_eq!(self.code(), code, "{}", self.body);
+        self
+    }
+}
+
+impl Client {
+    pub fn new(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self { base, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/api/") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/api/v1{path}", self.base)
+        }
+    }
+
+    /// Sends a request with an optional bearer key and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        read(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        self.send(reqwest::Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Reply {
+        self.send(reqwest::Method::POST, path, key, Some(&body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, key: Option<&str>, body: Value) -> Reply {
+        self.send(reqwest::Method::PATCH, path, key, Some(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Reply {
+        self.send(reqwest::Method::DELETE, path, key, None).await
+    }
+
+    /// `POST /auth/challenge`; returns `data`.
+    pub async fn challenge(
+        &self,
+        wallet: &Wallet,
+        purpose: &str,
+        profile_id: Option<&str>,
+    ) -> Value {
+        let mut body = json!({"wallet_address": wallet.address(), "purpose": purpose});
+        if let Some(p) = profile_id {
+            body["profile_id"] = json!(p);
+        }
+        self.post("/auth/challenge", None, body)
+            .await
+            .expect(200)
+            .data()
+            .clone()
+    }
+
+    /// A complete wallet proof for `purpose`: challenge, signature, solved proof-of-work.
+    pub async fn proof(&self, wallet: &Wallet, purpose: &str, profile_id: Option<&str>) -> Value {
+        let c = self.challenge(wallet, purpose, profile_id).await;
+        proof_for(wallet, &c)
+    }
+
+    /// Registers `wallet` as a new agent.
+    pub async fn register(&self, wallet: Wallet) -> Agent {
+        self.register_as(wallet, "both").await
+    }
+
+    pub async fn register_as(&self, wallet: Wallet, role: &str) -> Agent {
+        let mut body = self.proof(&wallet, "register", None).await;
+        body["role"] = json!(role);
+        body["display_name"] = json!("test agent");
+        let reply = self.post("/register", None, body).await.expect(201);
+        Agent {
+            api_key: reply.data()["api_key"].as_str().unwrap().to_owned(),
+            profile_id: reply.data()["profile"]["id"].as_str().unwrap().to_owned(),
+            wallet,
+        }
+    }
+}
+
+async fn read(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"));
+    Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// Builds the proof fields from a challenge's `data`.
+pub fn proof_for(wallet: &Wallet, challenge: &Value) -> Value {
+    let message = challenge["message"].as_str().unwrap();
+    let pow = &challenge["pow"];
+    json!({
+        "wallet_address": wallet.address(),
+        "nonce": challenge["nonce"],
+        "signature": wallet.sign(message),
+        "pow_nonce": solve_pow(pow["challenge"].as_str().unwrap(), pow["difficulty"].as_u64().unwrap() as usize),
+    })
+}
+
+/// Finds `n` with `sha256(challenge + n)` starting with `difficulty` hex zeros.
+pub fn solve_pow(challenge: &str, difficulty: usize) -> String {
+    let zeros = "0".repeat(difficulty);
+    (0u64..)
+        .map(|n| n.to_string())
+        .find(|n| hex::encode(Sha256::digest(format!("{challenge}{n}"))).starts_with(&zeros))
+        .unwrap()
+}
+
+/// A proof-of-work nonce that does *not* solve the challenge.
+pub fn wrong_pow(challenge: &str, difficulty: usize) -> String {
+    let zeros = "0".repeat(difficulty);
+    (0u64..)
+        .map(|n| n.to_string())
+        .find(|n| !hex::encode(Sha256::digest(format!("{challenge}{n}"))).starts_with(&zeros))
+        .unwrap()
+}
+
+/// How a Solana signature is encoded on the wire.
+#[derive(Debug, Clone, Copy)]
+pub enum SolEncoding {
+    Base58,
+    Base64,
+    Hex,
+    PrefixedHex,
+}
+
+/// A wallet with a real private key.
+pub enum Wallet {
+    Evm(k256::ecdsa::SigningKey),
+    Solana(ed25519_dalek::SigningKey, SolEncoding),
+}
+
+impl Wallet {
+    pub fn evm() -> Self {
+        loop {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            if let Ok(key) = k256::ecdsa::SigningKey::from_slice(&bytes) {
+                return Wallet::Evm(key);
+            }
+        }
+    }
+
+    pub fn solana() -> Self {
+        Self::solana_with(SolEncoding::Base58)
+    }
+
+    pub fn solana_with(encoding: SolEncoding) -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Wallet::Solana(ed25519_dalek::SigningKey::from_bytes(&bytes), encoding)
+    }
+
+    /// The address, as a wallet would show it (EVM in lowercase hex).
+    pub fn address(&self) -> String {
+        match self {
+            Wallet::Evm(key) => {
+                let point = key.verifying_key().to_encoded_point(false);
+                let hash = Keccak256::digest(&point.as_bytes()[1..]);
+                format!("0x{}", hex::encode(&hash[12..]))
+            }
+            Wallet::Solana(key, _) => bs58::encode(key.verifying_key().as_bytes()).into_string(),
+        }
+    }
+
+    /// EIP-191 `personal_sign` (0x + r||s||v, v = 27/28) or raw ed25519, computed here
+    /// independently of the host's code.
+    pub fn sign(&self, message: &str) -> String {
+        match self {
+            Wallet::Evm(key) => {
+                let prefixed =
+                    format!("\x19Ethereum Signed Message:\n{}{}", message.len(), message);
+                let digest = Keccak256::digest(prefixed.as_bytes());
+                let (sig, recid) = key.sign_prehash_recoverable(&digest).unwrap();
+                let mut bytes = sig.to_bytes().to_vec();
+                bytes.push(27 + recid.to_byte());
+                format!("0x{}", hex::encode(bytes))
+            }
+            Wallet::Solana(key, encoding) => {
+                use base64::Engine as _;
+                let sig = key.sign(message.as_bytes()).to_bytes();
+                match encoding {
+                    SolEncoding::Base58 => bs58::encode(sig).into_string(),
+                    SolEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(sig),
+                    SolEncoding::Hex => hex::encode(sig),
+                    SolEncoding::PrefixedHex => format!("0x{}", hex::encode(sig)),
+                }
+            }
+        }
+    }
+}
+
+/// A registered agent.
+pub struct Agent {
+    pub wallet: Wallet,
+    pub api_key: String,
+    pub profile_id: String,
+}
+
+impl Agent {
+    pub fn key(&self) -> Option<&str> {
+        Some(&self.api_key)
+    }
+}
