@@ -8,10 +8,12 @@
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
 //! - [`http`]: router, middleware, envelope, the one error-to-response mapping, OpenAPI;
-//! - [`app`]: state, start-up and graceful shutdown.
+//! - [`app`]: state, start-up and graceful shutdown;
+//! - [`devwallet`]: the `crochet wallet` development helper.
 
 pub mod app;
 pub mod config;
+pub mod devwallet;
 pub mod http;
 pub mod identity;
 pub mod secrets;

@@ -27,6 +27,40 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Development wallet for the curl quick start (keys are plain files: never for real funds).
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Print a new wallet as JSON: `crochet wallet new --chain solana > wallet.json`.
+    New {
+        #[arg(long, default_value = "evm", value_parser = ["evm", "solana"])]
+        chain: String,
+    },
+    /// Read a challenge response on stdin; print `{wallet_address, nonce, signature, pow_nonce}`.
+    Prove {
+        #[arg(long)]
+        wallet: PathBuf,
+    },
+}
+
+fn wallet_command(cmd: WalletCommand) -> anyhow::Result<()> {
+    use crochet::devwallet::DevWallet;
+    use crochet::identity::crypto::Chain;
+    match cmd {
+        WalletCommand::New { chain } => {
+            let chain = Chain::parse(&chain).unwrap_or(Chain::Evm);
+            println!("{}", serde_json::to_string_pretty(&DevWallet::generate(chain))?);
+        }
+        WalletCommand::Prove { wallet } => {
+            let wallet: DevWallet = serde_json::from_str(&std::fs::read_to_string(&wallet)?)?;
+            let challenge: serde_json::Value = serde_json::from_reader(std::io::stdin())?;
+            println!("{}", wallet.prove(&challenge)?);
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -44,6 +78,18 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Wallet(cmd) => {
+            return match wallet_command(cmd) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("crochet wallet: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        other => other,
+    };
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -52,7 +98,8 @@ async fn main() -> std::process::ExitCode {
         }
     };
     init_logging(config.log_format);
-    let result = match cli.command {
+    let result = match command {
+        Command::Wallet(_) => unreachable!("handled before configuration is loaded"),
         Command::Serve => crochet::app::serve(config).await,
         Command::Migrate => {
             async {

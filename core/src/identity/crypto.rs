@@ -133,7 +133,8 @@ pub fn verify_pow(challenge: &str, nonce: &str, difficulty: u8) -> bool {
 
 fn leading_zero_nibbles(digest: &[u8], difficulty: u8) -> bool {
     let full = usize::from(difficulty / 2);
-    digest[..full].iter().all(|b| *b == 0) && (difficulty % 2 == 0 || digest[full] >> 4 == 0)
+    digest[..full].iter().all(|b| *b == 0)
+        && (difficulty.is_multiple_of(2) || digest[full] >> 4 == 0)
 }
 
 /// The EIP-191 `personal_sign` digest of `message`:

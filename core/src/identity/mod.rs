@@ -89,10 +89,10 @@ impl Identity {
             }
             (_, profile_id) => profile_id,
         };
-        if let Some(id) = &profile_id {
-            if !store::profile_exists(self.db.pool(), id).await? {
-                return Err(IdentityError::AgentNotFound);
-            }
+        if let Some(id) = &profile_id
+            && !store::profile_exists(self.db.pool(), id).await?
+        {
+            return Err(IdentityError::AgentNotFound);
         }
         let nonce = random_hex::<16>();
         let pow_challenge = random_hex::<32>();

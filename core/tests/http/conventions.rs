@@ -54,7 +54,9 @@ async fn malformed_requests_get_precise_envelopes() {
         .await
         .unwrap();
     let json_ct = Some("application/json");
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (method, path, content type, body, expected status, expected code)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/auth/challenge",
