@@ -52,12 +52,20 @@ fn evm(c: &mut Criterion) {
     let mut g = c.benchmark_group("evm");
     g.bench_function("k256_recover", |b| {
         b.iter(|| {
-            k256::ecdsa::VerifyingKey::recover_from_prehash(black_box(&prehash), black_box(&sig), recid)
-                .unwrap()
+            k256::ecdsa::VerifyingKey::recover_from_prehash(
+                black_box(&prehash),
+                black_box(&sig),
+                recid,
+            )
+            .unwrap()
         })
     });
     g.bench_function("verify", |b| {
-        b.iter(|| address.verify(black_box(MESSAGE.as_bytes()), black_box(&wire)).unwrap())
+        b.iter(|| {
+            address
+                .verify(black_box(MESSAGE.as_bytes()), black_box(&wire))
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -70,10 +78,18 @@ fn solana(c: &mut Criterion) {
     let address = WalletAddress::parse(&bs58::encode(public.as_bytes()).into_string()).unwrap();
     let mut g = c.benchmark_group("solana");
     g.bench_function("ed25519_verify", |b| {
-        b.iter(|| public.verify_strict(black_box(MESSAGE.as_bytes()), black_box(&sig)).unwrap())
+        b.iter(|| {
+            public
+                .verify_strict(black_box(MESSAGE.as_bytes()), black_box(&sig))
+                .unwrap()
+        })
     });
     g.bench_function("verify", |b| {
-        b.iter(|| address.verify(black_box(MESSAGE.as_bytes()), black_box(&wire)).unwrap())
+        b.iter(|| {
+            address
+                .verify(black_box(MESSAGE.as_bytes()), black_box(&wire))
+                .unwrap()
+        })
     });
     g.finish();
 }

@@ -55,7 +55,8 @@ impl DevWallet {
         Ok(match self.chain {
             Chain::Evm => {
                 let key = k256::ecdsa::SigningKey::from_slice(&secret)?;
-                let (sig, recid) = key.sign_prehash_recoverable(&eip191_hash(message.as_bytes()))?;
+                let (sig, recid) =
+                    key.sign_prehash_recoverable(&eip191_hash(message.as_bytes()))?;
                 let mut bytes = sig.to_bytes().to_vec();
                 bytes.push(27 + recid.to_byte());
                 format!("0x{}", hex::encode(bytes))
@@ -79,9 +80,13 @@ impl DevWallet {
                 .ok_or_else(|| anyhow::anyhow!("challenge has no `{name}`"))
         };
         let message = field(c, "message")?;
-        let pow = c.get("pow").ok_or_else(|| anyhow::anyhow!("challenge has no `pow`"))?;
+        let pow = c
+            .get("pow")
+            .ok_or_else(|| anyhow::anyhow!("challenge has no `pow`"))?;
         let difficulty = pow.get("difficulty").and_then(Value::as_u64).unwrap_or(0);
-        let difficulty = u8::try_from(difficulty).ok().filter(|d| *d <= MAX_POW_DIFFICULTY);
+        let difficulty = u8::try_from(difficulty)
+            .ok()
+            .filter(|d| *d <= MAX_POW_DIFFICULTY);
         let difficulty = difficulty.ok_or_else(|| anyhow::anyhow!("unsupported difficulty"))?;
         Ok(json!({
             "wallet_address": self.address,
@@ -121,8 +126,11 @@ mod tests {
             let challenge = json!({"data": {"nonce": "n1", "message": "hello", "pow": {"challenge": "c", "difficulty": 2}}});
             let p = w.prove(&challenge).unwrap();
             let addr = WalletAddress::parse(&w.address).unwrap();
-            addr.verify(b"hello", p["signature"].as_str().unwrap()).unwrap();
-            assert!(sha256_hex(&format!("c{}", p["pow_nonce"].as_str().unwrap())).starts_with("00"));
+            addr.verify(b"hello", p["signature"].as_str().unwrap())
+                .unwrap();
+            assert!(
+                sha256_hex(&format!("c{}", p["pow_nonce"].as_str().unwrap())).starts_with("00")
+            );
         }
     }
 }

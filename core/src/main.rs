@@ -52,7 +52,10 @@ fn wallet_command(cmd: WalletCommand) -> anyhow::Result<()> {
     match cmd {
         WalletCommand::New { chain } => {
             let chain = Chain::parse(&chain).unwrap_or(Chain::Evm);
-            println!("{}", serde_json::to_string_pretty(&DevWallet::generate(chain))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&DevWallet::generate(chain))?
+            );
         }
         WalletCommand::Prove { wallet } => {
             let wallet: DevWallet = serde_json::from_str(&std::fs::read_to_string(&wallet)?)?;
