@@ -9,10 +9,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::catalog::{Catalog, CatalogSettings, Category, DEFAULT_CATEGORIES};
 use crate::config::{Config, Environment};
+use crate::gateway::upstream::{EndpointPolicy, UpstreamClient};
 use crate::identity::keys::ApiKeyHasher;
 use crate::identity::{Identity, IdentitySettings};
-use crate::secrets::MasterKey;
+use crate::secrets::{Cipher, MasterKey};
 use crate::storage::Database;
 
 /// State shared by every handler; cheap to clone.
@@ -23,6 +25,9 @@ pub struct AppInner {
     pub config: Config,
     pub db: Database,
     pub identity: Identity,
+    pub catalog: Catalog,
+    /// The one pooled client for seller endpoints.
+    pub upstream: UpstreamClient,
     /// Absolute base URL, no trailing slash.
     pub public_url: String,
 }
@@ -35,7 +40,8 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Database, key: &MasterKey, public_url: String) -> Self {
+    pub fn new(config: Config, db: Database, keys: &Keys, public_url: String) -> Self {
+        let key = &keys.current;
         let domain = public_url
             .split_once("://")
             .map_or(public_url.as_str(), |(_, rest)| rest)
@@ -43,7 +49,13 @@ impl AppState {
             .to_owned();
         let identity = Identity::new(
             db.clone(),
-            ApiKeyHasher::new(key.derive("api-key-hash")),
+            ApiKeyHasher::with_previous(
+                key.derive("api-key-hash"),
+                keys.previous
+                    .iter()
+                    .map(|k| k.derive("api-key-hash"))
+                    .collect(),
+            ),
             IdentitySettings {
                 pow_difficulty: config.pow_difficulty(),
                 challenge_ttl_ms: i64::try_from(config.challenge_ttl_seconds.saturating_mul(1000))
@@ -51,24 +63,86 @@ impl AppState {
                 domain,
             },
         );
+        let policy = EndpointPolicy {
+            allow_private: config.allow_private_endpoints(),
+            require_https: config.environment == Environment::Production,
+        };
+        let upstream = UpstreamClient::new(policy, config.dns_overrides.clone());
+        let catalog = Catalog::new(
+            db.clone(),
+            Arc::new(Cipher::new(key, &keys.previous)),
+            upstream.clone(),
+            CatalogSettings {
+                public_url: public_url.clone(),
+                pow_difficulty: config.pow_difficulty(),
+                challenge_ttl_ms: i64::try_from(config.challenge_ttl_seconds.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+                categories: categories(&config),
+            },
+        );
         Self(Arc::new(AppInner {
             config,
             db,
             identity,
+            catalog,
+            upstream,
             public_url,
         }))
     }
 }
 
-/// The master key: configured, or in development generated once beside the database.
-pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
-    match (&config.encryption_key, config.environment) {
-        (Some(encoded), _) => Ok(MasterKey::from_base64(encoded)?),
-        (None, Environment::Development) => Ok(MasterKey::load_or_create(&config.dev_key_path())?),
+/// The built-in categories followed by the operator's (an operator entry with a built-in
+/// slug replaces it).
+fn categories(config: &Config) -> Vec<Category> {
+    let mut all: Vec<Category> = DEFAULT_CATEGORIES
+        .iter()
+        .filter(|(slug, _, _)| !config.categories.iter().any(|c| c.slug == *slug))
+        .map(|(slug, name, description)| Category {
+            slug: (*slug).into(),
+            name: (*name).into(),
+            description: (*description).into(),
+        })
+        .collect();
+    all.extend(config.categories.iter().map(|c| Category {
+        slug: c.slug.clone(),
+        name: c.name.clone(),
+        description: c.description.clone(),
+    }));
+    all
+}
+
+/// The current master key and the ones being rotated out.
+pub struct Keys {
+    pub current: MasterKey,
+    pub previous: Vec<MasterKey>,
+}
+
+/// The master keys: configured, or in development generated once beside the database.
+pub fn master_keys(config: &Config) -> anyhow::Result<Keys> {
+    let current = match (&config.encryption_key, config.environment) {
+        (Some(encoded), _) => MasterKey::from_base64(encoded)?,
+        (None, Environment::Development) => MasterKey::load_or_create(&config.dev_key_path())?,
         (None, Environment::Production) => {
             anyhow::bail!("CROCHET_ENCRYPTION_KEY is required in production")
         }
-    }
+    };
+    let previous = config
+        .previous_encryption_keys
+        .iter()
+        .map(|k| MasterKey::from_base64(k).context("previous_encryption_keys"))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Keys { current, previous })
+}
+
+/// Re-encrypts every secret at rest under the current master key (`crochet rotate-secrets`).
+pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
+    let keys = master_keys(&config)?;
+    let db = open_database(&config).await?;
+    let public_url = config.public_url(config.bind);
+    let state = AppState::new(config, db, &keys, public_url);
+    let changed = state.catalog.reencrypt_all().await?;
+    state.db.close().await;
+    Ok(changed)
 }
 
 /// Connects to the configured database and applies its migrations.
@@ -108,14 +182,14 @@ impl Running {
 /// background. `serve` and the tests both start the host through here.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     config.check_production()?;
-    let key = master_key(&config)?;
+    let keys = master_keys(&config)?;
     let db = open_database(&config).await?;
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {} (check CROCHET_BIND)", config.bind))?;
     let addr = listener.local_addr()?;
     let public_url = config.public_url(addr);
-    let state = AppState::new(config, db, &key, public_url);
+    let state = AppState::new(config, db, &keys, public_url);
     let router = crate::http::router(state.clone());
 
     let (tx, rx) = oneshot::channel::<()>();

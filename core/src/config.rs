@@ -55,6 +55,23 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Log format: `pretty` or `json`.
     pub log_format: LogFormat,
+    /// Master keys being rotated out (base64): still read, never written.
+    pub previous_encryption_keys: Vec<String>,
+    /// Categories added to the built-in set (`[[categories]]` tables in `crochet.toml`).
+    pub categories: Vec<CategoryConfig>,
+    /// Hostnames pinned to addresses for seller calls (split-horizon DNS, tests). Pinned
+    /// addresses still pass through the production address rules.
+    pub dns_overrides: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+}
+
+/// A marketplace category an operator adds in `crochet.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryConfig {
+    pub slug: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -79,6 +96,7 @@ pub const ENV_KEYS: &[&str] = &[
     "challenge_ttl_seconds",
     "max_body_bytes",
     "log_format",
+    "previous_encryption_keys",
 ];
 
 impl Default for Config {
@@ -96,6 +114,9 @@ impl Default for Config {
             challenge_ttl_seconds: 300,
             max_body_bytes: 1024 * 1024,
             log_format: LogFormat::Pretty,
+            previous_encryption_keys: Vec::new(),
+            categories: Vec::new(),
+            dns_overrides: std::collections::HashMap::new(),
         }
     }
 }
@@ -236,6 +257,22 @@ mod tests {
             assert_eq!(c.pow_difficulty(), 6);
             assert_eq!(c.bind.port(), 0);
             assert_eq!(c.public_url(c.bind), "https://gw.example");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn categories_and_previous_keys_from_file_and_env() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "crochet.toml",
+                "[[categories]]\nslug = \"robotics\"\nname = \"Robotics\"\n\n[dns_overrides]\n\"seller.test\" = [\"10.0.0.7\"]\n",
+            )?;
+            jail.set_env("CROCHET_PREVIOUS_ENCRYPTION_KEYS", "[\"a2V5\"]");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.categories[0].slug, "robotics");
+            assert_eq!(c.previous_encryption_keys, vec!["a2V5".to_owned()]);
+            assert_eq!(c.dns_overrides["seller.test"][0].to_string(), "10.0.0.7");
             Ok(())
         });
     }

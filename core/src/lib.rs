@@ -4,6 +4,8 @@
 //! HTTP handlers beside it:
 //!
 //! - [`identity`]: wallet challenges, registration, API keys, linked wallets, claims;
+//! - [`catalog`]: categories, listings, seller endpoints (secrets encrypted at rest);
+//! - [`gateway`]: the signed wire contract with sellers and the outbound client;
 //! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
@@ -12,8 +14,10 @@
 //! - [`devwallet`]: the `crochet wallet` development helper.
 
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod devwallet;
+pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod secrets;

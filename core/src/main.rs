@@ -27,6 +27,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Re-encrypt every secret at rest under the current CROCHET_ENCRYPTION_KEY
+    /// (after moving the old key to previous_encryption_keys).
+    RotateSecrets,
     /// Development wallet for the curl quick start (keys are plain files: never for real funds).
     #[command(subcommand)]
     Wallet(WalletCommand),
@@ -104,6 +107,9 @@ async fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Wallet(_) => unreachable!("handled before configuration is loaded"),
         Command::Serve => crochet::app::serve(config).await,
+        Command::RotateSecrets => crochet::app::rotate_secrets(config).await.map(|n| {
+            println!("re-encrypted the secrets of {n} endpoint(s) under the current key");
+        }),
         Command::Migrate => {
             async {
                 let db = crochet::app::open_database(&config).await?;

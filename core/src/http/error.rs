@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::catalog::CatalogError;
 use crate::identity::IdentityError;
 use crate::storage::StorageError;
 
@@ -44,6 +45,8 @@ pub enum ApiError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A failure of the host itself; the details are logged, never sent.
@@ -203,8 +206,47 @@ impl ApiError {
                 I::InvalidApiKey => spec(S::UNAUTHORIZED, "INVALID_API_KEY", msg).recovery(send_api_key()),
                 I::Database(_) => internal_spec(),
             },
+            ApiError::Catalog(e) => catalog_spec(e, msg),
             ApiError::Storage(_) | ApiError::Internal(_) => internal_spec(),
         }
+    }
+}
+
+fn restart_listing_challenge() -> Recovery {
+    Recovery {
+        retryable: true,
+        next_action: Some("restart_listing_challenge"),
+        summary: "Request a fresh challenge with POST /listings/challenge, solve it, and send the listing again with the new pow_nonce.".into(),
+        preserve: vec!["listing_body"],
+        discard: vec!["pow_nonce"],
+        ..Recovery::default()
+    }
+}
+
+fn catalog_spec(e: &CatalogError, msg: String) -> ErrorSpec {
+    use CatalogError as C;
+    use StatusCode as S;
+    match e {
+        C::Invalid { field, .. } => spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg).details(json!({"field": field})),
+        C::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
+        C::NotOwner => spec(S::FORBIDDEN, "NOT_LISTING_OWNER", msg),
+        C::SellerRoleRequired => spec(S::FORBIDDEN, "SELLER_ROLE_REQUIRED", msg).recovery(Recovery {
+            retryable: false,
+            summary: "Listings need a profile registered with role `seller` or `both`. Register a seller profile with another wallet (POST /auth/challenge, POST /register with \"role\": \"seller\") and publish from it.".into(),
+            ..Recovery::default()
+        }),
+        C::ChallengeNotFound => {
+            spec(S::BAD_REQUEST, "LISTING_CHALLENGE_NOT_FOUND", msg).recovery(restart_listing_challenge())
+        }
+        C::ChallengeExpired => spec(S::BAD_REQUEST, "LISTING_CHALLENGE_EXPIRED", msg).recovery(restart_listing_challenge()),
+        C::ChallengeUsed => spec(S::CONFLICT, "LISTING_CHALLENGE_ALREADY_USED", msg).recovery(restart_listing_challenge()),
+        C::InvalidPow => spec(S::BAD_REQUEST, "INVALID_POW", msg).recovery(restart_listing_challenge()),
+        C::Endpoint(u) => {
+            spec(S::UNPROCESSABLE_ENTITY, u.code(), msg).details(json!({"field": "private_endpoint_url"}))
+        }
+        C::Upstream(u) => spec(S::UNPROCESSABLE_ENTITY, u.code(), msg).details(json!({"field": "private_endpoint_url"})),
+        C::EndpointNotConfigured => spec(S::CONFLICT, "ENDPOINT_NOT_CONFIGURED", msg),
+        C::Secrets(_) | C::Database(_) => internal_spec(),
     }
 }
 

@@ -88,3 +88,22 @@ impl FromRequestParts<AppState> for Auth {
         Ok(Auth(state.identity.authenticate(header).await?))
     }
 }
+
+/// The caller when an `Authorization` header is sent (then it must be valid), else `None`.
+pub struct MaybeAuth(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            let Auth(who) = Auth::from_request_parts(parts, state).await?;
+            Ok(MaybeAuth(Some(who)))
+        } else {
+            Ok(MaybeAuth(None))
+        }
+    }
+}

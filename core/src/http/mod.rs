@@ -104,6 +104,7 @@ impl PageQuery {
     tags(
         (name = "system", description = "Health and metadata"),
         (name = "identity", description = "Wallet-signed registration, API keys, linked wallets, human claims"),
+        (name = "catalog", description = "Categories, listings and seller endpoint management"),
     )
 )]
 struct ApiDoc;
@@ -123,7 +124,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .routes(routes!(health))
-        .merge(crate::identity::http::routes());
+        .merge(crate::identity::http::routes())
+        .merge(crate::catalog::http::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()

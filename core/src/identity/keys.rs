@@ -36,23 +36,42 @@ impl NewApiKey {
 
 /// Hashes API keys with HMAC-SHA256 under a key derived from the master key, so a
 /// leaked database alone cannot be used to check guesses.
+///
+/// During a master-key rotation it also knows the previous keys, so a key hashed before
+/// the rotation is still recognised (and then re-hashed under the current key).
 #[derive(Clone)]
 pub struct ApiKeyHasher {
     key: [u8; 32],
+    previous: Vec<[u8; 32]>,
 }
 
 impl ApiKeyHasher {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key }
+        Self {
+            key,
+            previous: Vec::new(),
+        }
+    }
+
+    pub fn with_previous(key: [u8; 32], previous: Vec<[u8; 32]>) -> Self {
+        Self { key, previous }
     }
 
     /// Lowercase hex of HMAC-SHA256(key, raw).
     pub fn hash(&self, raw: &str) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(raw.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hmac_hex(&self.key, raw)
     }
+
+    /// The hashes `raw` had under the previous keys.
+    pub fn previous_hashes(&self, raw: &str) -> Vec<String> {
+        self.previous.iter().map(|k| hmac_hex(k, raw)).collect()
+    }
+}
+
+fn hmac_hex(key: &[u8; 32], raw: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(raw.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// What is wrong with an `Authorization` header.

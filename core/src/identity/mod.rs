@@ -334,9 +334,14 @@ impl Identity {
             HeaderProblem::Missing => IdentityError::AuthMissing,
             HeaderProblem::Malformed => IdentityError::AuthMalformed,
         })?;
-        let row = store::auth_by_hash(self.db.pool(), &self.hasher.hash(token))
-            .await?
-            .ok_or(IdentityError::InvalidApiKey)?;
+        let hash = self.hasher.hash(token);
+        let row = match store::auth_by_hash(self.db.pool(), &hash).await? {
+            Some(row) => row,
+            None => self
+                .auth_by_previous_hash(token, &hash)
+                .await?
+                .ok_or(IdentityError::InvalidApiKey)?,
+        };
         let now = now_ms();
         if row.last_used_at.is_none_or(|t| now - t > TOUCH_INTERVAL_MS) {
             store::touch_api_key(self.db.pool(), &row.id, now).await?;
@@ -346,6 +351,22 @@ impl Identity {
             api_key_id: row.id,
             role: Role::parse(&row.role),
         })
+    }
+
+    /// Looks a key up under the hashes of rotated-out master keys; a hit is moved to the
+    /// current hash so the old master key can be retired.
+    async fn auth_by_previous_hash(
+        &self,
+        token: &str,
+        current: &str,
+    ) -> Result<Option<store::AuthRow>> {
+        for old in self.hasher.previous_hashes(token) {
+            if let Some(row) = store::auth_by_hash(self.db.pool(), &old).await? {
+                store::rehash_api_key(self.db.pool(), &row.id, current).await?;
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
     }
 
     pub async fn me(&self, who: &Principal) -> Result<Me> {

@@ -496,6 +496,15 @@ pub async fn auth_by_hash(pool: &AnyPool, hash: &str) -> sqlx::Result<Option<Aut
     .await
 }
 
+pub async fn rehash_api_key(pool: &AnyPool, id: &str, hash: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE api_keys SET key_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 pub async fn touch_api_key(pool: &AnyPool, id: &str, now: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
         .bind(now)

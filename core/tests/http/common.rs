@@ -58,6 +58,8 @@ pub struct TestApp {
     pub client: Client,
     pub backend: Backend,
     pub running: Option<Running>,
+    /// The configuration the host runs with (same database on restart).
+    pub config: Config,
     _dir: Option<tempfile::TempDir>,
     pg_schema: Option<(String, String)>,
 }
@@ -111,15 +113,29 @@ impl TestApp {
         };
         let mut config = test_config(url);
         configure(&mut config);
-        let running = start(config).await.expect("host starts");
+        let running = start(config.clone()).await.expect("host starts");
         let base = format!("http://{}", running.addr);
         Some(Self {
             client: Client::new(base),
             backend,
             running: Some(running),
+            config,
             _dir: dir,
             pg_schema,
         })
+    }
+
+    /// Stops the host and starts it again on the same database with a changed
+    /// configuration (a new port).
+    pub async fn restart(mut self, configure: impl FnOnce(&mut Config)) -> Self {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("clean shutdown");
+        }
+        configure(&mut self.config);
+        let running = start(self.config.clone()).await.expect("host restarts");
+        self.client = Client::new(format!("http://{}", running.addr));
+        self.running = Some(running);
+        self
     }
 
     pub fn state(&self) -> &crochet::app::AppState {
@@ -460,4 +476,166 @@ impl Agent {
     pub fn key(&self) -> Option<&str> {
         Some(&self.api_key)
     }
+}
+
+/// A request the test seller received.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+    /// Body hash and HMAC signature check out under the seller's current secret.
+    pub signature_valid: bool,
+}
+
+#[derive(Default)]
+pub struct SellerState {
+    secret: std::sync::Mutex<Option<String>>,
+    seen: std::sync::Mutex<Vec<SeenRequest>>,
+}
+
+/// A real seller: an axum server on an ephemeral port that verifies the gateway's HMAC
+/// headers on every request (computed here, independently of the host's signer).
+///
+/// Routes: `/ok` answers JSON echoing the request, `/fail` 500 JSON, `/text` plain text,
+/// `/slow` sleeps 2 s, `/redirect` 302 to `/ok`, `/big` 64 KiB of JSON.
+pub struct Seller {
+    pub base: String,
+    pub state: std::sync::Arc<SellerState>,
+}
+
+impl Seller {
+    pub async fn start() -> Self {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, Uri};
+        use axum::response::IntoResponse;
+        let state = std::sync::Arc::new(SellerState::default());
+        async fn handle(
+            State(state): State<std::sync::Arc<SellerState>>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> axum::response::Response {
+            let headers: std::collections::HashMap<String, String> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let secret = state.secret.lock().unwrap().clone().unwrap_or_default();
+            let signature_valid = verify_signature(&secret, &headers, &body);
+            let path = uri.path().to_owned();
+            state.seen.lock().unwrap().push(SeenRequest {
+                path: path.clone(),
+                headers,
+                body: body.to_vec(),
+                signature_valid,
+            });
+            match path.as_str() {
+                "/fail" => (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"error": "boom"})),
+                )
+                    .into_response(),
+                "/text" => "plain text, not JSON".into_response(),
+                "/slow" => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    axum::Json(json!({"late": true})).into_response()
+                }
+                "/redirect" => {
+                    (axum::http::StatusCode::FOUND, [("location", "/ok")]).into_response()
+                }
+                "/big" => axum::Json(json!({"blob": "x".repeat(64 * 1024)})).into_response(),
+                _ => {
+                    let echo: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    axum::Json(json!({"result": "ok", "echo": echo})).into_response()
+                }
+            }
+        }
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// The signing secret the seller verifies with.
+    pub fn set_secret(&self, secret: &str) {
+        *self.state.secret.lock().unwrap() = Some(secret.to_owned());
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.state.seen.lock().unwrap().clone()
+    }
+}
+
+/// The seller-side check of SPEC §7.
+pub fn verify_signature(
+    secret: &str,
+    headers: &std::collections::HashMap<String, String>,
+    body: &[u8],
+) -> bool {
+    use hmac::{Hmac, Mac};
+    let get = |k: &str| headers.get(k).cloned().unwrap_or_default();
+    let body_sha = hex::encode(Sha256::digest(body));
+    if get("x-crochet-body-sha256") != body_sha {
+        return false;
+    }
+    let payload = format!(
+        "{}.{}.{}.{}",
+        get("x-crochet-timestamp"),
+        get("x-crochet-request-id"),
+        get("x-crochet-listing-id"),
+        body_sha
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(payload.as_bytes());
+    let Ok(sig) = hex::decode(get("x-crochet-signature")) else {
+        return false;
+    };
+    mac.verify_slice(&sig).is_ok()
+}
+
+impl Client {
+    /// Solves a fresh listing challenge and creates a listing from `body` (the seed 002
+    /// example fields); returns the whole reply.
+    pub async fn create_listing(&self, seller: &Agent, mut body: Value) -> Reply {
+        let c = self
+            .post("/listings/challenge", seller.key(), json!({}))
+            .await
+            .expect(200);
+        let pow = c.data()["challenge"].as_str().unwrap();
+        body["pow_nonce"] = json!(solve_pow(
+            pow,
+            c.data()["difficulty"].as_u64().unwrap() as usize
+        ));
+        self.post("/listings", seller.key(), body).await
+    }
+}
+
+/// The seed 002 listing example, pointed at `endpoint`.
+pub fn listing_body(name: &str, endpoint: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "Routes buyer JSON requests to a specialist agent.",
+        "delivery_type": "api",
+        "auth_method": "none",
+        "formats": ["json"],
+        "connection_instructions": "Call through Crochet gateway_url. Do not call seller directly.",
+        "pricing_model": "per_call",
+        "pricing_amount": 0.01,
+        "pricing_currency": "USD",
+        "private_endpoint_url": endpoint,
+        "status": "active"
+    })
 }

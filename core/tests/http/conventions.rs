@@ -193,7 +193,7 @@ async fn malformed_requests_get_precise_envelopes() {
     assert_eq!(r.body["pagination"]["limit"], 100);
 }
 
-/// Every route of the identity issue, as (method, OpenAPI path).
+/// Every route so far, as (method, OpenAPI path).
 const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/health"),
     ("post", "/api/v1/auth/challenge"),
@@ -208,6 +208,17 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/api-keys"),
     ("delete", "/api/v1/api-keys/{id}"),
     ("post", "/api/v1/agents/{id}/claim"),
+    ("get", "/api/v1/categories"),
+    ("get", "/api/v1/listings"),
+    ("post", "/api/v1/listings"),
+    ("post", "/api/v1/listings/challenge"),
+    ("get", "/api/v1/listings/{id}"),
+    ("patch", "/api/v1/listings/{id}"),
+    ("delete", "/api/v1/listings/{id}"),
+    ("get", "/api/v1/listings/{id}/endpoint"),
+    ("put", "/api/v1/listings/{id}/endpoint"),
+    ("post", "/api/v1/listings/{id}/endpoint/test"),
+    ("post", "/api/v1/listings/{id}/endpoint/rotate-secret"),
 ];
 
 #[tokio::test]

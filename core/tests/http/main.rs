@@ -1,6 +1,7 @@
 //! HTTP-level tests: each starts the real router on an ephemeral port with a temporary
 //! database and acts as agents would, with real keys.
 
+mod catalog;
 mod common;
 mod conventions;
 mod identity;

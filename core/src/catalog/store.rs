@@ -1,0 +1,470 @@
+//! SQL for listings, their gateway endpoints and listing challenges. Portable between
+//! SQLite and PostgreSQL except full-text search, which uses each backend's own index
+//! (FTS5 / `tsvector`) behind [`search_clause`].
+
+use sqlx::{AnyConnection, AnyPool, FromRow};
+
+use super::model::{EndpointInfo, Listing, ListingQuery, ListingSort, ListingStatus, PricingModel};
+use crate::storage::{Backend, Page, rfc3339};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ListingRow {
+    pub id: String,
+    pub slug: String,
+    pub seller_id: String,
+    pub name: String,
+    pub description: String,
+    pub category: Option<String>,
+    pub delivery_type: String,
+    pub auth_method: String,
+    pub formats: String,
+    pub connection_instructions: Option<String>,
+    pub pricing_model: String,
+    pub price_cents: i64,
+    pub pricing_currency: String,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ListingRow {
+    pub fn pricing_model(&self) -> PricingModel {
+        if self.pricing_model == "per_call" {
+            PricingModel::PerCall
+        } else {
+            PricingModel::Free
+        }
+    }
+
+    /// The public view; `gateway_url` is set when the listing can be called.
+    pub fn to_listing(&self, public_url: &str, endpoint_configured: bool) -> Listing {
+        let model = self.pricing_model();
+        let callable = model == PricingModel::PerCall || endpoint_configured;
+        Listing {
+            id: self.id.clone(),
+            slug: self.slug.clone(),
+            seller_id: self.seller_id.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            category: self.category.clone(),
+            delivery_type: self.delivery_type.clone(),
+            auth_method: self.auth_method.clone(),
+            formats: serde_json::from_str(&self.formats).unwrap_or_default(),
+            connection_instructions: self.connection_instructions.clone(),
+            pricing_model: model,
+            pricing_amount: self.price_cents as f64 / 100.0,
+            price_cents: self.price_cents,
+            pricing_currency: self.pricing_currency.clone(),
+            status: ListingStatus::parse(&self.status),
+            gateway_url: callable.then(|| format!("{public_url}/api/v1/gateway/{}", self.id)),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+const LISTING_COLUMNS: &str = "l.id, l.slug, l.seller_id, l.name, l.description, l.category, l.delivery_type, \
+     l.auth_method, l.formats, l.connection_instructions, l.pricing_model, l.price_cents, \
+     l.pricing_currency, l.status, l.created_at, l.updated_at";
+
+/// A listing row with whether its endpoint has a URL.
+#[derive(Debug, FromRow)]
+pub struct ListingWithEndpoint {
+    #[sqlx(flatten)]
+    pub listing: ListingRow,
+    pub endpoint_configured: i64,
+}
+
+/// Inserts a listing unless its slug is taken; returns whether it was inserted.
+pub async fn insert_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::Result<bool> {
+    let row = sqlx::query(
+        "INSERT INTO listings (id, slug, seller_id, name, description, category, delivery_type, \
+         auth_method, formats, connection_instructions, pricing_model, price_cents, pricing_currency, \
+         status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (slug) DO NOTHING RETURNING id",
+    )
+    .bind(&l.id)
+    .bind(&l.slug)
+    .bind(&l.seller_id)
+    .bind(&l.name)
+    .bind(&l.description)
+    .bind(l.category.as_deref())
+    .bind(&l.delivery_type)
+    .bind(&l.auth_method)
+    .bind(&l.formats)
+    .bind(l.connection_instructions.as_deref())
+    .bind(&l.pricing_model)
+    .bind(l.price_cents)
+    .bind(&l.pricing_currency)
+    .bind(&l.status)
+    .bind(l.created_at)
+    .bind(l.updated_at)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Rewrites every mutable column of a listing.
+pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE listings SET name = $1, description = $2, category = $3, delivery_type = $4, \
+         auth_method = $5, formats = $6, connection_instructions = $7, pricing_model = $8, \
+         price_cents = $9, status = $10, updated_at = $11 WHERE id = $12",
+    )
+    .bind(&l.name)
+    .bind(&l.description)
+    .bind(l.category.as_deref())
+    .bind(&l.delivery_type)
+    .bind(&l.auth_method)
+    .bind(&l.formats)
+    .bind(l.connection_instructions.as_deref())
+    .bind(&l.pricing_model)
+    .bind(l.price_cents)
+    .bind(&l.status)
+    .bind(l.updated_at)
+    .bind(&l.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_listing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM listing_gateway_endpoints WHERE listing_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM listings WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A listing by UUID or slug, any status.
+pub async fn listing_by_ref(
+    pool: &AnyPool,
+    id_or_slug: &str,
+) -> sqlx::Result<Option<ListingWithEndpoint>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LISTING_COLUMNS}, CASE WHEN e.url_enc IS NULL THEN 0 ELSE 1 END AS endpoint_configured \
+         FROM listings l LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
+         WHERE l.id = $1 OR l.slug = $1"
+    )))
+    .bind(id_or_slug)
+    .fetch_optional(pool)
+    .await
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Numbered placeholders for a statement built at run time.
+#[derive(Default)]
+struct Args(Vec<Arg>);
+
+impl Args {
+    fn push(&mut self, a: Arg) -> String {
+        self.0.push(a);
+        format!("${}", self.0.len())
+    }
+}
+
+/// Turns free text into a prefix search for the backend's full-text index: alphanumeric
+/// words only (at most 8), so the user's text never becomes query syntax.
+pub fn search_terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().take(32).collect::<String>().to_lowercase())
+        .take(8)
+        .collect()
+}
+
+fn search_clause(backend: Backend, terms: &[String], args: &mut Args) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let q = terms
+                .iter()
+                .map(|t| format!("\"{t}\"*"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let p = args.push(Arg::Text(q));
+            format!("l.id IN (SELECT listing_id FROM listings_fts WHERE listings_fts MATCH {p})")
+        }
+        Backend::Postgres => {
+            let q = terms
+                .iter()
+                .map(|t| format!("{t}:*"))
+                .collect::<Vec<_>>()
+                .join(" & ");
+            let p = args.push(Arg::Text(q));
+            format!(
+                "to_tsvector('simple', l.name || ' ' || l.description) @@ to_tsquery('simple', {p})"
+            )
+        }
+    }
+}
+
+/// Active listings matching the filters, and how many match in all.
+pub async fn search_listings(
+    pool: &AnyPool,
+    backend: Backend,
+    q: &ListingQuery,
+    min_cents: Option<i64>,
+    max_cents: Option<i64>,
+    page: Page,
+) -> sqlx::Result<(Vec<ListingWithEndpoint>, i64)> {
+    let mut args = Args::default();
+    let mut clauses = vec!["l.status = 'active'".to_owned()];
+    if let Some(terms) = q.q.as_deref().map(search_terms).filter(|t| !t.is_empty()) {
+        clauses.push(search_clause(backend, &terms, &mut args));
+    }
+    if let Some(c) = &q.category {
+        clauses.push(format!("l.category = {}", args.push(Arg::Text(c.clone()))));
+    }
+    if let Some(m) = q.pricing_model {
+        clauses.push(format!(
+            "l.pricing_model = {}",
+            args.push(Arg::Text(m.as_str().into()))
+        ));
+    }
+    if let Some(d) = &q.delivery_type {
+        clauses.push(format!(
+            "l.delivery_type = {}",
+            args.push(Arg::Text(d.clone()))
+        ));
+    }
+    if let Some(min) = min_cents {
+        clauses.push(format!("l.price_cents >= {}", args.push(Arg::Int(min))));
+    }
+    if let Some(max) = max_cents {
+        clauses.push(format!("l.price_cents <= {}", args.push(Arg::Int(max))));
+    }
+    let filter = clauses.join(" AND ");
+    let order = match q.sort.unwrap_or_default() {
+        ListingSort::Newest => "l.created_at DESC, l.id",
+        ListingSort::PriceAsc => "l.price_cents ASC, l.created_at DESC, l.id",
+        ListingSort::PriceDesc => "l.price_cents DESC, l.created_at DESC, l.id",
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM listings l WHERE {filter}");
+    let limit = args.push(Arg::Int(i64::from(page.limit)));
+    let offset = args.push(Arg::Int(page.offset()));
+    let list_sql = format!(
+        "SELECT {LISTING_COLUMNS}, CASE WHEN e.url_enc IS NULL THEN 0 ELSE 1 END AS endpoint_configured \
+         FROM listings l LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
+         WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    );
+    let mut list = sqlx::query_as::<_, ListingWithEndpoint>(sqlx::AssertSqlSafe(list_sql));
+    let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+    let filter_args = args.0.len() - 2;
+    for (i, a) in args.0.iter().enumerate() {
+        match a {
+            Arg::Text(s) => {
+                list = list.bind(s.clone());
+                if i < filter_args {
+                    count = count.bind(s.clone());
+                }
+            }
+            Arg::Int(n) => {
+                list = list.bind(*n);
+                if i < filter_args {
+                    count = count.bind(*n);
+                }
+            }
+        }
+    }
+    let rows = list.fetch_all(pool).await?;
+    let total = count.fetch_one(pool).await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EndpointRow {
+    pub listing_id: String,
+    pub url_enc: Option<String>,
+    pub upstream_auth_enc: Option<String>,
+    pub signing_secret_enc: String,
+    pub timeout_ms: i64,
+    pub max_request_bytes: i64,
+    pub max_response_bytes: i64,
+    pub status: String,
+    pub secret_rotated_at: i64,
+    pub updated_at: i64,
+}
+
+impl EndpointRow {
+    pub fn info(&self, auth_header_name: Option<String>) -> EndpointInfo {
+        EndpointInfo {
+            listing_id: self.listing_id.clone(),
+            configured: self.url_enc.is_some(),
+            status: self.status.clone(),
+            timeout_ms: self.timeout_ms,
+            max_request_bytes: self.max_request_bytes,
+            max_response_bytes: self.max_response_bytes,
+            auth_header_configured: self.upstream_auth_enc.is_some(),
+            auth_header_name,
+            signing_secret_rotated_at: rfc3339(self.secret_rotated_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+pub async fn insert_endpoint(
+    conn: &mut AnyConnection,
+    e: &EndpointRow,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO listing_gateway_endpoints (listing_id, url_enc, upstream_auth_enc, \
+         signing_secret_enc, timeout_ms, max_request_bytes, max_response_bytes, status, \
+         secret_rotated_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(&e.listing_id)
+    .bind(e.url_enc.as_deref())
+    .bind(e.upstream_auth_enc.as_deref())
+    .bind(&e.signing_secret_enc)
+    .bind(e.timeout_ms)
+    .bind(e.max_request_bytes)
+    .bind(e.max_response_bytes)
+    .bind(&e.status)
+    .bind(e.secret_rotated_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn endpoint(
+    conn: &mut AnyConnection,
+    listing_id: &str,
+) -> sqlx::Result<Option<EndpointRow>> {
+    sqlx::query_as(
+        "SELECT listing_id, url_enc, upstream_auth_enc, signing_secret_enc, timeout_ms, \
+         max_request_bytes, max_response_bytes, status, secret_rotated_at, updated_at \
+         FROM listing_gateway_endpoints WHERE listing_id = $1",
+    )
+    .bind(listing_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn all_endpoints(pool: &AnyPool) -> sqlx::Result<Vec<EndpointRow>> {
+    sqlx::query_as(
+        "SELECT listing_id, url_enc, upstream_auth_enc, signing_secret_enc, timeout_ms, \
+         max_request_bytes, max_response_bytes, status, secret_rotated_at, updated_at \
+         FROM listing_gateway_endpoints",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Rewrites every column of an endpoint row.
+pub async fn update_endpoint(conn: &mut AnyConnection, e: &EndpointRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE listing_gateway_endpoints SET url_enc = $1, upstream_auth_enc = $2, \
+         signing_secret_enc = $3, timeout_ms = $4, max_request_bytes = $5, max_response_bytes = $6, \
+         status = $7, secret_rotated_at = $8, updated_at = $9 WHERE listing_id = $10",
+    )
+    .bind(e.url_enc.as_deref())
+    .bind(e.upstream_auth_enc.as_deref())
+    .bind(&e.signing_secret_enc)
+    .bind(e.timeout_ms)
+    .bind(e.max_request_bytes)
+    .bind(e.max_response_bytes)
+    .bind(&e.status)
+    .bind(e.secret_rotated_at)
+    .bind(e.updated_at)
+    .bind(&e.listing_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_challenge(
+    pool: &AnyPool,
+    challenge: &str,
+    profile_id: &str,
+    difficulty: u8,
+    now: i64,
+    expires_at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO listing_challenges (challenge, profile_id, difficulty, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(challenge)
+    .bind(profile_id)
+    .bind(i64::from(difficulty))
+    .bind(now)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, FromRow)]
+pub struct ChallengeRow {
+    pub challenge: String,
+    pub difficulty: i64,
+    pub expires_at: i64,
+    pub consumed_at: Option<i64>,
+}
+
+/// The named challenge of this profile, or its newest one.
+pub async fn find_challenge(
+    pool: &AnyPool,
+    profile_id: &str,
+    challenge: Option<&str>,
+) -> sqlx::Result<Option<ChallengeRow>> {
+    match challenge {
+        Some(c) => {
+            sqlx::query_as(
+                "SELECT challenge, difficulty, expires_at, consumed_at FROM listing_challenges \
+                 WHERE profile_id = $1 AND challenge = $2",
+            )
+            .bind(profile_id)
+            .bind(c)
+            .fetch_optional(pool)
+            .await
+        }
+        None => {
+            sqlx::query_as(
+                "SELECT challenge, difficulty, expires_at, consumed_at FROM listing_challenges \
+                 WHERE profile_id = $1 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(profile_id)
+            .fetch_optional(pool)
+            .await
+        }
+    }
+}
+
+/// Consumes a challenge; false when another request consumed it first.
+pub async fn consume_challenge(pool: &AnyPool, challenge: &str, now: i64) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE listing_challenges SET consumed_at = $1 \
+         WHERE challenge = $2 AND consumed_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(challenge)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_strip_query_syntax() {
+        assert_eq!(search_terms("Signal  router*"), vec!["signal", "router"]);
+        assert_eq!(search_terms("\" OR 1=1 --"), vec!["or", "1", "1"]);
+        assert!(search_terms("*** ---").is_empty());
+        assert_eq!(search_terms("a b c d e f g h i j").len(), 8);
+    }
+}

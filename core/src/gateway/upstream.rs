@@ -1,0 +1,765 @@
+//! Outbound calls to sellers' private endpoints and the address policy that guards them.
+//!
+//! This module owns everything between "the gateway wants to POST this JSON to a seller"
+//! and "here is what the seller answered": URL validation ([`check_url`]), the list of
+//! addresses production must never reach ([`is_forbidden_ip`]), a DNS resolver that
+//! applies that list to the addresses actually connected to ([`GuardedResolver`], so DNS
+//! rebinding cannot get through), and one pooled HTTP client ([`UpstreamClient`]) that never
+//! follows redirects, never uses proxies and bounds both time and response size.
+//!
+//! Seller URLs are secrets: no error or log line produced here contains one.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::CONTENT_TYPE;
+
+/// Longest seller endpoint URL accepted, in bytes.
+const MAX_URL_LEN: usize = 2048;
+
+/// Which endpoints may be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    /// Allow loopback, private and reserved addresses and local-only host names (development).
+    pub allow_private: bool,
+    /// Refuse plain `http://` endpoints.
+    pub require_https: bool,
+}
+
+/// Why a seller endpoint URL was refused. Messages name the rule, never the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointUrlError {
+    #[error("endpoint URL is invalid: {0}")]
+    Invalid(String),
+    #[error("endpoint URL must use https")]
+    HttpsRequired,
+    /// Holds the rule that matched (e.g. `*.internal`), not the host itself.
+    #[error("endpoint host is not allowed (matches {0})")]
+    HostNotAllowed(String),
+    #[error("endpoint address is not allowed (loopback, private or reserved range)")]
+    AddressNotAllowed(IpAddr),
+}
+
+impl EndpointUrlError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "ENDPOINT_URL_INVALID",
+            Self::HttpsRequired => "ENDPOINT_HTTPS_REQUIRED",
+            Self::HostNotAllowed(_) => "ENDPOINT_HOST_NOT_ALLOWED",
+            Self::AddressNotAllowed(_) => "ENDPOINT_ADDRESS_NOT_ALLOWED",
+        }
+    }
+}
+
+/// Parses and checks a seller endpoint URL against the policy.
+///
+/// Error messages never contain the URL (URLs are secrets); they may name the rule.
+pub fn check_url(raw: &str, policy: &EndpointPolicy) -> Result<Url, EndpointUrlError> {
+    let invalid = |why: &str| EndpointUrlError::Invalid(why.to_owned());
+    if raw.len() > MAX_URL_LEN {
+        return Err(invalid("longer than 2048 characters"));
+    }
+    // url::ParseError messages are fixed strings; they never echo the input.
+    let url = Url::parse(raw).map_err(|e| EndpointUrlError::Invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("scheme must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("credentials (user:pass@) are not allowed"));
+    }
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h,
+        _ => return Err(invalid("no host")),
+    };
+    if policy.require_https && url.scheme() == "http" {
+        return Err(EndpointUrlError::HttpsRequired);
+    }
+    if !policy.allow_private {
+        // The URL parser has already normalised numeric IPv4 forms (0x7f000001, 127.1, …)
+        // to dotted quads, so a host that parses as an address is an IP literal.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            if is_forbidden_ip(ip) {
+                return Err(EndpointUrlError::AddressNotAllowed(ip));
+            }
+        } else if let Some(rule) = forbidden_host_rule(host) {
+            return Err(EndpointUrlError::HostNotAllowed(rule.to_owned()));
+        }
+    }
+    Ok(url)
+}
+
+/// The local-only name rule a host matches, if any (case-insensitive, trailing dot ignored).
+fn forbidden_host_rule(host: &str) -> Option<&'static str> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" {
+        Some("localhost")
+    } else if host.ends_with(".localhost") {
+        Some("*.localhost")
+    } else if host.ends_with(".local") {
+        Some("*.local")
+    } else if host.ends_with(".internal") {
+        Some("*.internal")
+    } else {
+        None
+    }
+}
+
+/// True for every address the gateway must not reach in production: loopback, private,
+/// link-local, CGNAT, multicast, reserved, documentation and benchmarking ranges, and any
+/// IPv6 form embedding such an IPv4 address (mapped, compatible, NAT64, 6to4).
+pub fn is_forbidden_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    a == 0 // 0.0.0.0/8
+        || a == 127 // loopback
+        || a == 10
+        || (a == 172 && b & 0xf0 == 16) // 172.16/12
+        || (a == 192 && b == 168)
+        || (a == 169 && b == 254) // link-local
+        || (a == 100 && b & 0xc0 == 64) // CGNAT 100.64/10
+        || a >= 224 // multicast 224/4, reserved 240/4, broadcast
+        || (a == 192 && b == 0 && (c == 0 || c == 2)) // IETF 192.0.0/24, TEST-NET-1
+        || (a == 198 && b == 51 && c == 100) // TEST-NET-2
+        || (a == 203 && b == 0 && c == 113) // TEST-NET-3
+        || (a == 198 && b & 0xfe == 18) // benchmarking 198.18/15
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        forbidden_v4(Ipv4Addr::new(a, b, c, d))
+    };
+    if ip.is_unspecified() || ip.is_loopback() {
+        return true;
+    }
+    // Unique-local fc00::/7, link-local fe80::/10, deprecated site-local fec0::/10,
+    // multicast ff00::/8, documentation 2001:db8::/32, Teredo 2001::/32 (its embedded
+    // IPv4 is obfuscated, so the whole prefix is refused), local-use NAT64 64:ff9b:1::/48.
+    if s[0] & 0xfe00 == 0xfc00
+        || s[0] & 0xffc0 == 0xfe80
+        || s[0] & 0xffc0 == 0xfec0
+        || s[0] & 0xff00 == 0xff00
+        || (s[0] == 0x2001 && (s[1] == 0x0db8 || s[1] == 0))
+        || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001)
+    {
+        return true;
+    }
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return forbidden_v4(mapped); // ::ffff:a.b.c.d
+    }
+    if s[..6].iter().all(|&x| x == 0) {
+        return v4(s[6], s[7]); // IPv4-compatible ::a.b.c.d
+    }
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
+        return v4(s[6], s[7]); // NAT64 64:ff9b::/96
+    }
+    if s[0] == 0x2002 {
+        return v4(s[1], s[2]); // 6to4 2002::/16
+    }
+    false
+}
+
+/// Resolution failed because every address found for the name is forbidden by the policy.
+#[derive(Debug, thiserror::Error)]
+#[error("every resolved address is in a forbidden range")]
+pub struct AddressRefused;
+
+/// A DNS resolver for reqwest that drops forbidden addresses unless private ones are
+/// allowed. Static overrides (host → addresses) go through the same filter.
+#[derive(Clone)]
+pub struct GuardedResolver {
+    allow_private: bool,
+    overrides: Arc<HashMap<String, Vec<IpAddr>>>,
+}
+
+impl GuardedResolver {
+    /// Builds a resolver; override keys are matched case-insensitively, trailing dot ignored.
+    pub fn new(allow_private: bool, overrides: HashMap<String, Vec<IpAddr>>) -> Self {
+        let overrides = overrides
+            .into_iter()
+            .map(|(host, addrs)| (normalize_host(&host), addrs))
+            .collect();
+        Self {
+            allow_private,
+            overrides: Arc::new(overrides),
+        }
+    }
+}
+
+fn normalize_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let this = self.clone();
+        Box::pin(async move {
+            let found: Vec<IpAddr> = match this.overrides.get(&normalize_host(name.as_str())) {
+                Some(addrs) => addrs.clone(),
+                None => tokio::net::lookup_host((name.as_str(), 0))
+                    .await?
+                    .map(|sa| sa.ip())
+                    .collect(),
+            };
+            let total = found.len();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|ip| this.allow_private || !is_forbidden_ip(*ip))
+                // Port 0 is replaced by the URL's port (or the scheme default) by reqwest.
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if allowed.is_empty() {
+                if total > 0 {
+                    tracing::warn!(
+                        refused = total,
+                        "seller endpoint resolved only to forbidden addresses"
+                    );
+                    return Err(Box::new(AddressRefused) as Box<dyn StdError + Send + Sync>);
+                }
+                return Err("name resolved to no addresses".into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// One request to a seller.
+pub struct UpstreamRequest<'a> {
+    /// The seller's endpoint URL (a secret: never logged or echoed in errors).
+    pub url: &'a str,
+    /// Sent as given (signature headers, an upstream `Authorization`, …). Names are
+    /// usually static; a seller-chosen upstream auth header name is owned.
+    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Sent exactly, with `Content-Type: application/json`.
+    pub body: Vec<u8>,
+    /// Bound on the whole exchange: connect, send and reading the full response.
+    pub timeout: Duration,
+    /// Larger responses fail with [`UpstreamError::ResponseTooLarge`]; never buffered whole.
+    pub max_response_bytes: usize,
+}
+
+/// What the seller answered.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    /// HTTP status; a 3xx is returned as is (redirects are never followed).
+    pub status: u16,
+    /// The full response body (at most `max_response_bytes`).
+    pub body: Vec<u8>,
+    /// Content type `application/json` or `*/*+json` and the body parses as JSON.
+    pub is_json: bool,
+    /// From sending the request to having read the whole body.
+    pub latency: Duration,
+}
+
+/// Why a seller call failed. Messages never contain the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error(transparent)]
+    Url(#[from] EndpointUrlError),
+    #[error("seller endpoint resolved only to forbidden addresses")]
+    AddressNotAllowed,
+    #[error("seller did not answer in time")]
+    Timeout,
+    #[error("could not connect to seller: {0}")]
+    Connect(String),
+    #[error("seller response is larger than {limit} bytes")]
+    ResponseTooLarge { limit: usize },
+    #[error("seller request failed: {0}")]
+    Other(String),
+}
+
+impl UpstreamError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Url(e) => e.code(),
+            Self::AddressNotAllowed => "ENDPOINT_ADDRESS_NOT_ALLOWED",
+            Self::Timeout => "SELLER_TIMEOUT",
+            Self::Connect(_) => "SELLER_UNREACHABLE",
+            Self::ResponseTooLarge { .. } => "SELLER_RESPONSE_TOO_LARGE",
+            Self::Other(_) => "SELLER_REQUEST_FAILED",
+        }
+    }
+}
+
+/// Maps a reqwest error without ever rendering the URL.
+fn map_reqwest(err: reqwest::Error) -> UpstreamError {
+    let err = err.without_url();
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&err);
+    let mut parts = Vec::new();
+    while let Some(e) = source {
+        if e.downcast_ref::<AddressRefused>().is_some() {
+            return UpstreamError::AddressNotAllowed;
+        }
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    if err.is_timeout() {
+        return UpstreamError::Timeout;
+    }
+    let message = parts.join(": ");
+    if err.is_connect() {
+        UpstreamError::Connect(message)
+    } else {
+        UpstreamError::Other(message)
+    }
+}
+
+fn is_json_content_type(value: Option<&reqwest::header::HeaderValue>) -> bool {
+    let Some(Ok(value)) = value.map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.contains('/') && essence.ends_with("+json"))
+}
+
+/// One shared, connection-pooled client for all seller calls.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    /// `None` only if the TLS backend failed to initialise; every call then fails closed.
+    client: Option<reqwest::Client>,
+    policy: EndpointPolicy,
+}
+
+impl UpstreamClient {
+    /// No redirects, no proxies, the [`GuardedResolver`], rustls, a 5 s connect timeout.
+    pub fn new(policy: EndpointPolicy, dns_overrides: HashMap<String, Vec<IpAddr>>) -> Self {
+        let resolver = GuardedResolver::new(policy.allow_private, dns_overrides);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(resolver))
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("crochet-gateway/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let client = match client {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!(error = %e, "seller HTTP client failed to initialise; seller calls will fail");
+                None
+            }
+        };
+        Self { client, policy }
+    }
+
+    /// The endpoint policy this client enforces.
+    pub fn policy(&self) -> EndpointPolicy {
+        self.policy
+    }
+
+    /// Checks the URL, POSTs the body and reads the answer within the time and size limits.
+    /// Redirects are returned as ordinary 3xx responses, never followed.
+    pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        // Also catches IP literals, which reqwest connects to without asking the resolver.
+        let url = check_url(req.url, &self.policy)?;
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| UpstreamError::Other("HTTP client unavailable".into()))?;
+        let limit = req.max_response_bytes;
+        let mut builder = client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(req.body);
+        for (name, value) in req.headers {
+            builder = builder.header(name.as_ref(), value);
+        }
+        let started = Instant::now();
+        let exchange = async {
+            let mut resp = builder.send().await.map_err(map_reqwest)?;
+            if resp.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(UpstreamError::ResponseTooLarge { limit });
+            }
+            let status = resp.status().as_u16();
+            let json_type = is_json_content_type(resp.headers().get(CONTENT_TYPE));
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(map_reqwest)? {
+                if body.len() + chunk.len() > limit {
+                    return Err(UpstreamError::ResponseTooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let is_json =
+                json_type && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+            Ok(UpstreamResponse {
+                status,
+                body,
+                is_json,
+                latency: started.elapsed(),
+            })
+        };
+        tokio::time::timeout(req.timeout, exchange)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::routing::{any, post};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const DEV: EndpointPolicy = EndpointPolicy {
+        allow_private: true,
+        require_https: false,
+    };
+    const PROD_HTTP: EndpointPolicy = EndpointPolicy {
+        allow_private: false,
+        require_https: false,
+    };
+    const PROD: EndpointPolicy = EndpointPolicy {
+        allow_private: false,
+        require_https: true,
+    };
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forbidden_ranges_and_their_edges() {
+        let refused = "\
+            0.0.0.0 0.255.255.255 127.0.0.1 127.255.255.255 10.0.0.1 10.255.255.255 \
+            172.16.0.1 172.31.255.255 192.168.1.1 169.254.169.254 100.64.0.1 \
+            100.127.255.255 224.0.0.1 239.255.255.255 240.0.0.1 255.255.255.255 192.0.0.8 \
+            192.0.2.1 198.51.100.7 203.0.113.9 198.18.0.1 198.19.255.255 :: ::1 fc00::1 \
+            fdff::1 fe80::1 febf:ffff::1 ff02::1 2001:db8::1 ::ffff:127.0.0.1 \
+            ::ffff:10.0.0.1 ::127.0.0.1 ::10.0.0.1 64:ff9b::127.0.0.1 64:ff9b::10.0.0.1 \
+            2002:7f00:1:: 2002:a00:1:: fec0::1 feff::1 2001::1 2001:0:4136:e378::1 \
+            64:ff9b:1::a00:1";
+        let allowed = "\
+            1.0.0.0 126.255.255.255 128.0.0.0 9.255.255.255 11.0.0.0 172.15.255.255 \
+            172.32.0.0 192.167.255.255 192.169.0.0 169.253.255.255 169.255.0.0 \
+            100.63.255.255 100.128.0.0 223.255.255.255 192.0.1.0 192.0.3.0 198.51.101.0 \
+            203.0.114.0 198.17.255.255 198.20.0.0 8.8.8.8 1.1.1.1 2606:4700::1111 \
+            2001:4860:4860::8888 fbff::1 fe7f::1 2001:1::1 2001:db9::1 ::ffff:8.8.8.8 \
+            ::8.8.8.8 64:ff9b::8.8.8.8 2002:808:808::";
+        for a in refused.split_whitespace() {
+            assert!(is_forbidden_ip(ip(a)), "{a} should be refused");
+        }
+        for a in allowed.split_whitespace() {
+            assert!(!is_forbidden_ip(ip(a)), "{a} should be allowed");
+        }
+    }
+
+    #[test]
+    fn check_url_rules() {
+        assert_eq!(
+            check_url("http://example.com/", &PROD),
+            Err(EndpointUrlError::HttpsRequired)
+        );
+        assert!(check_url("https://example.com/api", &PROD).is_ok());
+        for host in [
+            "localhost",
+            "foo.localhost",
+            "printer.local",
+            "svc.internal",
+            "LOCALHOST.",
+        ] {
+            let url = format!("https://{host}/hook?token=s3cret");
+            let err = check_url(&url, &PROD).unwrap_err();
+            assert!(
+                matches!(err, EndpointUrlError::HostNotAllowed(_)),
+                "{host}: {err:?}"
+            );
+            assert_eq!(err.code(), "ENDPOINT_HOST_NOT_ALLOWED");
+            assert!(!err.to_string().contains(&url) && !err.to_string().contains("s3cret"));
+            assert!(
+                check_url(&url, &DEV).is_ok(),
+                "{host} allowed in development"
+            );
+        }
+        for (host, addr) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("169.254.169.254", "169.254.169.254"),
+            ("[fe80::1]", "fe80::1"),
+            ("[fd00::1]", "fd00::1"),
+            ("100.64.0.1", "100.64.0.1"),
+        ] {
+            let url = format!("https://{host}/x?key=s3cret");
+            let err = check_url(&url, &PROD).unwrap_err();
+            assert_eq!(err, EndpointUrlError::AddressNotAllowed(ip(addr)), "{host}");
+            assert!(!err.to_string().contains("s3cret"));
+            assert!(check_url(&url, &DEV).is_ok());
+        }
+        for bad in [
+            "https://user:pass@example.com/",
+            "ftp://example.com/",
+            "/relative",
+            "nonsense",
+        ] {
+            let err = check_url(bad, &DEV).unwrap_err();
+            assert!(
+                matches!(err, EndpointUrlError::Invalid(_)),
+                "{bad}: {err:?}"
+            );
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(matches!(
+            check_url(&long, &DEV),
+            Err(EndpointUrlError::Invalid(_))
+        ));
+    }
+
+    fn rebind() -> HashMap<String, Vec<IpAddr>> {
+        HashMap::from([("rebind.test".to_owned(), vec![ip("127.0.0.1")])])
+    }
+
+    async fn resolve(
+        r: &GuardedResolver,
+        name: &str,
+    ) -> Result<Vec<IpAddr>, Box<dyn StdError + Send + Sync>> {
+        Ok(r.resolve(name.parse().unwrap())
+            .await?
+            .map(|sa| sa.ip())
+            .collect())
+    }
+
+    #[tokio::test]
+    async fn resolver_filters_overrides() {
+        let err = resolve(&GuardedResolver::new(false, rebind()), "rebind.test")
+            .await
+            .unwrap_err();
+        assert!(err.downcast_ref::<AddressRefused>().is_some(), "{err}");
+        let ok = resolve(&GuardedResolver::new(true, rebind()), "REBIND.test")
+            .await
+            .unwrap();
+        assert_eq!(ok, vec![ip("127.0.0.1")]);
+        let mixed = HashMap::from([("mixed.test".to_owned(), vec![ip("10.0.0.1"), ip("8.8.8.8")])]);
+        let ok = resolve(&GuardedResolver::new(false, mixed), "mixed.test")
+            .await
+            .unwrap();
+        assert_eq!(ok, vec![ip("8.8.8.8")]);
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        target_hits: AtomicUsize,
+        last: Mutex<Option<(HeaderMap, Vec<u8>)>>,
+    }
+
+    async fn spawn_seller() -> (u16, Arc<Seen>) {
+        let seen = Arc::new(Seen::default());
+        let app = Router::new()
+            .route(
+                "/json",
+                post(
+                    |State(s): State<Arc<Seen>>, headers: HeaderMap, body: Bytes| async move {
+                        *s.last.lock().unwrap() = Some((headers, body.to_vec()));
+                        (
+                            [(header::CONTENT_TYPE, "application/json")],
+                            r#"{"ok":true,"n":1}"#,
+                        )
+                    },
+                ),
+            )
+            .route("/text", post(|| async { "plain words" }))
+            .route(
+                "/bad-json",
+                post(|| async { ([(header::CONTENT_TYPE, "application/json")], "{nope") }),
+            )
+            .route(
+                "/redirect",
+                post(|| async { (StatusCode::FOUND, [(header::LOCATION, "/target")]) }),
+            )
+            .route(
+                "/target",
+                any(|State(s): State<Arc<Seen>>| async move {
+                    s.target_hits.fetch_add(1, Ordering::SeqCst);
+                    "target"
+                }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    "late"
+                }),
+            )
+            .route("/large", post(|| async { vec![b'a'; 200_000] }))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (port, seen)
+    }
+
+    fn request(url: &str) -> UpstreamRequest<'_> {
+        UpstreamRequest {
+            url,
+            headers: vec![],
+            body: b"{}".to_vec(),
+            timeout: Duration::from_secs(5),
+            max_response_bytes: 1 << 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn send_json_text_and_redirect() {
+        let (port, seen) = spawn_seller().await;
+        let client = UpstreamClient::new(DEV, HashMap::new());
+        assert_eq!(client.policy(), DEV);
+        let url = format!("http://127.0.0.1:{port}/json");
+        let body = br#"{"task":"run", "x": [1,2]}"#.to_vec();
+        let mut req = request(&url);
+        req.headers = vec![
+            ("X-Crochet-Signature".into(), "abc123".into()),
+            ("Authorization".into(), "Bearer t".into()),
+        ];
+        req.body = body.clone();
+        let resp = client.send(req).await.unwrap();
+        assert_eq!((resp.status, resp.is_json), (200, true));
+        assert_eq!(resp.body, br#"{"ok":true,"n":1}"#);
+        let (headers, got) = seen.last.lock().unwrap().take().unwrap();
+        assert_eq!(got, body);
+        assert_eq!(headers["x-crochet-signature"], "abc123");
+        assert_eq!(headers["authorization"], "Bearer t");
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(
+            headers["user-agent"]
+                .to_str()
+                .unwrap()
+                .starts_with("crochet-gateway/")
+        );
+
+        for path in ["text", "bad-json"] {
+            let url = format!("http://127.0.0.1:{port}/{path}");
+            let resp = client.send(request(&url)).await.unwrap();
+            assert_eq!((resp.status, resp.is_json), (200, false), "{path}");
+        }
+
+        let url = format!("http://127.0.0.1:{port}/redirect");
+        let resp = client.send(request(&url)).await.unwrap();
+        assert_eq!(resp.status, 302);
+        assert_eq!(
+            seen.target_hits.load(Ordering::SeqCst),
+            0,
+            "redirect must not be followed"
+        );
+    }
+
+    #[tokio::test]
+    async fn send_failures() {
+        let (port, _) = spawn_seller().await;
+        let client = UpstreamClient::new(DEV, HashMap::new());
+
+        let url = format!("http://127.0.0.1:{port}/slow");
+        let mut req = request(&url);
+        req.timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let err = client.send(req).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Timeout), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(err.code(), "SELLER_TIMEOUT");
+
+        let url = format!("http://127.0.0.1:{port}/large");
+        let mut req = request(&url);
+        req.max_response_bytes = 1024;
+        let err = client.send(req).await.unwrap_err();
+        assert!(
+            matches!(err, UpstreamError::ResponseTooLarge { limit: 1024 }),
+            "{err:?}"
+        );
+
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("http://127.0.0.1:{closed_port}/json");
+        let err = client.send(request(&url)).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
+        assert_eq!(err.code(), "SELLER_UNREACHABLE");
+        assert!(!err.to_string().contains(&url), "{err}");
+    }
+
+    #[tokio::test]
+    async fn streamed_body_is_cut_at_limit() {
+        // No Content-Length: the limit must be enforced while reading chunks.
+        // A plain blocking thread keeps this independent of tokio's io-util feature.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut sock, _) = listener.accept().unwrap();
+            // Read the whole request (headers + `{}` body) before answering.
+            let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+            while !seen.ends_with(b"\r\n\r\n{}") {
+                match sock.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head =
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+            let _ = sock.write_all(head);
+            let _ = sock.write_all(&vec![b' '; 200_000]);
+        });
+        let client = UpstreamClient::new(DEV, HashMap::new());
+        let url = format!("http://127.0.0.1:{port}/");
+        let mut req = request(&url);
+        req.max_response_bytes = 1024;
+        let err = client.send(req).await.unwrap_err();
+        assert!(
+            matches!(err, UpstreamError::ResponseTooLarge { limit: 1024 }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn production_refuses_rebinding_and_literals() {
+        let (port, seen) = spawn_seller().await;
+        let client = UpstreamClient::new(PROD_HTTP, rebind());
+        let url = format!("http://rebind.test:{port}/json");
+        let err = client.send(request(&url)).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::AddressNotAllowed), "{err:?}");
+        assert_eq!(err.code(), "ENDPOINT_ADDRESS_NOT_ALLOWED");
+        assert!(
+            seen.last.lock().unwrap().is_none(),
+            "seller must not be reached"
+        );
+
+        let url = format!("http://127.0.0.1:{port}/json");
+        let err = client.send(request(&url)).await.unwrap_err();
+        assert!(
+            matches!(err, UpstreamError::Url(EndpointUrlError::AddressNotAllowed(a)) if a == ip("127.0.0.1")),
+            "{err:?}"
+        );
+
+        // The same name is reachable in development.
+        let dev = UpstreamClient::new(DEV, rebind());
+        let url = format!("http://rebind.test:{port}/json");
+        assert_eq!(dev.send(request(&url)).await.unwrap().status, 200);
+    }
+}
