@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Agent, Backend, Seller, TestApp, Wallet, listing_body};
+use crate::common::{Agent, Backend, Published, Seller, TestApp, Wallet, listing_body};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -467,18 +467,12 @@ async fn endpoint_metadata_and_updates_stay_safe(app: TestApp) {
 }
 
 async fn endpoint_test_is_signed_like_the_gateway(app: TestApp) {
-    let s = Seller::start().await;
-    let seller = seller(&app).await;
-    let created = app
-        .create_listing(&seller, listing_body("Signed Test", &s.url("/ok")))
-        .await
-        .expect(201);
-    let id = created.data()["id"].as_str().unwrap().to_owned();
-    s.set_secret(
-        created.data()["gateway_endpoint"]["signing_secret"]
-            .as_str()
-            .unwrap(),
-    );
+    let Published {
+        seller: s,
+        agent: seller,
+        id,
+        data,
+    } = app.publish("Signed Test", "/ok").await;
     let ep = format!("/listings/{id}/endpoint");
     app.send(
         reqwest::Method::PUT,
@@ -526,7 +520,7 @@ async fn endpoint_test_is_signed_like_the_gateway(app: TestApp) {
     assert!(!req.headers.contains_key("authorization"));
 
     // Rotation: the new secret signs at once and the old one no longer verifies.
-    let old = created.data()["gateway_endpoint"]["signing_secret"]
+    let old = data["gateway_endpoint"]["signing_secret"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -863,18 +857,12 @@ async fn production_refuses_every_private_endpoint_form() {
 }
 
 async fn master_key_rotation_keeps_secrets_and_keys_working(app: TestApp) {
-    let s = Seller::start().await;
-    let seller = seller(&app).await;
-    let created = app
-        .create_listing(&seller, listing_body("Rotating", &s.url("/ok")))
-        .await
-        .expect(201);
-    let id = created.data()["id"].as_str().unwrap().to_owned();
-    s.set_secret(
-        created.data()["gateway_endpoint"]["signing_secret"]
-            .as_str()
-            .unwrap(),
-    );
+    let Published {
+        seller: s,
+        agent: seller,
+        id,
+        ..
+    } = app.publish("Rotating", "/ok").await;
     let test_path = format!("/listings/{id}/endpoint/test");
     let old_key = app.config.encryption_key.clone().unwrap();
     let before = app.table_text("listing_gateway_endpoints").await;

@@ -623,6 +623,37 @@ impl Client {
     }
 }
 
+/// A seller agent, its live local seller and one active `per_call` listing.
+pub struct Published {
+    pub seller: Seller,
+    pub agent: Agent,
+    pub id: String,
+    /// `data` of the creation response (with the one-time signing secret).
+    pub data: Value,
+}
+
+impl Client {
+    /// Starts a local seller, registers a seller agent and publishes `name` pointing at the
+    /// seller's `path`; the seller verifies signatures with the returned secret.
+    pub async fn publish(&self, name: &str, path: &str) -> Published {
+        let seller = Seller::start().await;
+        let agent = self.register_as(Wallet::evm(), "seller").await;
+        let data = self
+            .create_listing(&agent, listing_body(name, &seller.url(path)))
+            .await
+            .expect(201)
+            .data()
+            .clone();
+        seller.set_secret(data["gateway_endpoint"]["signing_secret"].as_str().unwrap());
+        Published {
+            id: data["id"].as_str().unwrap().to_owned(),
+            seller,
+            agent,
+            data,
+        }
+    }
+}
+
 /// The seed 002 listing example, pointed at `endpoint`.
 pub fn listing_body(name: &str, endpoint: &str) -> Value {
     json!({
