@@ -51,6 +51,32 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
     let proof = client.proof(&agent.wallet, "recover", None).await;
     let signature = proof["signature"].as_str().unwrap().to_owned();
     client.post("/auth/recover", None, proof).await.expect(201);
+    // A listing whose private URL, upstream auth value and secret must never be logged,
+    // including on the seller-failure path (the port is closed).
+    let private_url = "http://127.0.0.1:9/private-path-xyz?token=url-secret-123";
+    let created = client
+        .create_listing(
+            &agent,
+            crate::common::listing_body("Logged Listing", private_url),
+        )
+        .await
+        .expect(201);
+    let id = created.data()["id"].as_str().unwrap().to_owned();
+    let listing_secret = created.data()["gateway_endpoint"]["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ep = format!("/listings/{id}/endpoint");
+    let auth = serde_json::json!({"auth_header_value": "Bearer upstream-log-secret"});
+    client
+        .send(reqwest::Method::PUT, &ep, agent.key(), Some(&auth))
+        .await
+        .expect(200);
+    let test = client
+        .post(&format!("{ep}/test"), agent.key(), serde_json::json!({}))
+        .await
+        .expect(200);
+    assert_eq!(test.data()["error"], "SELLER_UNREACHABLE");
 
     let pid = child.id().to_string();
     assert!(
@@ -71,6 +97,14 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
     assert!(!logs.contains(&agent.api_key), "no API key in logs");
     assert!(!logs.contains(&agent.api_key[5..20]));
     assert!(!logs.contains(&signature[2..40]), "no signature in logs");
+    for secret in [
+        "private-path-xyz",
+        "url-secret-123",
+        "upstream-log-secret",
+        &listing_secret[4..],
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
     assert!(
         dir.path().join("crochet.db").exists(),
         "embedded SQLite by default"
