@@ -26,6 +26,7 @@ pub struct AppInner {
     pub db: Database,
     pub identity: Identity,
     pub catalog: Catalog,
+    pub payments: crate::payments::Payments,
     /// The one pooled client for seller endpoints.
     pub upstream: UpstreamClient,
     /// Absolute base URL, no trailing slash.
@@ -40,7 +41,13 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Database, keys: &Keys, public_url: String) -> Self {
+    /// Builds every service; fails only when the payment provider is misconfigured.
+    pub fn new(
+        config: Config,
+        db: Database,
+        keys: &Keys,
+        public_url: String,
+    ) -> anyhow::Result<Self> {
         let key = &keys.current;
         let domain = public_url
             .split_once("://")
@@ -80,14 +87,17 @@ impl AppState {
                 categories: categories(&config),
             },
         );
-        Self(Arc::new(AppInner {
+        let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
+            .context("cannot set up the payment provider")?;
+        Ok(Self(Arc::new(AppInner {
             config,
             db,
             identity,
             catalog,
+            payments,
             upstream,
             public_url,
-        }))
+        })))
     }
 }
 
@@ -139,7 +149,7 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
     let keys = master_keys(&config)?;
     let db = open_database(&config).await?;
     let public_url = config.public_url(config.bind);
-    let state = AppState::new(config, db, &keys, public_url);
+    let state = AppState::new(config, db, &keys, public_url)?;
     let changed = state.catalog.reencrypt_all().await?;
     state.db.close().await;
     Ok(changed)
@@ -189,7 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {} (check CROCHET_BIND)", config.bind))?;
     let addr = listener.local_addr()?;
     let public_url = config.public_url(addr);
-    let state = AppState::new(config, db, &keys, public_url);
+    let state = AppState::new(config, db, &keys, public_url)?;
     let router = crate::http::router(state.clone());
 
     let (tx, rx) = oneshot::channel::<()>();

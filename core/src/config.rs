@@ -62,6 +62,9 @@ pub struct Config {
     /// Hostnames pinned to addresses for seller calls (split-horizon DNS, tests). Pinned
     /// addresses still pass through the production address rules.
     pub dns_overrides: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    /// The Relay provider (`[relay]` in `crochet.toml`; the API key may come from
+    /// `CROCHET_RELAY_API_KEY` instead, so it stays out of files).
+    pub relay: Option<crochet_payment_relay::RelayConfig>,
 }
 
 /// A marketplace category an operator adds in `crochet.toml`.
@@ -117,6 +120,7 @@ impl Default for Config {
             previous_encryption_keys: Vec::new(),
             categories: Vec::new(),
             dns_overrides: std::collections::HashMap::new(),
+            relay: None,
         }
     }
 }
@@ -151,7 +155,11 @@ impl Config {
             None => figment.merge(Toml::file("crochet.toml")),
         };
         figment = figment.merge(Env::prefixed("CROCHET_").only(ENV_KEYS));
-        Ok(figment.extract().map_err(Box::new)?)
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if let Ok(key) = std::env::var("CROCHET_RELAY_API_KEY") {
+            config.relay.get_or_insert_with(Default::default).api_key = Some(key);
+        }
+        Ok(config)
     }
 
     pub fn database_url(&self) -> &str {

@@ -6,6 +6,7 @@
 //! - [`identity`]: wallet challenges, registration, API keys, linked wallets, claims;
 //! - [`catalog`]: categories, listings, seller endpoints (secrets encrypted at rest);
 //! - [`gateway`]: the signed wire contract with sellers and the outbound client;
+//! - [`payments`]: the configured payment provider and the mock settle route;
 //! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
@@ -20,5 +21,6 @@ pub mod devwallet;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod payments;
 pub mod secrets;
 pub mod storage;

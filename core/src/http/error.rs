@@ -49,6 +49,10 @@ pub enum ApiError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("no such payment for this buyer")]
+    PaymentNotFound,
+    #[error("this payment is already {0}")]
+    PaymentFinal(String),
     /// A failure of the host itself; the details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -207,6 +211,8 @@ impl ApiError {
                 I::Database(_) => internal_spec(),
             },
             ApiError::Catalog(e) => catalog_spec(e, msg),
+            ApiError::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_NOT_FOUND", msg),
+            ApiError::PaymentFinal(_) => spec(S::CONFLICT, "PAYMENT_ALREADY_FINAL", msg),
             ApiError::Storage(_) | ApiError::Internal(_) => internal_spec(),
         }
     }

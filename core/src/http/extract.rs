@@ -107,3 +107,35 @@ impl FromRequestParts<AppState> for MaybeAuth {
         }
     }
 }
+
+/// A JSON body that may be absent: an empty body is `None`; anything else must be valid
+/// JSON of `T` (same codes as [`ApiJson`]).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    RequestError::PayloadTooLarge
+                } else {
+                    RequestError::InvalidJson(e.body_text())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| OptionalJson(Some(v)))
+            .map_err(|e| {
+                if e.is_data() {
+                    RequestError::Validation(e.to_string()).into()
+                } else {
+                    RequestError::InvalidJson(e.to_string()).into()
+                }
+            })
+    }
+}

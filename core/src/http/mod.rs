@@ -105,6 +105,7 @@ impl PageQuery {
         (name = "system", description = "Health and metadata"),
         (name = "identity", description = "Wallet-signed registration, API keys, linked wallets, human claims"),
         (name = "catalog", description = "Categories, listings and seller endpoint management"),
+        (name = "payments", description = "Mock payment completion (development only)"),
     )
 )]
 struct ApiDoc;
@@ -121,11 +122,16 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Builds the OpenAPI-documented router and the document itself.
-pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    let v1 = OpenApiRouter::new()
+///
+/// `mock_payments` mounts the mock provider's settle route (only while it is active).
+pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut v1 = OpenApiRouter::new()
         .routes(routes!(health))
         .merge(crate::identity::http::routes())
         .merge(crate::catalog::http::routes());
+    if mock_payments {
+        v1 = v1.merge(crate::payments::http::routes());
+    }
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()
@@ -135,7 +141,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The complete application: routes, OpenAPI route, fallbacks and middleware.
 pub fn router(state: AppState) -> axum::Router {
-    let (api_router, openapi) = api();
+    let (api_router, openapi) = api(state.payments.mock().is_some());
     let openapi = Arc::new(openapi);
     let max_body = state.config.max_body_bytes;
     api_router

@@ -740,8 +740,7 @@ async fn production_refuses_every_private_endpoint_form() {
     let s = Seller::start().await;
     let port = s.port();
     let app = TestApp::start(Backend::Sqlite, |c| {
-        c.environment = crochet::config::Environment::Production;
-        c.payment_provider = crochet::config::PaymentProviderKind::Relay;
+        crate::common::production(c);
         c.dns_overrides
             .insert("rebind.test".into(), vec!["127.0.0.1".parse().unwrap()]);
     })

@@ -90,6 +90,19 @@ pub fn test_config(database_url: String) -> Config {
     }
 }
 
+/// Turns a test configuration into a production one: Relay (with a treasury address on
+/// the default destination chain) instead of the mock provider.
+pub fn production(config: &mut Config) {
+    let mut relay = crochet_payment_relay::RelayConfig::default();
+    relay.recipients.insert(
+        crochet_payment::SOLANA_CHAIN_ID.to_string(),
+        "7EcDhSYGxXyscszYEp35KHN8vvw3svAuLKTzXwCFLtV".into(),
+    );
+    config.environment = crochet::config::Environment::Production;
+    config.payment_provider = crochet::config::PaymentProviderKind::Relay;
+    config.relay = Some(relay);
+}
+
 impl TestApp {
     /// Starts a host on `backend`; `None` when that backend is not available here.
     pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {

@@ -219,6 +219,7 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/listings/{id}/endpoint"),
     ("post", "/api/v1/listings/{id}/endpoint/test"),
     ("post", "/api/v1/listings/{id}/endpoint/rotate-secret"),
+    ("post", "/api/v1/payments/mock/{request_id}/settle"),
 ];
 
 #[tokio::test]
@@ -247,7 +248,17 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
     }
     // Each documented operation is served by the real router (not the 404/405 fallbacks).
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        let concrete: Vec<&str> = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "00000000-0000-0000-0000-000000000000"
+                } else {
+                    seg
+                }
+            })
+            .collect();
+        let concrete = concrete.join("/");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let ct = (m != Method::GET && m != Method::DELETE).then_some("application/json");
         let body = if ct.is_some() { b"{}".to_vec() } else { vec![] };

@@ -5,4 +5,5 @@ mod catalog;
 mod common;
 mod conventions;
 mod identity;
+mod payments;
 mod process;
