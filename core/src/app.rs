@@ -27,6 +27,7 @@ pub struct AppInner {
     pub identity: Identity,
     pub catalog: Catalog,
     pub payments: crate::payments::Payments,
+    pub gateway: crate::gateway::Gateway,
     /// The one pooled client for seller endpoints.
     pub upstream: UpstreamClient,
     /// Absolute base URL, no trailing slash.
@@ -89,12 +90,20 @@ impl AppState {
         );
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
+        let gateway = crate::gateway::Gateway::new(
+            db.clone(),
+            catalog.clone(),
+            identity.clone(),
+            payments.clone(),
+            upstream.clone(),
+        );
         Ok(Self(Arc::new(AppInner {
             config,
             db,
             identity,
             catalog,
             payments,
+            gateway,
             upstream,
             public_url,
         })))

@@ -5,7 +5,8 @@
 //!
 //! - [`identity`]: wallet challenges, registration, API keys, linked wallets, claims;
 //! - [`catalog`]: categories, listings, seller endpoints (secrets encrypted at rest);
-//! - [`gateway`]: the signed wire contract with sellers and the outbound client;
+//! - [`gateway`]: the pay-per-call pipeline, signing, and the outbound client;
+//! - [`ledger`]: the append-only money record and the fee rule;
 //! - [`payments`]: the configured payment provider and the mock settle route;
 //! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
 //! - [`config`]: layered configuration and production safety checks;
@@ -21,6 +22,7 @@ pub mod devwallet;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod ledger;
 pub mod payments;
 pub mod secrets;
 pub mod storage;

@@ -1,7 +1,15 @@
-//! The gateway's wire contract with sellers: how a forwarded request is signed
-//! ([`signing`]) and how the host reaches a seller's private endpoint safely
-//! ([`upstream`]). The endpoint test of the catalog and the pay-per-call pipeline share
-//! both, so a seller sees the same headers and signature from either.
+//! The pay-per-call gateway: the call pipeline ([`pipeline`]), how a forwarded request
+//! is signed ([`signing`]) and how the host reaches a seller's private endpoint safely
+//! ([`upstream`]). The catalog's endpoint test and the pipeline share signing and the
+//! client, so a seller sees the same headers and signature from either.
 
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod pipeline;
 pub mod signing;
+pub mod store;
 pub mod upstream;
+
+pub use error::GatewayError;
+pub use pipeline::Gateway;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::catalog::CatalogError;
+use crate::gateway::GatewayError;
 use crate::identity::IdentityError;
 use crate::storage::StorageError;
 
@@ -48,6 +49,8 @@ pub enum ApiError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("no such payment for this buyer")]
     PaymentNotFound,
@@ -73,6 +76,12 @@ pub struct Recovery {
     pub retry_after_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docs_url: Option<String>,
+    /// Route-minimum answers (seed 001): never retry the same payment route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_same_route: Option<bool>,
+    /// Route-minimum answers (seed 001): retry with a new Idempotency-Key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_new_idempotency_key: Option<bool>,
 }
 
 /// `error` of the envelope.
@@ -86,17 +95,22 @@ pub struct ErrorBody {
     pub recovery: Option<Recovery>,
 }
 
-/// The failure envelope: `{"success": false, "error": {...}}`.
+/// The failure envelope: `{"success": false, "error": {...}}`; a 402 also carries
+/// `data.payment`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorEnvelope {
     pub success: bool,
     pub error: ErrorBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
 }
 
 /// Everything a response needs, decided from an error.
 pub struct ErrorSpec {
     pub status: StatusCode,
     pub body: ErrorBody,
+    pub data: Option<Value>,
 }
 
 fn spec(status: StatusCode, code: &'static str, message: String) -> ErrorSpec {
@@ -108,6 +122,7 @@ fn spec(status: StatusCode, code: &'static str, message: String) -> ErrorSpec {
             details: None,
             recovery: None,
         },
+        data: None,
     }
 }
 
@@ -211,6 +226,7 @@ impl ApiError {
                 I::Database(_) => internal_spec(),
             },
             ApiError::Catalog(e) => catalog_spec(e, msg),
+            ApiError::Gateway(e) => gateway_spec(e, msg),
             ApiError::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_NOT_FOUND", msg),
             ApiError::PaymentFinal(_) => spec(S::CONFLICT, "PAYMENT_ALREADY_FINAL", msg),
             ApiError::Storage(_) | ApiError::Internal(_) => internal_spec(),
@@ -256,6 +272,135 @@ fn catalog_spec(e: &CatalogError, msg: String) -> ErrorSpec {
     }
 }
 
+const GATEWAY_PRESERVE: [&str; 4] = [
+    "listing_id",
+    "request_body",
+    "idempotency_key",
+    "relay_request_id",
+];
+
+fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
+    use GatewayError as G;
+    use StatusCode as S;
+    let supported_route = |summary: &str| Recovery {
+        retryable: true,
+        next_action: Some("choose_supported_payment_route"),
+        summary: summary.into(),
+        preserve: vec!["listing_id", "request_body"],
+        ..Recovery::default()
+    };
+    match e {
+        G::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
+        G::ListingNotActive(_) => spec(S::CONFLICT, "LISTING_NOT_ACTIVE", msg),
+        G::EndpointUnavailable => spec(S::SERVICE_UNAVAILABLE, "SELLER_ENDPOINT_UNAVAILABLE", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "The seller's endpoint is not taking calls; nothing was charged. Retry later with a fresh Idempotency-Key.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            retry_after_seconds: Some(60),
+            ..Recovery::default()
+        }),
+        G::InvalidBody(_) => spec(S::BAD_REQUEST, "INVALID_JSON", msg),
+        G::BodyTooLarge(limit) => spec(S::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", msg).details(json!({"max_request_bytes": limit})),
+        G::InvalidRoute { header, .. } => spec(S::BAD_REQUEST, "INVALID_PAYMENT_ROUTE", msg)
+            .details(json!({"header": header}))
+            .recovery(supported_route("Fix or drop the X-Crochet-Origin-* header and retry.")),
+        G::UnsupportedRoute(_) => spec(S::BAD_REQUEST, "UNSUPPORTED_PAYMENT_ROUTE", msg)
+            .recovery(supported_route("Choose a supported wallet/currency/chain combination (link a Solana wallet with POST /me/wallets if you have none).")),
+        G::RouteMinimum { on_solana, minimum_cents, .. } => {
+            let details = json!({
+                "seller_endpoint_called": false,
+                "recommended_origin_currency": "SOL",
+                "recommended_gateway_headers": {"X-Crochet-Origin-Currency": "SOL"},
+                "minimum_amount_cents": minimum_cents,
+            });
+            let recovery = if *on_solana {
+                Recovery {
+                    retryable: false,
+                    next_action: Some("choose_higher_priced_listing_or_ask_operator"),
+                    summary: "Even the Solana route cannot carry this price. Do not loop: choose a higher-priced listing or ask the operator.".into(),
+                    retry_same_route: Some(false),
+                    ..Recovery::default()
+                }
+            } else {
+                Recovery {
+                    retryable: true,
+                    next_action: Some("retry_with_solana_payment_route"),
+                    summary: "Retry with X-Crochet-Origin-Currency: SOL and a new Idempotency-Key; do not retry this EVM route.".into(),
+                    preserve: vec!["listing_id", "request_body"],
+                    discard: vec!["idempotency_key"],
+                    retry_same_route: Some(false),
+                    use_new_idempotency_key: Some(true),
+                    ..Recovery::default()
+                }
+            };
+            spec(S::BAD_REQUEST, "PAYMENT_ROUTE_MINIMUM_NOT_MET", "This payment route cannot support the listing's low per-call price.".into())
+                .details(details)
+                .recovery(recovery)
+        }
+        G::PaymentRequired(payment) => {
+            let payment = serde_json::to_value(payment.as_ref()).unwrap_or(Value::Null);
+            let mut s = spec(S::PAYMENT_REQUIRED, "PAYMENT_REQUIRED", msg)
+                .details(json!({"payment": payment}))
+                .recovery(Recovery {
+                    retryable: true,
+                    next_action: Some("complete_gateway_payment"),
+                    summary: "Complete the payment in error.details.payment.requirements, then retry the same JSON body with X-Crochet-Relay-Request-Id (and the same Idempotency-Key).".into(),
+                    preserve: GATEWAY_PRESERVE.to_vec(),
+                    ..Recovery::default()
+                });
+            s.data = Some(json!({"payment": payment}));
+            s
+        }
+        G::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_REQUEST_NOT_FOUND", msg),
+        G::BodyMismatch => spec(S::CONFLICT, "PAYMENT_BODY_MISMATCH", msg).recovery(Recovery {
+            retryable: true,
+            summary: "A relay request id pays for one exact body: retry with the original body, or call without X-Crochet-Relay-Request-Id to get a new payment requirement.".into(),
+            preserve: vec!["relay_request_id"],
+            ..Recovery::default()
+        }),
+        G::PaymentFailed { refunded, .. } => spec(S::PAYMENT_REQUIRED, "PAYMENT_FAILED", msg)
+            .details(json!({"refunded": refunded}))
+            .recovery(supported_route("The payment did not settle. Start a new payment (call without X-Crochet-Relay-Request-Id, with a new Idempotency-Key), on a supported route.")),
+        G::PaymentConsumed(gr) => spec(S::CONFLICT, "PAYMENT_ALREADY_USED", msg)
+            .details(json!({"gateway_request_id": gr}))
+            .recovery(Recovery {
+                retryable: false,
+                summary: "This payment already paid for a call: inspect it with GET /gateway-requests. Do not pay again automatically.".into(),
+                ..Recovery::default()
+            }),
+        G::IdempotencyConflict => spec(S::CONFLICT, "IDEMPOTENCY_KEY_REUSED", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "Use a new Idempotency-Key for a different listing or body.".into(),
+            discard: vec!["idempotency_key"],
+            ..Recovery::default()
+        }),
+        G::ProviderUnavailable(_) => spec(S::SERVICE_UNAVAILABLE, "PAYMENT_PROVIDER_UNAVAILABLE", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_payment_later"),
+            summary: "The payment provider did not answer; keep relay_request_id, body and Idempotency-Key and retry later.".into(),
+            preserve: GATEWAY_PRESERVE.to_vec(),
+            retry_after_seconds: Some(10),
+            ..Recovery::default()
+        }),
+        G::ProviderRateLimited(secs) => spec(S::TOO_MANY_REQUESTS, "RATE_LIMITED", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_after_delay"),
+            summary: "Wait retry_after_seconds, then retry.".into(),
+            retry_after_seconds: Some(*secs),
+            ..Recovery::default()
+        }),
+        G::SellerFailed { code, context, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
+            retryable: false,
+            summary: "The seller failed after payment was settled; the charge is recorded and cannot be clawed back here. Do not pay again automatically: inspect GET /gateway-requests and the seller's trust signals first.".into(),
+            ..Recovery::default()
+        }),
+        G::Catalog(e) => catalog_spec(e, msg),
+        G::Database(_) => internal_spec(),
+    }
+}
+
 fn internal_spec() -> ErrorSpec {
     spec(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -273,20 +418,27 @@ fn internal_spec() -> ErrorSpec {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let ErrorSpec { status, body } = self.spec();
+        let ErrorSpec { status, body, data } = self.spec();
         if status.is_server_error() {
             tracing::error!(error = %self, code = body.code, "request failed");
         } else {
             tracing::debug!(code = body.code, "request refused");
         }
-        (
-            status,
-            axum::Json(ErrorEnvelope {
-                success: false,
-                error: body,
-            }),
-        )
-            .into_response()
+        let retry_after = body.recovery.as_ref().and_then(|r| r.retry_after_seconds);
+        let envelope = ErrorEnvelope {
+            success: false,
+            error: body,
+            data,
+        };
+        let mut response = (status, axum::Json(envelope)).into_response();
+        let throttled =
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+        if let Some(secs) = retry_after.filter(|_| throttled) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -351,6 +503,23 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn route_minimum_on_solana_stops_the_loop() {
+        let e = GatewayError::RouteMinimum {
+            on_solana: true,
+            minimum_cents: None,
+            message: String::new(),
+        };
+        let s = ApiError::from(e).spec();
+        let r = s.body.recovery.unwrap();
+        assert_eq!(
+            r.next_action,
+            Some("choose_higher_priced_listing_or_ask_operator")
+        );
+        assert!(!r.retryable);
+        assert_eq!(s.body.details.unwrap()["seller_endpoint_called"], false);
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl PageQuery {
         (name = "system", description = "Health and metadata"),
         (name = "identity", description = "Wallet-signed registration, API keys, linked wallets, human claims"),
         (name = "catalog", description = "Categories, listings and seller endpoint management"),
+        (name = "gateway", description = "Pay-per-call gateway, request history and ledger"),
         (name = "payments", description = "Mock payment completion (development only)"),
     )
 )]
@@ -128,7 +129,8 @@ pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::Ope
     let mut v1 = OpenApiRouter::new()
         .routes(routes!(health))
         .merge(crate::identity::http::routes())
-        .merge(crate::catalog::http::routes());
+        .merge(crate::catalog::http::routes())
+        .merge(crate::gateway::http::routes());
     if mock_payments {
         v1 = v1.merge(crate::payments::http::routes());
     }

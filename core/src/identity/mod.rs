@@ -403,6 +403,16 @@ impl Identity {
         Ok((rows.into_iter().map(Into::into).collect(), total))
     }
 
+    /// The profile's active wallets that can pay, default payer first.
+    pub async fn payment_wallets(&self, profile_id: &str) -> Result<Vec<WalletSummary>> {
+        let mut conn = self.db.pool().acquire().await?;
+        let mut rows =
+            store::list_wallets(&mut conn, profile_id, i64::from(Page::MAX_LIMIT), 0).await?;
+        rows.retain(|w| w.is_active() && w.can_pay != 0);
+        rows.sort_by_key(|w| std::cmp::Reverse(w.is_default_payment));
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     pub async fn get_wallet(&self, who: &Principal, id: &str) -> Result<WalletSummary> {
         let mut conn = self.db.pool().acquire().await?;
         Ok(store::wallet_by_id(&mut conn, &who.profile_id, id)

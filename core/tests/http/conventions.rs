@@ -220,6 +220,9 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/listings/{id}/endpoint/test"),
     ("post", "/api/v1/listings/{id}/endpoint/rotate-secret"),
     ("post", "/api/v1/payments/mock/{request_id}/settle"),
+    ("post", "/api/v1/gateway/{listing_id}"),
+    ("get", "/api/v1/gateway-requests"),
+    ("get", "/api/v1/ledger"),
 ];
 
 #[tokio::test]

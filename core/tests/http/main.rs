@@ -4,6 +4,7 @@
 mod catalog;
 mod common;
 mod conventions;
+mod gateway;
 mod identity;
 mod payments;
 mod process;

@@ -1,0 +1,93 @@
+//! HTTP handlers of `POST /gateway/{listing_id}` and `GET /gateway-requests`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayment};
+use super::pipeline::{GatewayCall, Outcome};
+use crate::app::AppState;
+use crate::http::error::{ApiError, ErrorEnvelope};
+use crate::http::extract::{ApiPath, ApiQuery, Auth};
+use crate::http::{Envelope, PagedEnvelope, ok, paged};
+use crate::storage::Page;
+
+/// The gateway routes, relative to `/api/v1`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(call))
+        .routes(routes!(history))
+        .routes(routes!(crate::ledger::http::ledger))
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Call a seller capability. Paid listings answer 402 with a payment requirement; retry
+/// the same body with `X-Crochet-Relay-Request-Id` once paid (202 while pending).
+#[utoipa::path(post, path = "/gateway/{listing_id}", tag = "gateway", security(("api_key" = [])),
+    params(
+        ("listing_id" = String, Path, description = "Listing UUID or slug"),
+        ("X-Crochet-Relay-Request-Id" = Option<String>, Header, description = "The relay_request_id of a completed payment"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats return the same payment requirement"),
+        ("X-Crochet-Origin-Currency" = Option<String>, Header, description = "USDC, ETH or SOL"),
+        ("X-Crochet-Origin-Chain-Id" = Option<String>, Header, description = "Origin chain id"),
+        ("X-Crochet-Origin-Wallet-Id" = Option<String>, Header, description = "Payer wallet id from GET /me/wallets"),
+    ),
+    request_body(content = Object, description = "The exact JSON the seller receives"),
+    responses(
+        (status = 200, body = Envelope<GatewaySuccess>),
+        (status = 202, description = "Settlement pending", body = Envelope<PendingPayment>),
+        (status = 400, description = "Invalid body or route; PAYMENT_ROUTE_MINIMUM_NOT_MET", body = ErrorEnvelope),
+        (status = 402, description = "PAYMENT_REQUIRED or PAYMENT_FAILED", body = ErrorEnvelope),
+        (status = 409, description = "Payment already used, body mismatch, idempotency conflict, listing not active", body = ErrorEnvelope),
+        (status = 502, description = "The seller failed after payment", body = ErrorEnvelope),
+    ))]
+async fn call(
+    State(s): State<AppState>,
+    Auth(buyer): Auth,
+    ApiPath(listing_id): ApiPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let outcome = s
+        .gateway
+        .call(GatewayCall {
+            buyer,
+            listing_ref: listing_id,
+            body: body.to_vec(),
+            relay_request_id: header(&headers, "x-crochet-relay-request-id"),
+            idempotency_key: header(&headers, "idempotency-key"),
+            origin_currency: header(&headers, "x-crochet-origin-currency"),
+            origin_chain_id: header(&headers, "x-crochet-origin-chain-id"),
+            origin_wallet_id: header(&headers, "x-crochet-origin-wallet-id"),
+        })
+        .await?;
+    Ok(match outcome {
+        Outcome::Forwarded(success) => ok(*success).into_response(),
+        Outcome::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),
+    })
+}
+
+/// Gateway request history as buyer, seller or both: metadata and hashes, never bodies.
+#[utoipa::path(get, path = "/gateway-requests", tag = "gateway", security(("api_key" = [])), params(HistoryQuery),
+    responses((status = 200, body = PagedEnvelope<GatewayRequestRow>), (status = 401, body = ErrorEnvelope)))]
+async fn history(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<PagedEnvelope<GatewayRequestRow>>, ApiError> {
+    let page = Page::new(q.page, q.limit);
+    let (items, total) = super::store::history(s.db.pool(), &who.profile_id, &q, page)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(paged(items, page, total))
+}

@@ -1,0 +1,122 @@
+//! Gateway wire shapes (seeds 001-003): the 402 payment object, the 202 pending answer,
+//! the success body, and gateway request history.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// The payment object of a 402, shown in `error.details.payment` and `data.payment`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentObject {
+    pub relay_request_id: String,
+    /// Provider instructions (mock: `scheme`, `amount_cents`, `currency`, `settle_url`).
+    #[schema(value_type = Object)]
+    pub requirements: Value,
+    /// Headers to add to the retry.
+    #[schema(value_type = Object)]
+    pub retry_headers: Value,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub provider: String,
+}
+
+/// `charged_amount` of a success.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChargedAmount {
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+/// `fees` of a success.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Fees {
+    pub fee_rate: f64,
+    pub fee_amount_cents: i64,
+    pub seller_receives_cents: i64,
+}
+
+/// `payment` of a success.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentStatus {
+    /// `verified`.
+    pub status: &'static str,
+    pub relay_request_id: String,
+}
+
+/// A forwarded call's answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GatewaySuccess {
+    pub request_id: String,
+    pub listing_id: String,
+    pub billable: bool,
+    pub payment: Option<PaymentStatus>,
+    pub charged_amount: ChargedAmount,
+    pub fees: Fees,
+    pub seller_status_code: u16,
+    #[schema(value_type = Object)]
+    pub seller_response: Value,
+}
+
+/// The 202 answer while settlement is pending.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingPayment {
+    /// `pending`.
+    pub status: &'static str,
+    pub retryable: bool,
+    pub retry_after_seconds: u64,
+    pub relay_request_id: String,
+    /// `retry_gateway_payment_later`.
+    pub next_action: &'static str,
+    pub provider_status: String,
+}
+
+/// One gateway attempt as recorded: metadata and hashes, never bodies.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct GatewayRequestRow {
+    pub id: String,
+    pub buyer_id: String,
+    pub seller_id: String,
+    pub listing_id: String,
+    pub relay_request_id: Option<String>,
+    pub status: String,
+    pub billable: i64,
+    pub charged_cents: i64,
+    pub fee_cents: i64,
+    pub seller_cents: i64,
+    pub currency: String,
+    pub request_bytes: i64,
+    pub request_sha256: String,
+    pub response_bytes: Option<i64>,
+    pub response_sha256: Option<String>,
+    pub seller_status_code: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub error_code: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Whose history `GET /gateway-requests` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryRole {
+    Buyer,
+    Seller,
+    #[default]
+    All,
+}
+
+/// `GET /gateway-requests` filters.
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    pub role: Option<HistoryRole>,
+    /// `completed`, `payment_required`, `payment_pending`, `payment_failed`, `seller_error`, …
+    pub status: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to: Option<i64>,
+    pub page: Option<u32>,
+    pub limit: Option<u32>,
+}

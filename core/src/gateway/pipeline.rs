@@ -1,0 +1,581 @@
+//! The pay-per-call pipeline of `POST /gateway/{listing_id}`, one phase per step, in
+//! the order a call goes through them:
+//!
+//! 1. **authenticate**: the HTTP extractor resolves the buyer before [`Gateway::call`].
+//! 2. **resolve listing**: active listing, configured and active endpoint, body is JSON
+//!    and within the endpoint's request limit.
+//! 3. **policy**: the slot where policy plugins (rate limits, validation) will run,
+//!    after authentication and before any payment exists, so a refused call is never
+//!    charged.
+//! 4. **payment**: free listings skip it. Without `X-Crochet-Relay-Request-Id`, the
+//!    provider issues a requirement (402), bound to buyer, listing and body hash, and
+//!    reused for a repeated `Idempotency-Key`. With one, the provider reports settlement.
+//!    A settled payment is consumed by one conditional `UPDATE`, in the same
+//!    transaction that writes its three ledger entries and its request row, so however
+//!    many retries race, exactly one forwards.
+//! 5. **adapt request / sign and forward / adapt response**: the exact body is signed
+//!    (`signing`) and sent through the guarded client (`upstream`); the adapter slot
+//!    surrounds the forward.
+//! 6. **record**: the request row gets the outcome: sizes, hashes, status, latency.
+//!    Bodies are never stored.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::error::GatewayError;
+use super::model::*;
+use super::signing::SignedHeaders;
+use super::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
+use crate::catalog::store::{ListingRow, listing_by_ref};
+use crate::catalog::{Catalog, PricingModel, ResolvedEndpoint};
+use crate::identity::{Identity, Principal};
+use crate::ledger::{self, FEE_RATE, fee_cents};
+use crate::payments::{
+    OriginCurrency, PaymentChain, PaymentError, Payments, RequirementRequest, Route, Settlement,
+    SettlementQuery, WalletRef,
+};
+use crate::storage::{Database, now_ms};
+
+type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+/// One buyer call, as the HTTP layer hands it over.
+pub struct GatewayCall {
+    pub buyer: Principal,
+    pub listing_ref: String,
+    pub body: Vec<u8>,
+    pub relay_request_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub origin_currency: Option<String>,
+    pub origin_chain_id: Option<String>,
+    pub origin_wallet_id: Option<String>,
+}
+
+/// A call's result that is not an error.
+pub enum Outcome {
+    /// 200: forwarded and answered.
+    Forwarded(Box<GatewaySuccess>),
+    /// 202: settlement pending.
+    Pending(PendingPayment),
+}
+
+/// The gateway service.
+#[derive(Clone)]
+pub struct Gateway {
+    db: Database,
+    catalog: Catalog,
+    identity: Identity,
+    payments: Payments,
+    upstream: UpstreamClient,
+}
+
+/// What phase 2 resolved.
+struct Target {
+    listing: ListingRow,
+    endpoint: ResolvedEndpoint,
+    url: String,
+    body_sha256: String,
+}
+
+/// A payment that may be forwarded.
+struct Paid {
+    relay_request_id: String,
+    charged_cents: i64,
+    currency: String,
+}
+
+impl Gateway {
+    pub fn new(
+        db: Database,
+        catalog: Catalog,
+        identity: Identity,
+        payments: Payments,
+        upstream: UpstreamClient,
+    ) -> Self {
+        Self {
+            db,
+            catalog,
+            identity,
+            payments,
+            upstream,
+        }
+    }
+
+    /// Runs one call through every phase.
+    pub async fn call(&self, call: GatewayCall) -> Result<Outcome> {
+        let target = self.resolve(&call).await?;
+        self.policy(&call, &target)?;
+        let paid = match target.listing.pricing_model() {
+            PricingModel::Free => None,
+            PricingModel::PerCall => match &call.relay_request_id {
+                None => return Err(self.require_payment(&call, &target).await?),
+                Some(id) => match self.verify_payment(&call, &target, id).await? {
+                    Verified::Pending(p) => return Ok(Outcome::Pending(p)),
+                    Verified::Paid(p) => Some(p),
+                },
+            },
+        };
+        self.forward(&call, &target, paid).await
+    }
+
+    /// Phase 2: the listing, its endpoint and the body.
+    async fn resolve(&self, call: &GatewayCall) -> Result<Target> {
+        let listing = listing_by_ref(self.db.pool(), &call.listing_ref)
+            .await?
+            .map(|l| l.listing)
+            .ok_or(GatewayError::ListingNotFound)?;
+        match listing.status.as_str() {
+            "active" => {}
+            "draft" => return Err(GatewayError::ListingNotFound),
+            other => return Err(GatewayError::ListingNotActive(other.to_owned())),
+        }
+        let endpoint = self.catalog.resolved_endpoint(&listing.id).await?;
+        let url = match (&endpoint.url, endpoint.active) {
+            (Some(url), true) => url.clone(),
+            _ => return Err(GatewayError::EndpointUnavailable),
+        };
+        if call.body.len() > endpoint.max_request_bytes {
+            return Err(GatewayError::BodyTooLarge(endpoint.max_request_bytes));
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(&call.body)
+            .map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
+        Ok(Target {
+            body_sha256: hex::encode(Sha256::digest(&call.body)),
+            listing,
+            endpoint,
+            url,
+        })
+    }
+
+    /// Phase 3: policy plugins run here (after authentication, before payment). None yet.
+    fn policy(&self, _call: &GatewayCall, _target: &Target) -> Result<()> {
+        Ok(())
+    }
+
+    /// Phase 4a: a payment requirement (or the one an Idempotency-Key already has).
+    /// Always returns the error to answer with: a 402, or why none could be issued.
+    async fn require_payment(&self, call: &GatewayCall, target: &Target) -> Result<GatewayError> {
+        let buyer = &call.buyer.profile_id;
+        if let Some(key) = &call.idempotency_key
+            && let Some(existing) =
+                super::store::idempotent_payment(self.db.pool(), buyer, key).await?
+        {
+            return self.replay(existing, target);
+        }
+        let route = self.route(call).await?;
+        let req = RequirementRequest {
+            buyer_id: buyer.clone(),
+            listing_id: target.listing.id.clone(),
+            seller_id: target.listing.seller_id.clone(),
+            seller_payout: None,
+            amount_cents: target.listing.price_cents,
+            currency: target.listing.pricing_currency.clone(),
+            route,
+        };
+        let provider = self.payments.provider();
+        let requirement = provider
+            .create_requirement(&req)
+            .await
+            .map_err(provider_error)?;
+        let now = now_ms();
+        let stored = super::store::NewPayment {
+            request_id: &requirement.request_id,
+            provider: provider.name(),
+            buyer_id: buyer,
+            listing_id: &target.listing.id,
+            seller_id: &target.listing.seller_id,
+            amount_cents: req.amount_cents,
+            currency: &req.currency,
+            body_sha256: &target.body_sha256,
+            requirements: &requirement.requirements.to_string(),
+            now,
+        };
+        let mut tx = self.db.pool().begin().await?;
+        super::store::insert_payment(&mut tx, &stored).await?;
+        if let Some(key) = &call.idempotency_key
+            && !super::store::insert_idempotency(
+                &mut tx,
+                buyer,
+                key,
+                &target.listing.id,
+                &target.body_sha256,
+                &requirement.request_id,
+                now,
+            )
+            .await?
+        {
+            // A racing call with the same key won; answer with its payment.
+            tx.rollback().await?;
+            let existing = super::store::idempotent_payment(self.db.pool(), buyer, key)
+                .await?
+                .ok_or(GatewayError::IdempotencyConflict)?;
+            return self.replay(existing, target);
+        }
+        tx.commit().await?;
+        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
+            retry_headers: json!({"X-Crochet-Relay-Request-Id": requirement.request_id}),
+            relay_request_id: requirement.request_id,
+            requirements: requirement.requirements,
+            amount_cents: req.amount_cents,
+            currency: req.currency,
+            provider: provider.name().to_owned(),
+        })))
+    }
+
+    /// The 402 an Idempotency-Key already produced, if it was for this listing and body.
+    fn replay(&self, p: super::store::PaymentRow, target: &Target) -> Result<GatewayError> {
+        if p.listing_id != target.listing.id || p.body_sha256 != target.body_sha256 {
+            return Err(GatewayError::IdempotencyConflict);
+        }
+        if let Some(gr) = p.gateway_request_id.filter(|_| p.status == "consumed") {
+            return Err(GatewayError::PaymentConsumed(gr));
+        }
+        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
+            retry_headers: json!({"X-Crochet-Relay-Request-Id": p.request_id}),
+            requirements: serde_json::from_str(&p.requirements).unwrap_or(Value::Null),
+            relay_request_id: p.request_id,
+            amount_cents: p.amount_cents,
+            currency: p.currency,
+            provider: p.provider,
+        })))
+    }
+
+    /// The payment route from the `X-Crochet-Origin-*` headers and the buyer's wallets.
+    async fn route(&self, call: &GatewayCall) -> Result<Route> {
+        let origin_currency = match call.origin_currency.as_deref() {
+            None => None,
+            Some(v) => {
+                Some(
+                    OriginCurrency::parse(v).ok_or_else(|| GatewayError::InvalidRoute {
+                        header: "X-Crochet-Origin-Currency",
+                        message: "must be USDC, ETH or SOL".into(),
+                    })?,
+                )
+            }
+        };
+        let origin_chain_id = match call.origin_chain_id.as_deref() {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| GatewayError::InvalidRoute {
+                        header: "X-Crochet-Origin-Chain-Id",
+                        message: "must be a numeric chain id".into(),
+                    })?,
+            ),
+        };
+        let wallets: Vec<WalletRef> = self
+            .identity
+            .payment_wallets(&call.buyer.profile_id)
+            .await
+            .map_err(|e| GatewayError::ProviderUnavailable(e.to_string()))?
+            .into_iter()
+            .map(|w| WalletRef {
+                id: w.id,
+                address: w.wallet_address,
+                chain: match w.chain {
+                    crate::identity::crypto::Chain::Evm => PaymentChain::Evm,
+                    crate::identity::crypto::Chain::Solana => PaymentChain::Solana,
+                },
+            })
+            .collect();
+        let payer =
+            match call.origin_wallet_id.as_deref() {
+                Some(id) => Some(wallets.iter().find(|w| w.id == id).cloned().ok_or_else(
+                    || GatewayError::InvalidRoute {
+                        header: "X-Crochet-Origin-Wallet-Id",
+                        message: "is not an active payment wallet of this profile".into(),
+                    },
+                )?),
+                None => {
+                    // Pay from a wallet on the chosen chain; with no choice, prefer Solana.
+                    let probe = Route {
+                        origin_currency,
+                        origin_chain_id,
+                        payer: None,
+                    };
+                    let wanted = if origin_currency.is_none() && origin_chain_id.is_none() {
+                        PaymentChain::Solana
+                    } else {
+                        probe.chain()
+                    };
+                    wallets
+                        .iter()
+                        .find(|w| w.chain == wanted)
+                        .or(wallets.first())
+                        .cloned()
+                }
+            };
+        Ok(Route {
+            origin_currency,
+            origin_chain_id,
+            payer,
+        })
+    }
+
+    /// Phase 4b: the settlement of a relay request id, and its consumption.
+    async fn verify_payment(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        id: &str,
+    ) -> Result<Verified> {
+        let payment = super::store::payment(self.db.pool(), id)
+            .await?
+            .filter(|p| p.buyer_id == call.buyer.profile_id && p.listing_id == target.listing.id)
+            .ok_or(GatewayError::PaymentNotFound)?;
+        if payment.body_sha256 != target.body_sha256 {
+            return Err(GatewayError::BodyMismatch);
+        }
+        if let Some(gr) = payment
+            .gateway_request_id
+            .clone()
+            .filter(|_| payment.status == "consumed")
+        {
+            return Err(GatewayError::PaymentConsumed(gr));
+        }
+        let query = SettlementQuery {
+            request_id: payment.request_id.clone(),
+            amount_cents: payment.amount_cents,
+            currency: payment.currency.clone(),
+        };
+        match self
+            .payments
+            .provider()
+            .settlement(&query)
+            .await
+            .map_err(provider_error)?
+        {
+            Settlement::Pending {
+                retry_after_seconds,
+                provider_status,
+            } => Ok(Verified::Pending(PendingPayment {
+                status: "pending",
+                retryable: true,
+                retry_after_seconds,
+                relay_request_id: payment.request_id,
+                next_action: "retry_gateway_payment_later",
+                provider_status,
+            })),
+            Settlement::Failed { reason, refunded } => {
+                Err(GatewayError::PaymentFailed { reason, refunded })
+            }
+            Settlement::Settled { .. } => Ok(Verified::Paid(Paid {
+                relay_request_id: payment.request_id,
+                charged_cents: payment.amount_cents,
+                currency: payment.currency,
+            })),
+        }
+    }
+
+    /// Phases 5 and 6: consume the payment with its ledger entries, sign, forward, record.
+    async fn forward(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        paid: Option<Paid>,
+    ) -> Result<Outcome> {
+        let request_id = format!("gw_req_{}", uuid::Uuid::new_v4().simple());
+        let listing = &target.listing;
+        let now = now_ms();
+        let (charged, currency) = paid
+            .as_ref()
+            .map_or((0, listing.pricing_currency.clone()), |p| {
+                (p.charged_cents, p.currency.clone())
+            });
+        let fee = fee_cents(charged);
+        let row = super::store::NewRequest {
+            id: &request_id,
+            buyer_id: &call.buyer.profile_id,
+            seller_id: &listing.seller_id,
+            listing_id: &listing.id,
+            relay_request_id: paid.as_ref().map(|p| p.relay_request_id.as_str()),
+            billable: paid.is_some(),
+            charged_cents: charged,
+            fee_cents: fee,
+            currency: &currency,
+            request_bytes: call.body.len(),
+            request_sha256: &target.body_sha256,
+            now,
+        };
+        let mut tx = self.db.pool().begin().await?;
+        if let Some(p) = &paid {
+            // The one decision point for racing retries: only one UPDATE matches 'issued'.
+            if !super::store::consume_payment(&mut tx, &p.relay_request_id, &request_id, now)
+                .await?
+            {
+                tx.rollback().await?;
+                let used = super::store::payment(self.db.pool(), &p.relay_request_id).await?;
+                return Err(GatewayError::PaymentConsumed(
+                    used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
+                ));
+            }
+        }
+        super::store::insert_request(&mut tx, &row).await?;
+        if let Some(p) = &paid {
+            ledger::record_settled_call(
+                &mut tx,
+                &ledger::SettledCall {
+                    gateway_request_id: &request_id,
+                    buyer_id: &call.buyer.profile_id,
+                    seller_id: &listing.seller_id,
+                    listing_id: &listing.id,
+                    relay_request_id: &p.relay_request_id,
+                    charged_cents: p.charged_cents,
+                    currency: &p.currency,
+                    now,
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+
+        // Seller adapters will transform the body here (before signing) and the answer
+        // below (before it is checked); none yet.
+        let secret = &target.endpoint.signing_secret;
+        let signed = SignedHeaders::new(
+            secret,
+            now / 1000,
+            &request_id,
+            &listing.id,
+            &call.buyer.profile_id,
+            &call.body,
+        );
+        let mut headers: Vec<_> = signed
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| (k.into(), v))
+            .collect();
+        if let Some((name, value)) = &target.endpoint.auth_header {
+            headers.push((name.clone().into(), value.clone()));
+        }
+        let started = Instant::now();
+        let answer = self
+            .upstream
+            .send(UpstreamRequest {
+                url: &target.url,
+                headers,
+                body: call.body.clone(),
+                timeout: target.endpoint.timeout,
+                max_response_bytes: target.endpoint.max_response_bytes,
+            })
+            .await;
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+
+        let payment = paid.as_ref().map(|p| PaymentStatus {
+            status: "verified",
+            relay_request_id: p.relay_request_id.clone(),
+        });
+        let context = json!({
+            "request_id": request_id,
+            "listing_id": listing.id,
+            "relay_request_id": paid.as_ref().map(|p| p.relay_request_id.clone()),
+            "charged_amount": {"amount_cents": charged, "currency": currency},
+            "payment_settled": paid.is_some(),
+            "seller_endpoint_called": true,
+        });
+        let (status, code, message, response) = match answer {
+            Ok(r) if (200..300).contains(&r.status) && r.is_json => {
+                ("completed", None, String::new(), Some(r))
+            }
+            Ok(r) if !(200..300).contains(&r.status) => {
+                let m = format!("the seller answered HTTP {}", r.status);
+                ("seller_error", Some("SELLER_ERROR_RESPONSE"), m, Some(r))
+            }
+            Ok(r) => (
+                "seller_error",
+                Some("SELLER_INVALID_RESPONSE"),
+                "the seller did not answer JSON".into(),
+                Some(r),
+            ),
+            Err(UpstreamError::Timeout) => (
+                "seller_timeout",
+                Some("SELLER_TIMEOUT"),
+                "the seller did not answer in time".into(),
+                None,
+            ),
+            Err(e) => ("seller_error", Some(e.code()), e.to_string(), None),
+        };
+        let (bytes, sha, seller_status) = match &response {
+            Some(r) => (
+                Some(r.body.len()),
+                Some(hex::encode(Sha256::digest(&r.body))),
+                Some(r.status),
+            ),
+            None => (None, None, None),
+        };
+        super::store::finish_request(
+            self.db.pool(),
+            &request_id,
+            status,
+            bytes,
+            sha.as_deref(),
+            seller_status,
+            latency_ms,
+            code,
+        )
+        .await?;
+
+        match (code, response) {
+            (None, Some(r)) => Ok(Outcome::Forwarded(Box::new(GatewaySuccess {
+                request_id,
+                listing_id: listing.id.clone(),
+                billable: paid.is_some(),
+                payment,
+                charged_amount: ChargedAmount {
+                    amount_cents: charged,
+                    currency,
+                },
+                fees: Fees {
+                    fee_rate: if paid.is_some() { FEE_RATE } else { 0.0 },
+                    fee_amount_cents: fee,
+                    seller_receives_cents: charged - fee,
+                },
+                seller_status_code: r.status,
+                seller_response: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            }))),
+            (code, r) => {
+                let mut context = context;
+                if let Some(r) = r {
+                    context["seller_status_code"] = json!(r.status);
+                    if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
+                        context["seller_response"] = v;
+                    }
+                }
+                Err(GatewayError::SellerFailed {
+                    code: code.unwrap_or("SELLER_REQUEST_FAILED"),
+                    message,
+                    context: Box::new(context),
+                })
+            }
+        }
+    }
+}
+
+enum Verified {
+    Pending(PendingPayment),
+    Paid(Paid),
+}
+
+fn provider_error(e: PaymentError) -> GatewayError {
+    match e {
+        PaymentError::RouteMinimum {
+            minimum_cents,
+            on_solana,
+            message,
+        } => GatewayError::RouteMinimum {
+            on_solana,
+            minimum_cents,
+            message,
+        },
+        PaymentError::UnsupportedRoute(m) => GatewayError::UnsupportedRoute(m),
+        PaymentError::UnknownRequest => GatewayError::PaymentNotFound,
+        PaymentError::RateLimited {
+            retry_after_seconds,
+        } => GatewayError::ProviderRateLimited(retry_after_seconds),
+        PaymentError::Unavailable(m) | PaymentError::Misconfigured(m) => {
+            GatewayError::ProviderUnavailable(m)
+        }
+    }
+}

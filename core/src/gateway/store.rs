@@ -1,0 +1,238 @@
+//! SQL for issued payments, idempotency keys and gateway request rows.
+
+use sqlx::{AnyConnection, AnyPool, FromRow};
+
+use super::model::{GatewayRequestRow, HistoryQuery, HistoryRole};
+use crate::storage::{Page, now_ms};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct PaymentRow {
+    pub request_id: String,
+    pub provider: String,
+    pub buyer_id: String,
+    pub listing_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub body_sha256: String,
+    pub requirements: String,
+    pub status: String,
+    pub gateway_request_id: Option<String>,
+}
+
+const PAYMENT_COLUMNS: &str = "p.request_id, p.provider, p.buyer_id, p.listing_id, p.amount_cents, p.currency, \
+     p.body_sha256, p.requirements, p.status, p.gateway_request_id";
+
+pub struct NewPayment<'a> {
+    pub request_id: &'a str,
+    pub provider: &'a str,
+    pub buyer_id: &'a str,
+    pub listing_id: &'a str,
+    pub seller_id: &'a str,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+    pub body_sha256: &'a str,
+    pub requirements: &'a str,
+    pub now: i64,
+}
+
+pub async fn insert_payment(conn: &mut AnyConnection, p: &NewPayment<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO gateway_payments (request_id, provider, buyer_id, listing_id, seller_id, amount_cents, \
+         currency, body_sha256, requirements, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'issued', $10)",
+    )
+    .bind(p.request_id)
+    .bind(p.provider)
+    .bind(p.buyer_id)
+    .bind(p.listing_id)
+    .bind(p.seller_id)
+    .bind(p.amount_cents)
+    .bind(p.currency)
+    .bind(p.body_sha256)
+    .bind(p.requirements)
+    .bind(p.now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn payment(pool: &AnyPool, request_id: &str) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM gateway_payments p WHERE p.request_id = $1"
+    )))
+    .bind(request_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records an Idempotency-Key; false when the buyer already used it.
+pub async fn insert_idempotency(
+    conn: &mut AnyConnection,
+    buyer_id: &str,
+    key: &str,
+    listing_id: &str,
+    body_sha256: &str,
+    request_id: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "INSERT INTO gateway_idempotency (buyer_id, idem_key, listing_id, body_sha256, request_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (buyer_id, idem_key) DO NOTHING RETURNING request_id",
+    )
+    .bind(buyer_id)
+    .bind(key)
+    .bind(listing_id)
+    .bind(body_sha256)
+    .bind(request_id)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
+/// The payment an Idempotency-Key of this buyer points at (with the key's listing and body).
+pub async fn idempotent_payment(
+    pool: &AnyPool,
+    buyer_id: &str,
+    key: &str,
+) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM gateway_idempotency i JOIN gateway_payments p ON p.request_id = i.request_id \
+         WHERE i.buyer_id = $1 AND i.idem_key = $2"
+    )))
+    .bind(buyer_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Consumes an issued payment for one gateway request; false when it was already used.
+pub async fn consume_payment(
+    conn: &mut AnyConnection,
+    request_id: &str,
+    gateway_request_id: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE gateway_payments SET status = 'consumed', gateway_request_id = $1, consumed_at = $2 \
+         WHERE request_id = $3 AND status = 'issued'",
+    )
+    .bind(gateway_request_id)
+    .bind(now)
+    .bind(request_id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub struct NewRequest<'a> {
+    pub id: &'a str,
+    pub buyer_id: &'a str,
+    pub seller_id: &'a str,
+    pub listing_id: &'a str,
+    pub relay_request_id: Option<&'a str>,
+    pub billable: bool,
+    pub charged_cents: i64,
+    pub fee_cents: i64,
+    pub currency: &'a str,
+    pub request_bytes: usize,
+    pub request_sha256: &'a str,
+    pub now: i64,
+}
+
+/// Inserts a request row in state `forwarding`.
+pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, \
+         charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'forwarding', $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+    )
+    .bind(r.id)
+    .bind(r.buyer_id)
+    .bind(r.seller_id)
+    .bind(r.listing_id)
+    .bind(r.relay_request_id)
+    .bind(i64::from(r.billable))
+    .bind(r.charged_cents)
+    .bind(r.fee_cents)
+    .bind(r.charged_cents - r.fee_cents)
+    .bind(r.currency)
+    .bind(i64::try_from(r.request_bytes).unwrap_or(i64::MAX))
+    .bind(r.request_sha256)
+    .bind(r.now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records how a forwarded request ended.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_request(
+    pool: &AnyPool,
+    id: &str,
+    status: &str,
+    response_bytes: Option<usize>,
+    response_sha256: Option<&str>,
+    seller_status_code: Option<u16>,
+    latency_ms: i64,
+    error_code: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE gateway_requests SET status = $1, response_bytes = $2, response_sha256 = $3, \
+         seller_status_code = $4, latency_ms = $5, error_code = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(status)
+    .bind(response_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
+    .bind(response_sha256)
+    .bind(seller_status_code.map(i64::from))
+    .bind(latency_ms)
+    .bind(error_code)
+    .bind(now_ms())
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The caller's gateway history, newest first, and how many match.
+pub async fn history(
+    pool: &AnyPool,
+    profile_id: &str,
+    q: &HistoryQuery,
+    page: Page,
+) -> sqlx::Result<(Vec<GatewayRequestRow>, i64)> {
+    let who = match q.role.unwrap_or_default() {
+        HistoryRole::Buyer => "buyer_id = $1",
+        HistoryRole::Seller => "seller_id = $1",
+        HistoryRole::All => "(buyer_id = $1 OR seller_id = $1)",
+    };
+    let filter =
+        format!("{who} AND ($2 = '' OR status = $2) AND created_at >= $3 AND created_at < $4");
+    let status = q.status.clone().unwrap_or_default();
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, charged_cents, fee_cents, \
+         seller_cents, currency, request_bytes, request_sha256, response_bytes, response_sha256, seller_status_code, \
+         latency_ms, error_code, created_at, updated_at FROM gateway_requests WHERE {filter} \
+         ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
+    )))
+    .bind(profile_id)
+    .bind(&status)
+    .bind(from)
+    .bind(to)
+    .bind(i64::from(page.limit))
+    .bind(page.offset())
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM gateway_requests WHERE {filter}"
+    )))
+    .bind(profile_id)
+    .bind(&status)
+    .bind(from)
+    .bind(to)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}

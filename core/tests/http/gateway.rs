@@ -1,0 +1,655 @@
+//! `POST /gateway/{listing_id}`, `GET /gateway-requests` and `GET /ledger`, acted out by
+//! buyers and real local sellers through the mock payment provider.
+
+use serde_json::{Value, json};
+
+use crate::common::{Agent, Published, Reply, TestApp, Wallet, listing_body};
+use crate::on_both_backends;
+
+on_both_backends!(
+    free_listing_forwards_signed_exact_body,
+    paid_call_402_settle_200_with_fees_and_ledger,
+    pending_then_failed_payment,
+    route_minimum_never_calls_the_seller,
+    relay_id_is_bound_to_buyer_listing_and_body,
+    idempotency_key_returns_the_same_requirement,
+    seller_failure_after_settlement_is_still_accounted,
+    concurrent_retries_of_one_payment_forward_once,
+    refusals_before_payment,
+    ledger_is_append_only,
+);
+
+/// A gateway call with optional extra headers.
+async fn call(
+    app: &TestApp,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = app
+        .http
+        .post(app.url(&format!("/gateway/{listing}")))
+        .bearer_auth(&buyer.api_key)
+        .json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap();
+    Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// A published listing with the given price (None = free) and seller path.
+async fn listing(app: &TestApp, price: Option<f64>, path: &str) -> Published {
+    match price {
+        Some(p) => {
+            let published = app.publish("Paid Capability", path).await;
+            if (p - 0.01).abs() > f64::EPSILON {
+                let r = app
+                    .patch(
+                        &format!("/listings/{}", published.id),
+                        published.agent.key(),
+                        json!({"pricing_amount": p}),
+                    )
+                    .await;
+                r.expect(200);
+            }
+            published
+        }
+        None => {
+            let seller = crate::common::Seller::start().await;
+            let agent = app.register_as(Wallet::evm(), "seller").await;
+            let mut body = listing_body("Free Capability", &seller.url(path));
+            body["pricing_model"] = json!("free");
+            body.as_object_mut().unwrap().remove("pricing_amount");
+            let data = app
+                .create_listing(&agent, body)
+                .await
+                .expect(201)
+                .data()
+                .clone();
+            seller.set_secret(data["gateway_endpoint"]["signing_secret"].as_str().unwrap());
+            Published {
+                id: data["id"].as_str().unwrap().to_owned(),
+                seller,
+                agent,
+                data,
+            }
+        }
+    }
+}
+
+/// Completes the mock payment of a 402 with `outcome`.
+async fn settle(app: &TestApp, buyer: &Agent, reply: &Reply, outcome: &str) -> String {
+    let payment = &reply.body["error"]["details"]["payment"];
+    let url = payment["requirements"]["settle_url"].as_str().unwrap();
+    let path = &url[app.base.len()..];
+    app.post(path, buyer.key(), json!({"outcome": outcome}))
+        .await
+        .expect(200);
+    payment["relay_request_id"].as_str().unwrap().to_owned()
+}
+
+async fn free_listing_forwards_signed_exact_body(app: TestApp) {
+    let p = listing(&app, None, "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "run the seller capability", "input": {"example": true}});
+    let r = call(&app, &buyer, &p.id, &body, &[]).await.expect(200);
+    let d = r.data();
+    assert_eq!(d["billable"], false);
+    assert_eq!(d["listing_id"], p.id.as_str());
+    assert_eq!(d["charged_amount"]["amount_cents"], 0);
+    assert_eq!(d["seller_status_code"], 200);
+    assert_eq!(d["seller_response"]["echo"], body);
+    assert!(d["request_id"].as_str().unwrap().starts_with("gw_req_"));
+    let seen = p.seller.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].signature_valid);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&seen[0].body).unwrap(),
+        body,
+        "exact body forwarded"
+    );
+    assert_eq!(seen[0].headers["x-crochet-buyer-id"], buyer.profile_id);
+    assert_eq!(
+        seen[0].headers["x-crochet-request-id"],
+        d["request_id"].as_str().unwrap()
+    );
+    assert!(
+        !seen[0].headers.values().any(|v| v.contains(&buyer.api_key)),
+        "the buyer key never reaches the seller"
+    );
+
+    // Both sides see it in their history; nobody else does.
+    let mine = app
+        .get("/gateway-requests?role=buyer", buyer.key())
+        .await
+        .expect(200);
+    assert_eq!(mine.body["pagination"]["total"], 1);
+    assert_eq!(mine.data()[0]["status"], "completed");
+    assert_eq!(
+        mine.data()[0]["request_bytes"],
+        serde_json::to_vec(&body).unwrap().len()
+    );
+    assert!(mine.data()[0].get("request_body").is_none());
+    let theirs = app
+        .get("/gateway-requests?role=seller", p.agent.key())
+        .await
+        .expect(200);
+    assert_eq!(theirs.body["pagination"]["total"], 1);
+    let stranger = app.register(Wallet::evm()).await;
+    assert_eq!(
+        app.get("/gateway-requests", stranger.key()).await.body["pagination"]["total"],
+        0
+    );
+}
+
+async fn paid_call_402_settle_200_with_fees_and_ledger(app: TestApp) {
+    let p = listing(&app, Some(1.00), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "summarize", "input": "..."});
+    let r = call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Origin-Currency", "SOL")],
+    )
+    .await;
+    let r = r.expect_error(402, "PAYMENT_REQUIRED");
+    let payment = &r.body["error"]["details"]["payment"];
+    assert_eq!(
+        &r.body["data"]["payment"], payment,
+        "payment object in both places"
+    );
+    assert_eq!(payment["requirements"]["scheme"], "mock");
+    assert_eq!(payment["requirements"]["amount_cents"], 100);
+    let relay_id = payment["relay_request_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        payment["retry_headers"]["X-Crochet-Relay-Request-Id"],
+        relay_id.as_str()
+    );
+    assert_eq!(r.next_action(), "complete_gateway_payment");
+    assert_eq!(
+        r.body["error"]["recovery"]["preserve"],
+        json!([
+            "listing_id",
+            "request_body",
+            "idempotency_key",
+            "relay_request_id"
+        ])
+    );
+    assert!(
+        p.seller.requests().is_empty(),
+        "nothing forwarded before payment"
+    );
+
+    settle(&app, &buyer, &r, "settled").await;
+    let ok = call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await
+    .expect(200);
+    let d = ok.data();
+    assert_eq!(d["billable"], true);
+    assert_eq!(
+        d["payment"],
+        json!({"status": "verified", "relay_request_id": relay_id})
+    );
+    assert_eq!(
+        d["charged_amount"],
+        json!({"amount_cents": 100, "currency": "USD"})
+    );
+    assert_eq!(
+        d["fees"],
+        json!({"fee_rate": 0.049, "fee_amount_cents": 5, "seller_receives_cents": 95})
+    );
+    assert_eq!(p.seller.requests().len(), 1);
+
+    let buyer_ledger = app.get("/ledger", buyer.key()).await.expect(200);
+    assert_eq!(buyer_ledger.body["pagination"]["total"], 1);
+    assert_eq!(buyer_ledger.data()[0]["entry_type"], "gateway_debit");
+    assert_eq!(buyer_ledger.data()[0]["amount_cents"], -100);
+    let seller_ledger = app
+        .get("/ledger?type=seller_credit", p.agent.key())
+        .await
+        .expect(200);
+    assert_eq!(seller_ledger.data()[0]["amount_cents"], 95);
+    // The three entries balance.
+    let sum: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries WHERE relay_request_id = $1",
+    )
+    .bind(&relay_id)
+    .fetch_one(app.state().db.pool())
+    .await
+    .unwrap();
+    assert_eq!(sum, 0);
+    let fee: i64 = sqlx::query_scalar("SELECT amount_cents FROM ledger_entries WHERE relay_request_id = $1 AND entry_type = 'marketplace_fee'")
+        .bind(&relay_id)
+        .fetch_one(app.state().db.pool())
+        .await
+        .unwrap();
+    assert_eq!(fee, 5);
+
+    // The payment is spent: a later retry points at the recorded request.
+    let again = call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await;
+    let again = again.expect_error(409, "PAYMENT_ALREADY_USED");
+    assert_eq!(
+        again.body["error"]["details"]["gateway_request_id"],
+        d["request_id"]
+    );
+    app.get("/ledger?type=bogus", buyer.key())
+        .await
+        .expect_error(400, "INVALID_QUERY");
+}
+
+async fn pending_then_failed_payment(app: TestApp) {
+    let p = listing(&app, Some(0.50), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "x"});
+    let r = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(&app, &buyer, &r, "pending").await;
+    let pending = call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await
+    .expect(202);
+    assert_eq!(pending.data()["status"], "pending");
+    assert_eq!(pending.data()["retryable"], true);
+    assert!(pending.data()["retry_after_seconds"].as_u64().unwrap() > 0);
+    assert_eq!(pending.data()["next_action"], "retry_gateway_payment_later");
+    settle(&app, &buyer, &r, "failed").await;
+    let failed = call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await;
+    let failed = failed.expect_error(402, "PAYMENT_FAILED");
+    assert_eq!(failed.next_action(), "choose_supported_payment_route");
+    assert!(p.seller.requests().is_empty());
+    assert_eq!(
+        app.get("/ledger", buyer.key()).await.body["pagination"]["total"],
+        0
+    );
+}
+
+async fn route_minimum_never_calls_the_seller(app: TestApp) {
+    let p = listing(&app, Some(0.05), "/ok").await;
+    let buyer = app.register(Wallet::evm()).await;
+    let body = json!({"task": "cheap"});
+    for headers in [vec![], vec![("X-Crochet-Origin-Currency", "USDC")]] {
+        let r = call(&app, &buyer, &p.id, &body, &headers)
+            .await
+            .expect_error(400, "PAYMENT_ROUTE_MINIMUM_NOT_MET");
+        let e = &r.body["error"];
+        assert_eq!(
+            e["message"],
+            "This payment route cannot support the listing's low per-call price."
+        );
+        assert_eq!(e["details"]["seller_endpoint_called"], false);
+        assert_eq!(e["details"]["recommended_origin_currency"], "SOL");
+        assert_eq!(
+            e["details"]["recommended_gateway_headers"],
+            json!({"X-Crochet-Origin-Currency": "SOL"})
+        );
+        assert_eq!(
+            e["recovery"]["next_action"],
+            "retry_with_solana_payment_route"
+        );
+        assert_eq!(e["recovery"]["discard"], json!(["idempotency_key"]));
+        assert_eq!(e["recovery"]["retry_same_route"], false);
+        assert_eq!(e["recovery"]["use_new_idempotency_key"], true);
+    }
+    // The recommended route works.
+    call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[
+            ("X-Crochet-Origin-Currency", "SOL"),
+            ("Idempotency-Key", "k2"),
+        ],
+    )
+    .await
+    .expect_error(402, "PAYMENT_REQUIRED");
+    assert!(p.seller.requests().is_empty(), "seller never called");
+    call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Origin-Currency", "BTC")],
+    )
+    .await
+    .expect_error(400, "INVALID_PAYMENT_ROUTE");
+    call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Origin-Wallet-Id", "nope")],
+    )
+    .await
+    .expect_error(400, "INVALID_PAYMENT_ROUTE");
+}
+
+async fn relay_id_is_bound_to_buyer_listing_and_body(app: TestApp) {
+    let p = listing(&app, Some(0.25), "/ok").await;
+    let other_listing = listing(&app, Some(0.25), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let thief = app.register(Wallet::solana()).await;
+    let body = json!({"task": "original"});
+    let r = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(&app, &buyer, &r, "settled").await;
+    let h = [("X-Crochet-Relay-Request-Id", relay_id.as_str())];
+    call(&app, &buyer, &p.id, &json!({"task": "different"}), &h)
+        .await
+        .expect_error(409, "PAYMENT_BODY_MISMATCH");
+    call(&app, &thief, &p.id, &body, &h)
+        .await
+        .expect_error(404, "PAYMENT_REQUEST_NOT_FOUND");
+    call(&app, &buyer, &other_listing.id, &body, &h)
+        .await
+        .expect_error(404, "PAYMENT_REQUEST_NOT_FOUND");
+    call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", "mock_unknown")],
+    )
+    .await
+    .expect_error(404, "PAYMENT_REQUEST_NOT_FOUND");
+    // The refusals spent nothing: the right body still goes through, once.
+    call(&app, &buyer, &p.id, &body, &h).await.expect(200);
+    assert_eq!(p.seller.requests().len(), 1);
+    assert!(other_listing.seller.requests().is_empty());
+}
+
+async fn idempotency_key_returns_the_same_requirement(app: TestApp) {
+    let p = listing(&app, Some(0.25), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "same"});
+    let h = [("Idempotency-Key", "client-key-1")];
+    let a = call(&app, &buyer, &p.id, &body, &h)
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let b = call(&app, &buyer, &p.id, &body, &h)
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let id = |r: &Reply| r.body["error"]["details"]["payment"]["relay_request_id"].clone();
+    assert_eq!(id(&a), id(&b), "a repeat returns the same relay request id");
+    let c = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    assert_ne!(
+        id(&a),
+        id(&c),
+        "without the key a new requirement is issued"
+    );
+    call(&app, &buyer, &p.id, &json!({"task": "other"}), &h)
+        .await
+        .expect_error(409, "IDEMPOTENCY_KEY_REUSED");
+    // Another buyer's keys are their own.
+    let other = app.register(Wallet::solana()).await;
+    let d = call(&app, &other, &p.id, &body, &h)
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    assert_ne!(id(&a), id(&d));
+}
+
+async fn seller_failure_after_settlement_is_still_accounted(app: TestApp) {
+    let buyer = app.register(Wallet::solana()).await;
+    for (path, code) in [
+        ("/fail", "SELLER_ERROR_RESPONSE"),
+        ("/text", "SELLER_INVALID_RESPONSE"),
+        ("/slow", "SELLER_TIMEOUT"),
+    ] {
+        let p = listing(&app, Some(1.00), path).await;
+        if path == "/slow" {
+            let ep = format!("/listings/{}/endpoint", p.id);
+            app.send(
+                reqwest::Method::PUT,
+                &ep,
+                p.agent.key(),
+                Some(&json!({"timeout_ms": 200})),
+            )
+            .await
+            .expect(200);
+        }
+        let body = json!({"task": path});
+        let r = call(&app, &buyer, &p.id, &body, &[])
+            .await
+            .expect_error(402, "PAYMENT_REQUIRED");
+        let relay_id = settle(&app, &buyer, &r, "settled").await;
+        let failed = call(
+            &app,
+            &buyer,
+            &p.id,
+            &body,
+            &[("X-Crochet-Relay-Request-Id", &relay_id)],
+        )
+        .await;
+        let failed = failed.expect_error(502, code);
+        let details = &failed.body["error"]["details"];
+        assert_eq!(details["relay_request_id"], relay_id.as_str());
+        assert_eq!(details["charged_amount"]["amount_cents"], 100);
+        assert_eq!(details["payment_settled"], true);
+        assert!(
+            details["request_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("gw_req_")
+        );
+        assert_eq!(failed.body["error"]["recovery"]["retryable"], false);
+        assert!(
+            failed.body["error"]["recovery"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("Do not pay again")
+        );
+        let sum: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE relay_request_id = $1")
+                .bind(&relay_id)
+                .fetch_one(app.state().db.pool())
+                .await
+                .unwrap();
+        assert_eq!(sum, 3, "{path}: the settled money is still accounted");
+    }
+    let h = app
+        .get("/gateway-requests?status=seller_timeout", buyer.key())
+        .await
+        .expect(200);
+    assert_eq!(h.body["pagination"]["total"], 1);
+    assert_eq!(h.data()[0]["error_code"], "SELLER_TIMEOUT");
+}
+
+async fn concurrent_retries_of_one_payment_forward_once(app: TestApp) {
+    let p = listing(&app, Some(1.00), "/ok").await;
+    let buyer = std::sync::Arc::new(app.register(Wallet::solana()).await);
+    let body = json!({"task": "race"});
+    let r = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(&app, &buyer, &r, "settled").await;
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, buyer, id, relay, body) = (
+                app.client.clone(),
+                buyer.clone(),
+                p.id.clone(),
+                relay_id.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                let resp = client
+                    .http
+                    .post(client.url(&format!("/gateway/{id}")))
+                    .bearer_auth(&buyer.api_key)
+                    .header("X-Crochet-Relay-Request-Id", relay)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let v: Value = resp.json().await.unwrap();
+                (status, v)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            409 => assert_eq!(v["error"]["code"], "PAYMENT_ALREADY_USED"),
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one forward");
+    assert_eq!(p.seller.requests().len(), 1, "the seller was called once");
+    let entries: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE relay_request_id = $1")
+            .bind(&relay_id)
+            .fetch_one(app.state().db.pool())
+            .await
+            .unwrap();
+    assert_eq!(entries, 3, "one set of ledger entries");
+}
+
+async fn refusals_before_payment(app: TestApp) {
+    let p = listing(&app, Some(0.25), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "x"});
+    // Not JSON.
+    let resp = app
+        .http
+        .post(app.url(&format!("/gateway/{}", p.id)))
+        .bearer_auth(&buyer.api_key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "INVALID_JSON"
+    );
+    app.post(&format!("/gateway/{}", p.id), None, body.clone())
+        .await
+        .expect_error(401, "AUTH_REQUIRED");
+    call(&app, &buyer, "no-such-listing", &body, &[])
+        .await
+        .expect_error(404, "LISTING_NOT_FOUND");
+    // A paused endpoint is refused before any payment requirement exists.
+    let ep = format!("/listings/{}/endpoint", p.id);
+    app.send(
+        reqwest::Method::PUT,
+        &ep,
+        p.agent.key(),
+        Some(&json!({"status": "paused"})),
+    )
+    .await
+    .expect(200);
+    let r = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(503, "SELLER_ENDPOINT_UNAVAILABLE");
+    assert!(r.headers.contains_key("retry-after"));
+    app.send(
+        reqwest::Method::PUT,
+        &ep,
+        p.agent.key(),
+        Some(&json!({"status": "active", "max_request_bytes": 8})),
+    )
+    .await
+    .expect(200);
+    call(
+        &app,
+        &buyer,
+        &p.id,
+        &json!({"task": "too long for eight bytes"}),
+        &[],
+    )
+    .await
+    .expect_error(413, "PAYLOAD_TOO_LARGE");
+    // A suspended listing is refused.
+    app.delete(&format!("/listings/{}", p.id), p.agent.key())
+        .await
+        .expect(200);
+    call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(409, "LISTING_NOT_ACTIVE");
+    let payments: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM gateway_payments")
+        .fetch_one(app.state().db.pool())
+        .await
+        .unwrap();
+    assert_eq!(payments, 0, "no requirement was issued for refused calls");
+}
+
+async fn ledger_is_append_only(app: TestApp) {
+    let p = listing(&app, Some(1.00), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "x"});
+    let r = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(&app, &buyer, &r, "settled").await;
+    call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await
+    .expect(200);
+    let pool = app.state().db.pool();
+    assert!(
+        sqlx::query("UPDATE ledger_entries SET amount_cents = 0")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM ledger_entries")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+}
