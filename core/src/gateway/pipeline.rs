@@ -108,15 +108,66 @@ impl Gateway {
         self.policy(&call, &target)?;
         let paid = match target.listing.pricing_model() {
             PricingModel::Free => None,
-            PricingModel::PerCall => match &call.relay_request_id {
-                None => return Err(self.require_payment(&call, &target).await?),
-                Some(id) => match self.verify_payment(&call, &target, id).await? {
-                    Verified::Pending(p) => return Ok(Outcome::Pending(p)),
-                    Verified::Paid(p) => Some(p),
-                },
-            },
+            PricingModel::PerCall => {
+                let payment = match &call.relay_request_id {
+                    None => Err(self
+                        .require_payment(&call, &target)
+                        .await
+                        .unwrap_or_else(|e| e)),
+                    Some(id) => self.verify_payment(&call, &target, id).await,
+                };
+                match payment {
+                    Ok(Verified::Paid(p)) => Some(p),
+                    Ok(Verified::Pending(p)) => {
+                        self.record_attempt(&call, &target, "payment_pending", None)
+                            .await?;
+                        return Ok(Outcome::Pending(p));
+                    }
+                    Err(e) => {
+                        if let Some((status, code)) = attempt_status(&e) {
+                            self.record_attempt(&call, &target, status, code).await?;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
         };
         self.forward(&call, &target, paid).await
+    }
+
+    /// A history row for an attempt that ended before forwarding (no money moved).
+    async fn record_attempt(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> Result<()> {
+        let id = format!("gw_req_{}", uuid::Uuid::new_v4().simple());
+        let now = now_ms();
+        let mut conn = self.db.pool().acquire().await?;
+        super::store::insert_request(
+            &mut conn,
+            &super::store::NewRequest {
+                id: &id,
+                buyer_id: &call.buyer.profile_id,
+                seller_id: &target.listing.seller_id,
+                listing_id: &target.listing.id,
+                relay_request_id: call.relay_request_id.as_deref(),
+                billable: false,
+                charged_cents: 0,
+                fee_cents: 0,
+                currency: &target.listing.pricing_currency,
+                request_bytes: call.body.len(),
+                request_sha256: &target.body_sha256,
+                now,
+            },
+        )
+        .await?;
+        drop(conn);
+        super::store::finish_request(self.db.pool(), &id, status, None, None, None, 0, error_code)
+            .await?;
+        Ok(())
     }
 
     /// Phase 2: the listing, its endpoint and the body.
@@ -556,6 +607,21 @@ impl Gateway {
 enum Verified {
     Pending(PendingPayment),
     Paid(Paid),
+}
+
+/// The history status of a payment-phase refusal (`None`: not recorded, e.g. a bad header).
+fn attempt_status(e: &GatewayError) -> Option<(&'static str, Option<&'static str>)> {
+    Some(match e {
+        GatewayError::PaymentRequired(_) => ("payment_required", None),
+        GatewayError::PaymentFailed { .. } => ("payment_failed", Some("PAYMENT_FAILED")),
+        GatewayError::RouteMinimum { .. } => (
+            "payment_route_refused",
+            Some("PAYMENT_ROUTE_MINIMUM_NOT_MET"),
+        ),
+        GatewayError::PaymentConsumed(_) => ("payment_already_used", Some("PAYMENT_ALREADY_USED")),
+        GatewayError::BodyMismatch => ("payment_body_mismatch", Some("PAYMENT_BODY_MISMATCH")),
+        _ => return None,
+    })
 }
 
 fn provider_error(e: PaymentError) -> GatewayError {
