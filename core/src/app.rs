@@ -28,6 +28,9 @@ pub struct AppInner {
     pub catalog: Catalog,
     pub payments: crate::payments::Payments,
     pub gateway: crate::gateway::Gateway,
+    /// Signs receipts; previous keys stay published during a master-key rotation.
+    pub receipt_signer: crate::ledger::receipts::ReceiptSigner,
+    pub previous_receipt_keys: Vec<crate::ledger::receipts::ReceiptSigner>,
     /// The one pooled client for seller endpoints.
     pub upstream: UpstreamClient,
     /// Absolute base URL, no trailing slash.
@@ -90,12 +93,15 @@ impl AppState {
         );
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
+        let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
         let gateway = crate::gateway::Gateway::new(
             db.clone(),
             catalog.clone(),
             identity.clone(),
             payments.clone(),
             upstream.clone(),
+            receipt_signer.clone(),
+            public_url.clone(),
         );
         Ok(Self(Arc::new(AppInner {
             config,
@@ -104,9 +110,36 @@ impl AppState {
             catalog,
             payments,
             gateway,
+            receipt_signer,
+            previous_receipt_keys: keys
+                .previous
+                .iter()
+                .map(crate::ledger::receipts::ReceiptSigner::new)
+                .collect(),
             upstream,
             public_url,
         })))
+    }
+}
+
+impl AppState {
+    /// The published receipt verification keys, current first.
+    pub fn receipt_keys(&self) -> Vec<crate::ledger::receipts::PublicReceiptKey> {
+        let key = |s: &crate::ledger::receipts::ReceiptSigner, status| {
+            crate::ledger::receipts::PublicReceiptKey {
+                key_id: s.key_id().to_owned(),
+                algorithm: "ed25519",
+                public_key: s.public_key_hex(),
+                status,
+            }
+        };
+        std::iter::once(key(&self.receipt_signer, "current"))
+            .chain(
+                self.previous_receipt_keys
+                    .iter()
+                    .map(|s| key(s, "previous")),
+            )
+            .collect()
     }
 }
 

@@ -21,6 +21,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(call))
         .routes(routes!(history))
         .routes(routes!(crate::ledger::http::ledger))
+        .routes(routes!(crate::ledger::http::list_receipts))
+        .routes(routes!(crate::ledger::http::get_receipt))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -7,12 +7,12 @@
 //! 3. **policy**: the slot where policy plugins (rate limits, validation) will run,
 //!    after authentication and before any payment exists, so a refused call is never
 //!    charged.
-//! 4. **payment**: free listings skip it. Without `X-Crochet-Relay-Request-Id`, the
+//! 4. **payment**: free listings skip it (and get no receipt). Without `X-Crochet-Relay-Request-Id`, the
 //!    provider issues a requirement (402), bound to buyer, listing and body hash, and
 //!    reused for a repeated `Idempotency-Key`. With one, the provider reports settlement.
 //!    A settled payment is consumed by one conditional `UPDATE`, in the same
-//!    transaction that writes its three ledger entries and its request row, so however
-//!    many retries race, exactly one forwards.
+//!    transaction that writes its three ledger entries, its signed receipt and its
+//!    request row, so however many retries race, exactly one forwards.
 //! 5. **adapt request / sign and forward / adapt response**: the exact body is signed
 //!    (`signing`) and sent through the guarded client (`upstream`); the adapter slot
 //!    surrounds the forward.
@@ -68,6 +68,9 @@ pub struct Gateway {
     identity: Identity,
     payments: Payments,
     upstream: UpstreamClient,
+    receipts: crate::ledger::receipts::ReceiptSigner,
+    /// The host's public URL, named as issuer in receipts.
+    issuer: String,
 }
 
 /// What phase 2 resolved.
@@ -92,6 +95,8 @@ impl Gateway {
         identity: Identity,
         payments: Payments,
         upstream: UpstreamClient,
+        receipts: crate::ledger::receipts::ReceiptSigner,
+        issuer: String,
     ) -> Self {
         Self {
             db,
@@ -99,6 +104,8 @@ impl Gateway {
             identity,
             payments,
             upstream,
+            receipts,
+            issuer,
         }
     }
 
@@ -475,6 +482,23 @@ impl Gateway {
                     relay_request_id: &p.relay_request_id,
                     charged_cents: p.charged_cents,
                     currency: &p.currency,
+                    now,
+                },
+            )
+            .await?;
+            ledger::receipts::issue(
+                &mut tx,
+                &self.receipts,
+                &ledger::receipts::ReceiptFacts {
+                    gateway_request_id: &request_id,
+                    listing_id: &listing.id,
+                    buyer_id: &call.buyer.profile_id,
+                    seller_id: &listing.seller_id,
+                    relay_request_id: &p.relay_request_id,
+                    charged_cents: p.charged_cents,
+                    fee_cents: fee,
+                    currency: &p.currency,
+                    issuer: &self.issuer,
                     now,
                 },
             )

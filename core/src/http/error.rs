@@ -54,6 +54,8 @@ pub enum ApiError {
     Storage(#[from] StorageError),
     #[error("no such payment for this buyer")]
     PaymentNotFound,
+    #[error("no such receipt for this profile")]
+    ReceiptNotFound,
     #[error("this payment is already {0}")]
     PaymentFinal(String),
     /// A failure of the host itself; the details are logged, never sent.
@@ -228,6 +230,7 @@ impl ApiError {
             ApiError::Catalog(e) => catalog_spec(e, msg),
             ApiError::Gateway(e) => gateway_spec(e, msg),
             ApiError::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_NOT_FOUND", msg),
+            ApiError::ReceiptNotFound => spec(S::NOT_FOUND, "RECEIPT_NOT_FOUND", msg),
             ApiError::PaymentFinal(_) => spec(S::CONFLICT, "PAYMENT_ALREADY_FINAL", msg),
             ApiError::Storage(_) | ApiError::Internal(_) => internal_spec(),
         }

@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> axum::Router {
     let max_body = state.config.max_body_bytes;
     api_router
         .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route("/.well-known/crochet-receipt-keys", get(crate::ledger::http::receipt_keys))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

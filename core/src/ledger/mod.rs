@@ -1,10 +1,12 @@
 //! Ledger: the append-only money record. A settled gateway call writes three entries
 //! that sum to zero (`gateway_debit` from the buyer, `seller_credit` to the seller,
 //! `marketplace_fee` to the marketplace) in the same transaction that consumes its
-//! payment; `adjustment` is reserved for operator corrections. The database refuses
+//! payment, together with the call's signed receipt ([`receipts`]); `adjustment` is
+//! reserved for operator corrections. The database refuses
 //! updates and deletes of `ledger_entries` on both backends.
 
 pub mod http;
+pub mod receipts;
 
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, AnyPool, FromRow};

@@ -223,6 +223,8 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/gateway/{listing_id}"),
     ("get", "/api/v1/gateway-requests"),
     ("get", "/api/v1/ledger"),
+    ("get", "/api/v1/receipts"),
+    ("get", "/api/v1/receipts/{id}"),
 ];
 
 #[tokio::test]

@@ -17,6 +17,7 @@ on_both_backends!(
     concurrent_retries_of_one_payment_forward_once,
     refusals_before_payment,
     ledger_is_append_only,
+    billable_calls_get_verifiable_receipts,
 );
 
 /// A gateway call with optional extra headers.
@@ -652,4 +653,89 @@ async fn ledger_is_append_only(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(n, 3);
+}
+
+async fn billable_calls_get_verifiable_receipts(app: TestApp) {
+    use base64::Engine as _;
+    let p = listing(&app, Some(1.00), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let stranger = app.register(Wallet::evm()).await;
+    let body = json!({"task": "receipt"});
+    let r = call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(&app, &buyer, &r, "settled").await;
+    let done = call(
+        &app,
+        &buyer,
+        &p.id,
+        &body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await
+    .expect(200);
+
+    let list = app.get("/receipts", buyer.key()).await.expect(200);
+    assert_eq!(list.body["pagination"]["total"], 1);
+    let receipt = list.data()[0].clone();
+    let c = &receipt["content"];
+    assert_eq!(c["type"], "crochet.receipt.v1");
+    assert_eq!(c["gateway_request_id"], done.data()["request_id"]);
+    assert_eq!(c["relay_request_id"], relay_id.as_str());
+    assert_eq!(
+        (
+            c["charged_amount_cents"].clone(),
+            c["fee_amount_cents"].clone(),
+            c["seller_receives_cents"].clone()
+        ),
+        (json!(100), json!(5), json!(95))
+    );
+    assert_eq!(c["buyer_id"], buyer.profile_id.as_str());
+    assert_eq!(c["issuer"], app.base.as_str());
+    let id = receipt["id"].as_str().unwrap();
+    app.get(&format!("/receipts/{id}"), p.agent.key())
+        .await
+        .expect(200);
+    app.get(&format!("/receipts/{id}"), stranger.key())
+        .await
+        .expect_error(404, "RECEIPT_NOT_FOUND");
+
+    // Offline verification with the published key.
+    let keys: Value = app
+        .http
+        .get(format!("{}/.well-known/crochet-receipt-keys", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &keys["data"][0];
+    assert_eq!(key["status"], "current");
+    assert_eq!(key["key_id"], receipt["key_id"]);
+    let public: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(receipt["signature"].as_str().unwrap())
+        .unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+    let payload = receipt["payload"].as_str().unwrap();
+    assert!(public.verify_strict(payload.as_bytes(), &sig).is_ok());
+    let forged = payload.replace("\"charged_amount_cents\":100", "\"charged_amount_cents\":1");
+    assert_ne!(forged, payload);
+    assert!(
+        public.verify_strict(forged.as_bytes(), &sig).is_err(),
+        "a changed receipt does not verify"
+    );
+
+    // Free calls are not billable and get no receipt.
+    let free = listing(&app, None, "/ok").await;
+    call(&app, &buyer, &free.id, &body, &[]).await.expect(200);
+    assert_eq!(
+        app.get("/receipts", buyer.key()).await.body["pagination"]["total"],
+        1
+    );
 }

@@ -1,0 +1,249 @@
+//! Receipts: one per billable gateway call, signed by the host with ed25519 so a buyer
+//! or seller can verify it offline.
+//!
+//! The signed bytes are exactly the receipt's `payload` string (compact JSON, fields in
+//! a fixed order); `signature` is the base64 ed25519 signature of those bytes under the
+//! key named by `key_id`. The host's public keys are published at
+//! `GET /.well-known/crochet-receipt-keys` (the current key, and the keys of master keys
+//! being rotated out). The signing key is derived from the master key, so every instance
+//! of a deployment signs with the same key.
+//!
+//! # Verifying a receipt offline (Rust)
+//!
+//! ```
+//! use base64::Engine as _;
+//! use ed25519_dalek::{Signature, VerifyingKey};
+//!
+//! /// `public_key` is the hex key from /.well-known/crochet-receipt-keys whose `key_id`
+//! /// matches the receipt's; `payload` and `signature` are copied from the receipt.
+//! fn verify_receipt(public_key_hex: &str, payload: &str, signature_b64: &str) -> bool {
+//!     let Ok(key) = hex::decode(public_key_hex) else { return false };
+//!     let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) else { return false };
+//!     let Ok(key) = VerifyingKey::from_bytes(&key) else { return false };
+//!     let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64) else { return false };
+//!     let Ok(sig) = Signature::from_slice(&sig) else { return false };
+//!     key.verify_strict(payload.as_bytes(), &sig).is_ok()
+//! }
+//!
+//! let signer = crochet::ledger::receipts::ReceiptSigner::new(&crochet::secrets::MasterKey::generate());
+//! let (payload, signature) = signer.sign(r#"{"type":"crochet.receipt.v1"}"#);
+//! assert!(verify_receipt(&signer.public_key_hex(), &payload, &signature));
+//! assert!(!verify_receipt(&signer.public_key_hex(), r#"{"type":"forged"}"#, &signature));
+//! ```
+
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, AnyPool, FromRow};
+use utoipa::ToSchema;
+
+use crate::secrets::MasterKey;
+use crate::storage::{Page, rfc3339};
+
+/// The host's receipt signing key.
+#[derive(Clone)]
+pub struct ReceiptSigner {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl std::fmt::Debug for ReceiptSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReceiptSigner({})", self.key_id)
+    }
+}
+
+impl ReceiptSigner {
+    /// Derives the signing key from a master key.
+    pub fn new(master: &MasterKey) -> Self {
+        let key = SigningKey::from_bytes(&master.derive("receipts/ed25519"));
+        let key_id = hex::encode(&Sha256::digest(key.verifying_key().as_bytes())[..8]);
+        Self { key, key_id }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Hex of the 32-byte ed25519 public key.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// Signs `payload`; returns it with the base64 signature.
+    pub fn sign(&self, payload: &str) -> (String, String) {
+        let sig = self.key.sign(payload.as_bytes());
+        (
+            payload.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+        )
+    }
+}
+
+/// A published receipt verification key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicReceiptKey {
+    pub key_id: String,
+    /// `ed25519`.
+    pub algorithm: &'static str,
+    /// Hex of the 32-byte public key.
+    pub public_key: String,
+    /// `current` or `previous`.
+    pub status: &'static str,
+}
+
+/// The signed content of a receipt, in its fixed field order.
+#[derive(Debug, Serialize)]
+struct Payload<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    receipt_id: &'a str,
+    gateway_request_id: &'a str,
+    listing_id: &'a str,
+    buyer_id: &'a str,
+    seller_id: &'a str,
+    relay_request_id: &'a str,
+    charged_amount_cents: i64,
+    fee_amount_cents: i64,
+    seller_receives_cents: i64,
+    currency: &'a str,
+    issuer: &'a str,
+    key_id: &'a str,
+    issued_at: String,
+}
+
+/// What a receipt records.
+pub struct ReceiptFacts<'a> {
+    pub gateway_request_id: &'a str,
+    pub listing_id: &'a str,
+    pub buyer_id: &'a str,
+    pub seller_id: &'a str,
+    pub relay_request_id: &'a str,
+    pub charged_cents: i64,
+    pub fee_cents: i64,
+    pub currency: &'a str,
+    pub issuer: &'a str,
+    pub now: i64,
+}
+
+/// Signs and stores the receipt of a billable call (inside the ledger transaction).
+pub async fn issue(
+    conn: &mut AnyConnection,
+    signer: &ReceiptSigner,
+    f: &ReceiptFacts<'_>,
+) -> sqlx::Result<String> {
+    let id = format!("rcpt_{}", uuid::Uuid::new_v4().simple());
+    let payload = serde_json::to_string(&Payload {
+        kind: "crochet.receipt.v1",
+        receipt_id: &id,
+        gateway_request_id: f.gateway_request_id,
+        listing_id: f.listing_id,
+        buyer_id: f.buyer_id,
+        seller_id: f.seller_id,
+        relay_request_id: f.relay_request_id,
+        charged_amount_cents: f.charged_cents,
+        fee_amount_cents: f.fee_cents,
+        seller_receives_cents: f.charged_cents - f.fee_cents,
+        currency: f.currency,
+        issuer: f.issuer,
+        key_id: signer.key_id(),
+        issued_at: rfc3339(f.now),
+    })
+    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let (payload, signature) = signer.sign(&payload);
+    sqlx::query(
+        "INSERT INTO receipts (id, gateway_request_id, buyer_id, seller_id, key_id, payload, signature, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&id)
+    .bind(f.gateway_request_id)
+    .bind(f.buyer_id)
+    .bind(f.seller_id)
+    .bind(signer.key_id())
+    .bind(&payload)
+    .bind(&signature)
+    .bind(f.now)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+#[derive(Debug, FromRow)]
+struct ReceiptRow {
+    id: String,
+    gateway_request_id: String,
+    key_id: String,
+    payload: String,
+    signature: String,
+    created_at: i64,
+}
+
+/// A receipt as its buyer or seller sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Receipt {
+    pub id: String,
+    pub gateway_request_id: String,
+    /// The exact signed bytes (compact JSON). Verify against this string, not `content`.
+    pub payload: String,
+    /// `payload` parsed, for reading.
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    /// Base64 ed25519 signature of `payload`.
+    pub signature: String,
+    pub signature_algorithm: &'static str,
+    pub key_id: String,
+    pub created_at: String,
+}
+
+impl From<ReceiptRow> for Receipt {
+    fn from(r: ReceiptRow) -> Self {
+        Self {
+            content: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
+            id: r.id,
+            gateway_request_id: r.gateway_request_id,
+            payload: r.payload,
+            signature: r.signature,
+            signature_algorithm: "ed25519",
+            key_id: r.key_id,
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, gateway_request_id, key_id, payload, signature, created_at";
+
+/// The caller's receipts (as buyer or seller), newest first.
+pub async fn list(
+    pool: &AnyPool,
+    profile_id: &str,
+    page: Page,
+) -> sqlx::Result<(Vec<Receipt>, i64)> {
+    let rows: Vec<ReceiptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM receipts WHERE buyer_id = $1 OR seller_id = $1 \
+         ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+    )))
+    .bind(profile_id)
+    .bind(i64::from(page.limit))
+    .bind(page.offset())
+    .fetch_all(pool)
+    .await?;
+    let total =
+        sqlx::query_scalar("SELECT COUNT(*) FROM receipts WHERE buyer_id = $1 OR seller_id = $1")
+            .bind(profile_id)
+            .fetch_one(pool)
+            .await?;
+    Ok((rows.into_iter().map(Into::into).collect(), total))
+}
+
+/// One receipt, if the caller is its buyer or seller.
+pub async fn get(pool: &AnyPool, profile_id: &str, id: &str) -> sqlx::Result<Option<Receipt>> {
+    let row: Option<ReceiptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM receipts WHERE id = $1 AND (buyer_id = $2 OR seller_id = $2)"
+    )))
+    .bind(id)
+    .bind(profile_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Into::into))
+}
