@@ -1,0 +1,142 @@
+//! The forwarding hot path: a buyer's call to a free listing through the in-process
+//! gateway (authenticate, resolve listing and endpoint, sign, forward, record) beside
+//! the same request sent straight to the same local seller. The ratio of the two is the
+//! gateway's cost; figures in README.md.
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use crochet::devwallet::{DevWallet, solve_pow};
+use crochet::identity::crypto::Chain;
+use serde_json::{Value, json};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    _host: crochet::app::Running,
+    seller_url: String,
+    gateway_url: String,
+    key: String,
+    body: Vec<u8>,
+}
+
+async fn seller() -> String {
+    let app = axum::Router::new()
+        .fallback(|| async { axum::Json(json!({"result": "ok", "score": 0.97})) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/run", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: Value) -> Value {
+    let mut req = client.post(url).json(&body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let seller_url = seller().await;
+    let config = crochet::config::Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        )),
+        pow_difficulty: Some(1),
+        encryption_key: Some(crochet::secrets::MasterKey::generate().to_base64()),
+        ..Default::default()
+    };
+    let host = crochet::app::start(config).await.unwrap();
+    let api = format!("http://{}/api/v1", host.addr);
+    let client = reqwest::Client::new();
+
+    let wallet = DevWallet::generate(Chain::Solana);
+    let challenge = post(
+        &client,
+        &format!("{api}/auth/challenge"),
+        None,
+        json!({"wallet_address": wallet.address}),
+    )
+    .await;
+    let registered = post(
+        &client,
+        &format!("{api}/register"),
+        None,
+        wallet.prove(&challenge).unwrap(),
+    )
+    .await;
+    let key = registered["data"]["api_key"].as_str().unwrap().to_owned();
+    let c = post(
+        &client,
+        &format!("{api}/listings/challenge"),
+        Some(&key),
+        json!({}),
+    )
+    .await;
+    let pow = solve_pow(c["data"]["challenge"].as_str().unwrap(), 1);
+    let listing = post(
+        &client,
+        &format!("{api}/listings"),
+        Some(&key),
+        json!({"pow_nonce": pow, "name": "Bench", "description": "bench", "pricing_model": "free",
+               "private_endpoint_url": seller_url, "status": "active"}),
+    )
+    .await;
+    let id = listing["data"]["id"].as_str().unwrap();
+    Fixture {
+        gateway_url: format!("{api}/gateway/{id}"),
+        seller_url,
+        key,
+        body: serde_json::to_vec(
+            &json!({"task": "classify", "input": {"text": "a short request"}}),
+        )
+        .unwrap(),
+        _dir: dir,
+        _host: host,
+    }
+}
+
+fn forwarding(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = rt.block_on(fixture());
+    let client = reqwest::Client::new();
+    let mut g = c.benchmark_group("forward");
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("direct_to_seller", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = client
+                .post(&f.seller_url)
+                .header("content-type", "application/json")
+                .body(f.body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap()
+        })
+    });
+    g.bench_function("through_gateway", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = client
+                .post(&f.gateway_url)
+                .bearer_auth(&f.key)
+                .header("content-type", "application/json")
+                .body(f.body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, forwarding);
+criterion_main!(benches);

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Load run: wrk against the same trivial JSON seller three ways, on this machine:
+#   1. directly, 2. through nginx proxy_pass (the reference proxy), 3. through the
+#   Crochet gateway on a free listing (authenticated, signed, recorded).
+# Prints requests/s and p50/p99 latency for each. Bounded: DURATION per target, loopback only.
+#   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+SELLER=127.0.0.1:18081 NGINX=127.0.0.1:18082 GATEWAY=127.0.0.1:18083
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx
+need jq jq
+
+cargo build --release -q -p crochet --bin crochet -p crochet-benches --bin json-seller
+
+work=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
+
+target/release/json-seller "$SELLER" &
+wait_port "$SELLER"
+
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream seller { server $SELLER; keepalive 128; }
+  server {
+    listen $NGINX;
+    location / { proxy_pass http://seller; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" &
+wait_port "$NGINX"
+
+(cd "$work" && CROCHET_BIND=$GATEWAY CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn "$root/target/release/crochet" serve >serve.out 2>serve.err) &
+wait_port "$GATEWAY"
+
+# A registered agent and a free listing pointed at the seller.
+api=http://$GATEWAY/api/v1
+crochet=$root/target/release/crochet
+"$crochet" wallet new --chain solana > "$work/wallet.json"
+curl -sf -X POST "$api/auth/challenge" -H 'content-type: application/json' \
+  -d "{\"wallet_address\": \"$(jq -r .address "$work/wallet.json")\"}" > "$work/challenge.json"
+"$crochet" wallet prove --wallet "$work/wallet.json" < "$work/challenge.json" > "$work/proof.json"
+AUTH=$(curl -sf -X POST "$api/register" -H 'content-type: application/json' -d @"$work/proof.json" | jq -r .data.authorization_header)
+challenge=$(curl -sf -X POST "$api/listings/challenge" -H "Authorization: $AUTH" | jq -r .data.challenge)
+pow=$(python3 -c "import hashlib,itertools,sys; c=sys.argv[1]; print(next(n for n in itertools.count() if hashlib.sha256((c+str(n)).encode()).hexdigest().startswith('0')))" "$challenge")
+listing=$(curl -sf -X POST "$api/listings" -H "Authorization: $AUTH" -H 'content-type: application/json' -d "{
+  \"pow_nonce\": \"$pow\", \"name\": \"Load\", \"description\": \"load run\", \"pricing_model\": \"free\",
+  \"private_endpoint_url\": \"http://$SELLER/run\", \"status\": \"active\"}" | jq -r .data.id)
+
+cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"task":"classify","input":{"text":"a short request"}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = os.getenv("WRK_AUTH") or ""
+LUA
+
+run() {
+  local name=$1 url=$2 auth=${3:-}
+  local out
+  out=$(WRK_AUTH=$auth wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/post.lua" "$url")
+  local rps p50 p99 non2xx
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  printf '| %-26s | %10s | %8s | %8s | %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0} non-2xx"
+}
+
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, POST of a 54-byte JSON body, all on this machine"
+printf '| %-26s | %10s | %8s | %8s |\n' target "req/s" p50 p99
+run "direct to seller" "http://$SELLER/run"
+run "nginx proxy_pass" "http://$NGINX/run"
+run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH"
+recorded=$(curl -sf "$api/gateway-requests?role=buyer&limit=1" -H "Authorization: $AUTH" | jq .pagination.total)
+echo "gateway requests recorded: $recorded"
