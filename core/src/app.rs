@@ -225,6 +225,8 @@ impl Running {
 
     async fn finish(self) -> anyhow::Result<()> {
         self.task.await.context("server task failed")??;
+        // In-flight requests are done: commit the history rows still queued.
+        self.state.gateway.flush().await;
         self.state.db.close().await;
         Ok(())
     }

@@ -88,6 +88,8 @@ async fn history(
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<PagedEnvelope<GatewayRequestRow>>, ApiError> {
     let page = Page::new(q.page, q.limit);
+    // Rows of this instance still queued in the recorder are committed first.
+    s.gateway.flush().await;
     let (items, total) = super::store::history(s.db.pool(), &who.profile_id, &q, page)
         .await
         .map_err(ApiError::internal)?;

@@ -71,6 +71,8 @@ pub struct Gateway {
     receipts: crate::ledger::receipts::ReceiptSigner,
     /// The host's public URL, named as issuer in receipts.
     issuer: String,
+    /// Batched history rows of calls that move no money.
+    recorder: super::recorder::Recorder,
 }
 
 /// What phase 2 resolved.
@@ -98,6 +100,7 @@ impl Gateway {
         receipts: crate::ledger::receipts::ReceiptSigner,
         issuer: String,
     ) -> Self {
+        let recorder = super::recorder::Recorder::start(db.clone());
         Self {
             db,
             catalog,
@@ -106,7 +109,14 @@ impl Gateway {
             upstream,
             receipts,
             issuer,
+            recorder,
         }
+    }
+
+    /// Waits until every queued history row is committed (before history reads and at
+    /// shutdown).
+    pub async fn flush(&self) {
+        self.recorder.flush().await;
     }
 
     /// Runs one call through every phase.
@@ -147,33 +157,28 @@ impl Gateway {
         &self,
         call: &GatewayCall,
         target: &Target,
-        status: &str,
-        error_code: Option<&str>,
+        status: &'static str,
+        error_code: Option<&'static str>,
     ) -> Result<()> {
-        let id = format!("gw_req_{}", uuid::Uuid::new_v4().simple());
-        let now = now_ms();
-        let mut conn = self.db.pool().acquire().await?;
-        super::store::insert_request(
-            &mut conn,
-            &super::store::NewRequest {
-                id: &id,
-                buyer_id: &call.buyer.profile_id,
-                seller_id: &target.listing.seller_id,
-                listing_id: &target.listing.id,
-                relay_request_id: call.relay_request_id.as_deref(),
-                billable: false,
-                charged_cents: 0,
-                fee_cents: 0,
-                currency: &target.listing.pricing_currency,
-                request_bytes: call.body.len(),
-                request_sha256: &target.body_sha256,
-                now,
-            },
-        )
-        .await?;
-        drop(conn);
-        super::store::finish_request(self.db.pool(), &id, status, None, None, None, 0, error_code)
-            .await?;
+        self.recorder
+            .record(super::recorder::FinishedRequest {
+                id: format!("gw_req_{}", uuid::Uuid::new_v4().simple()),
+                buyer_id: call.buyer.profile_id.clone(),
+                seller_id: target.listing.seller_id.clone(),
+                listing_id: target.listing.id.clone(),
+                relay_request_id: call.relay_request_id.clone(),
+                status,
+                currency: target.listing.pricing_currency.clone(),
+                request_bytes: i64::try_from(call.body.len()).unwrap_or(i64::MAX),
+                request_sha256: target.body_sha256.clone(),
+                response_bytes: None,
+                response_sha256: None,
+                seller_status_code: None,
+                latency_ms: None,
+                error_code,
+                created_at: now_ms(),
+            })
+            .await;
         Ok(())
     }
 
@@ -457,8 +462,11 @@ impl Gateway {
             request_sha256: &target.body_sha256,
             now,
         };
-        let mut tx = self.db.pool().begin().await?;
+        // Accounted calls: consume the payment, write the request row, the ledger entries
+        // and the receipt in one transaction, before anything is forwarded. Free calls are
+        // recorded after the forward, through the batched recorder.
         if let Some(p) = &paid {
+            let mut tx = self.db.pool().begin().await?;
             // The one decision point for racing retries: only one UPDATE matches 'issued'.
             if !super::store::consume_payment(&mut tx, &p.relay_request_id, &request_id, now)
                 .await?
@@ -469,9 +477,7 @@ impl Gateway {
                     used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
                 ));
             }
-        }
-        super::store::insert_request(&mut tx, &row).await?;
-        if let Some(p) = &paid {
+            super::store::insert_request(&mut tx, &row).await?;
             ledger::record_settled_call(
                 &mut tx,
                 &ledger::SettledCall {
@@ -503,8 +509,8 @@ impl Gateway {
                 },
             )
             .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
 
         // Seller adapters will transform the body here (before signing) and the answer
         // below (before it is checked); none yet.
@@ -580,17 +586,40 @@ impl Gateway {
             ),
             None => (None, None, None),
         };
-        super::store::finish_request(
-            self.db.pool(),
-            &request_id,
-            status,
-            bytes,
-            sha.as_deref(),
-            seller_status,
-            latency_ms,
-            code,
-        )
-        .await?;
+        if paid.is_some() {
+            super::store::finish_request(
+                self.db.pool(),
+                &request_id,
+                status,
+                bytes,
+                sha.as_deref(),
+                seller_status,
+                latency_ms,
+                code,
+            )
+            .await?;
+        } else {
+            let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.recorder
+                .record(super::recorder::FinishedRequest {
+                    id: request_id.clone(),
+                    buyer_id: call.buyer.profile_id.clone(),
+                    seller_id: listing.seller_id.clone(),
+                    listing_id: listing.id.clone(),
+                    relay_request_id: None,
+                    status,
+                    currency: currency.clone(),
+                    request_bytes: as_i64(call.body.len()),
+                    request_sha256: target.body_sha256.clone(),
+                    response_bytes: bytes.map(as_i64),
+                    response_sha256: sha.clone(),
+                    seller_status_code: seller_status.map(i64::from),
+                    latency_ms: Some(latency_ms),
+                    error_code: code,
+                    created_at: now,
+                })
+                .await;
+        }
 
         match (code, response) {
             (None, Some(r)) => Ok(Outcome::Forwarded(Box::new(GatewaySuccess {

@@ -18,6 +18,7 @@ on_both_backends!(
     refusals_before_payment,
     ledger_is_append_only,
     billable_calls_get_verifiable_receipts,
+    batched_history_rows_are_never_lost,
 );
 
 /// A gateway call with optional extra headers.
@@ -738,4 +739,37 @@ async fn billable_calls_get_verifiable_receipts(app: TestApp) {
         app.get("/receipts", buyer.key()).await.body["pagination"]["total"],
         1
     );
+}
+
+async fn batched_history_rows_are_never_lost(app: TestApp) {
+    let p = listing(&app, None, "/ok").await;
+    let buyer = std::sync::Arc::new(app.register(Wallet::solana()).await);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (client, buyer, id) = (app.client.clone(), buyer.clone(), p.id.clone());
+            tokio::spawn(async move {
+                let r = client
+                    .http
+                    .post(client.url(&format!("/gateway/{id}")))
+                    .bearer_auth(&buyer.api_key)
+                    .json(&json!({"n": i}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Shutdown commits what is still queued; counted straight from the table.
+    let app = app.restart(|_| {}).await;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM gateway_requests WHERE status = 'completed'")
+            .fetch_one(app.state().db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 100);
+    assert_eq!(p.seller.requests().len(), 100);
 }

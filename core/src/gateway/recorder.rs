@@ -1,0 +1,136 @@
+//! Batched history writes for gateway attempts that move no money (free calls, 402s,
+//! 202s, refusals).
+//!
+//! Those rows go through a bounded channel to one writer task that commits up to
+//! [`MAX_BATCH`] rows per transaction: on SQLite, one writer with batched commits
+//! instead of a write transaction per call. Paid calls never use it: their request row,
+//! ledger entries and receipt are written synchronously in the transaction that consumes
+//! the payment. Nothing is dropped: a full channel makes callers wait (backpressure);
+//! history reads and shutdown call [`Recorder::flush`], which returns once every row
+//! sent before it is committed.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::Database;
+
+/// Rows per transaction, at most.
+pub const MAX_BATCH: usize = 512;
+/// Rows waiting for the writer, at most, before callers wait.
+const CHANNEL: usize = 8192;
+
+/// A finished attempt, complete, ready to insert.
+#[derive(Debug, Clone)]
+pub struct FinishedRequest {
+    pub id: String,
+    pub buyer_id: String,
+    pub seller_id: String,
+    pub listing_id: String,
+    pub relay_request_id: Option<String>,
+    pub status: &'static str,
+    pub currency: String,
+    pub request_bytes: i64,
+    pub request_sha256: String,
+    pub response_bytes: Option<i64>,
+    pub response_sha256: Option<String>,
+    pub seller_status_code: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub error_code: Option<&'static str>,
+    pub created_at: i64,
+}
+
+enum Msg {
+    Row(Box<FinishedRequest>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Recorder {
+    /// Starts the writer task on the current runtime.
+    pub fn start(db: Database) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        tokio::spawn(writer(db, rx));
+        Self { tx }
+    }
+
+    /// Queues a row (waits while the queue is full).
+    pub async fn record(&self, row: FinishedRequest) {
+        if self.tx.send(Msg::Row(Box::new(row))).await.is_err() {
+            tracing::error!("gateway history writer stopped; a request row was not recorded");
+        }
+    }
+
+    /// Returns once every row queued before this call is committed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>) {
+    let mut rows = Vec::with_capacity(MAX_BATCH);
+    let mut acks = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Row(r) => rows.push(r),
+                Msg::Flush(ack) => acks.push(ack),
+            }
+            if rows.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !rows.is_empty() {
+            // One retry covers a transient lock timeout; a second failure is logged loudly.
+            let mut result = write(&db, &rows).await;
+            if result.is_err() {
+                result = write(&db, &rows).await;
+            }
+            if let Err(e) = result {
+                tracing::error!(error = %e, rows = rows.len(), "could not record gateway history rows");
+            }
+            rows.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()> {
+    let mut tx = db.pool().begin().await?;
+    for r in rows {
+        sqlx::query(
+            "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, \
+             charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, response_bytes, \
+             response_sha256, seller_status_code, latency_ms, error_code, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&r.id)
+        .bind(&r.buyer_id)
+        .bind(&r.seller_id)
+        .bind(&r.listing_id)
+        .bind(r.relay_request_id.as_deref())
+        .bind(r.status)
+        .bind(&r.currency)
+        .bind(r.request_bytes)
+        .bind(&r.request_sha256)
+        .bind(r.response_bytes)
+        .bind(r.response_sha256.as_deref())
+        .bind(r.seller_status_code)
+        .bind(r.latency_ms)
+        .bind(r.error_code)
+        .bind(r.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
