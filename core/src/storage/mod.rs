@@ -76,7 +76,7 @@ impl Database {
                             // WAL lets readers run beside the one writer; the busy timeout
                             // makes a second writer wait instead of failing at once.
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
                             )
                             .await?;
