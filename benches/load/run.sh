@@ -24,6 +24,8 @@ cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -r
 trap cleanup EXIT
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
+port_free() { if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then echo "$1 is already in use: stop what listens there first" >&2; exit 1; fi; }
+for p in "$SELLER" "$NGINX" "$GATEWAY"; do port_free "$p"; done
 
 target/release/json-seller "$SELLER" &
 wait_port "$SELLER"
@@ -52,7 +54,8 @@ CONF
 nginx -c "$work/nginx.conf" &
 wait_port "$NGINX"
 
-(cd "$work" && CROCHET_BIND=$GATEWAY CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn "$root/target/release/crochet" serve >serve.out 2>serve.err) &
+# exec: the background job is the server itself, so cleanup stops it.
+(cd "$work" && CROCHET_BIND=$GATEWAY CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$root/target/release/crochet" serve >serve.out 2>serve.err) &
 wait_port "$GATEWAY"
 
 # A registered agent and a free listing pointed at the seller.

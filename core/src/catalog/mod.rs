@@ -589,6 +589,26 @@ impl Catalog {
     /// The endpoint with its secrets decrypted (for forwarding and the endpoint test).
     pub async fn resolved_endpoint(&self, listing_id: &str) -> Result<ResolvedEndpoint> {
         let e = self.endpoint_row(listing_id).await?;
+        self.resolve(&e)
+    }
+
+    /// A listing by UUID or slug with its decrypted endpoint, read in one query (the
+    /// gateway's hot path).
+    pub async fn listing_for_call(
+        &self,
+        id_or_slug: &str,
+    ) -> Result<Option<(ListingRow, ResolvedEndpoint)>> {
+        match store::listing_and_endpoint(self.db.pool(), id_or_slug).await? {
+            None => Ok(None),
+            Some(both) => {
+                let endpoint = self.resolve(&both.endpoint)?;
+                Ok(Some((both.listing, endpoint)))
+            }
+        }
+    }
+
+    fn resolve(&self, e: &EndpointRow) -> Result<ResolvedEndpoint> {
+        let listing_id = e.listing_id.as_str();
         let url = match &e.url_enc {
             Some(enc) => Some(self.cipher.decrypt(enc, &ctx(listing_id, "url"))?),
             None => None,
@@ -596,7 +616,7 @@ impl Catalog {
         let size = |v: i64| usize::try_from(v).unwrap_or(0);
         Ok(ResolvedEndpoint {
             url,
-            auth_header: self.auth_of(&e)?.map(|a| (a.name, a.value)),
+            auth_header: self.auth_of(e)?.map(|a| (a.name, a.value)),
             signing_secret: self
                 .cipher
                 .decrypt(&e.signing_secret_enc, &ctx(listing_id, "signing_secret"))?,

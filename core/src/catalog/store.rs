@@ -289,8 +289,10 @@ pub struct EndpointRow {
     pub timeout_ms: i64,
     pub max_request_bytes: i64,
     pub max_response_bytes: i64,
+    #[sqlx(rename = "endpoint_status")]
     pub status: String,
     pub secret_rotated_at: i64,
+    #[sqlx(rename = "endpoint_updated_at")]
     pub updated_at: i64,
 }
 
@@ -343,19 +345,40 @@ pub async fn endpoint(
 ) -> sqlx::Result<Option<EndpointRow>> {
     sqlx::query_as(
         "SELECT listing_id, url_enc, upstream_auth_enc, signing_secret_enc, timeout_ms, \
-         max_request_bytes, max_response_bytes, status, secret_rotated_at, updated_at \
-         FROM listing_gateway_endpoints WHERE listing_id = $1",
+         max_request_bytes, max_response_bytes, status AS endpoint_status, secret_rotated_at, \
+         updated_at AS endpoint_updated_at FROM listing_gateway_endpoints WHERE listing_id = $1",
     )
     .bind(listing_id)
     .fetch_optional(conn)
     .await
 }
 
+/// A listing (by UUID or slug) with its endpoint row, in one query: the gateway's read.
+#[derive(Debug, FromRow)]
+pub struct ListingAndEndpoint {
+    #[sqlx(flatten)]
+    pub listing: ListingRow,
+    #[sqlx(flatten)]
+    pub endpoint: EndpointRow,
+}
+
+pub async fn listing_and_endpoint(
+    pool: &AnyPool,
+    id_or_slug: &str,
+) -> sqlx::Result<Option<ListingAndEndpoint>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LISTING_COLUMNS}, e.listing_id, e.url_enc, e.upstream_auth_enc, e.signing_secret_enc,          e.timeout_ms, e.max_request_bytes, e.max_response_bytes, e.status AS endpoint_status,          e.secret_rotated_at, e.updated_at AS endpoint_updated_at          FROM listings l JOIN listing_gateway_endpoints e ON e.listing_id = l.id          WHERE l.id = $1 OR l.slug = $1"
+    )))
+    .bind(id_or_slug)
+    .fetch_optional(pool)
+    .await
+}
+
 pub async fn all_endpoints(pool: &AnyPool) -> sqlx::Result<Vec<EndpointRow>> {
     sqlx::query_as(
         "SELECT listing_id, url_enc, upstream_auth_enc, signing_secret_enc, timeout_ms, \
-         max_request_bytes, max_response_bytes, status, secret_rotated_at, updated_at \
-         FROM listing_gateway_endpoints",
+         max_request_bytes, max_response_bytes, status AS endpoint_status, secret_rotated_at, \
+         updated_at AS endpoint_updated_at FROM listing_gateway_endpoints",
     )
     .fetch_all(pool)
     .await

@@ -28,7 +28,7 @@ use super::error::GatewayError;
 use super::model::*;
 use super::signing::SignedHeaders;
 use super::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
-use crate::catalog::store::{ListingRow, listing_by_ref};
+use crate::catalog::store::ListingRow;
 use crate::catalog::{Catalog, PricingModel, ResolvedEndpoint};
 use crate::identity::{Identity, Principal};
 use crate::ledger::{self, FEE_RATE, fee_cents};
@@ -184,16 +184,16 @@ impl Gateway {
 
     /// Phase 2: the listing, its endpoint and the body.
     async fn resolve(&self, call: &GatewayCall) -> Result<Target> {
-        let listing = listing_by_ref(self.db.pool(), &call.listing_ref)
+        let (listing, endpoint) = self
+            .catalog
+            .listing_for_call(&call.listing_ref)
             .await?
-            .map(|l| l.listing)
             .ok_or(GatewayError::ListingNotFound)?;
         match listing.status.as_str() {
             "active" => {}
             "draft" => return Err(GatewayError::ListingNotFound),
             other => return Err(GatewayError::ListingNotActive(other.to_owned())),
         }
-        let endpoint = self.catalog.resolved_endpoint(&listing.id).await?;
         let url = match (&endpoint.url, endpoint.active) {
             (Some(url), true) => url.clone(),
             _ => return Err(GatewayError::EndpointUnavailable),
