@@ -649,10 +649,22 @@ impl Client {
     /// Starts a local seller, registers a seller agent and publishes `name` pointing at the
     /// seller's `path`; the seller verifies signatures with the returned secret.
     pub async fn publish(&self, name: &str, path: &str) -> Published {
+        self.publish_with(name, path, |_| {}).await
+    }
+
+    /// [`Client::publish`] with the listing body adjusted by `edit` first.
+    pub async fn publish_with(
+        &self,
+        name: &str,
+        path: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Published {
         let seller = Seller::start().await;
         let agent = self.register_as(Wallet::evm(), "seller").await;
+        let mut body = listing_body(name, &seller.url(path));
+        edit(&mut body);
         let data = self
-            .create_listing(&agent, listing_body(name, &seller.url(path)))
+            .create_listing(&agent, body)
             .await
             .expect(201)
             .data()

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Agent, Published, Reply, TestApp, Wallet, listing_body};
+use crate::common::{Agent, Published, Reply, TestApp, Wallet};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -48,44 +48,39 @@ async fn call(
     }
 }
 
-/// A published listing with the given price (None = free) and seller path.
+/// A published listing with the given price in USD (None = free) and seller path.
 async fn listing(app: &TestApp, price: Option<f64>, path: &str) -> Published {
-    match price {
-        Some(p) => {
-            let published = app.publish("Paid Capability", path).await;
-            if (p - 0.01).abs() > f64::EPSILON {
-                let r = app
-                    .patch(
-                        &format!("/listings/{}", published.id),
-                        published.agent.key(),
-                        json!({"pricing_amount": p}),
-                    )
-                    .await;
-                r.expect(200);
-            }
-            published
-        }
+    app.publish_with("Capability", path, |body| match price {
+        Some(p) => body["pricing_amount"] = json!(p),
         None => {
-            let seller = crate::common::Seller::start().await;
-            let agent = app.register_as(Wallet::evm(), "seller").await;
-            let mut body = listing_body("Free Capability", &seller.url(path));
             body["pricing_model"] = json!("free");
             body.as_object_mut().unwrap().remove("pricing_amount");
-            let data = app
-                .create_listing(&agent, body)
-                .await
-                .expect(201)
-                .data()
-                .clone();
-            seller.set_secret(data["gateway_endpoint"]["signing_secret"].as_str().unwrap());
-            Published {
-                id: data["id"].as_str().unwrap().to_owned(),
-                seller,
-                agent,
-                data,
-            }
         }
-    }
+    })
+    .await
+}
+
+/// The whole paid flow: 402, settle, retry with the relay request id. Returns the relay
+/// request id and the retry's reply (whatever its status).
+async fn pay_and_call(
+    app: &TestApp,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+) -> (String, Reply) {
+    let r = call(app, buyer, listing, body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(app, buyer, &r, "settled").await;
+    let reply = call(
+        app,
+        buyer,
+        listing,
+        body,
+        &[("X-Crochet-Relay-Request-Id", &relay_id)],
+    )
+    .await;
+    (relay_id, reply)
 }
 
 /// Completes the mock payment of a 402 with `outcome`.
@@ -450,18 +445,7 @@ async fn seller_failure_after_settlement_is_still_accounted(app: TestApp) {
             .expect(200);
         }
         let body = json!({"task": path});
-        let r = call(&app, &buyer, &p.id, &body, &[])
-            .await
-            .expect_error(402, "PAYMENT_REQUIRED");
-        let relay_id = settle(&app, &buyer, &r, "settled").await;
-        let failed = call(
-            &app,
-            &buyer,
-            &p.id,
-            &body,
-            &[("X-Crochet-Relay-Request-Id", &relay_id)],
-        )
-        .await;
+        let (relay_id, failed) = pay_and_call(&app, &buyer, &p.id, &body).await;
         let failed = failed.expect_error(502, code);
         let details = &failed.body["error"]["details"];
         assert_eq!(details["relay_request_id"], relay_id.as_str());
@@ -623,19 +607,7 @@ async fn ledger_is_append_only(app: TestApp) {
     let p = listing(&app, Some(1.00), "/ok").await;
     let buyer = app.register(Wallet::solana()).await;
     let body = json!({"task": "x"});
-    let r = call(&app, &buyer, &p.id, &body, &[])
-        .await
-        .expect_error(402, "PAYMENT_REQUIRED");
-    let relay_id = settle(&app, &buyer, &r, "settled").await;
-    call(
-        &app,
-        &buyer,
-        &p.id,
-        &body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await
-    .expect(200);
+    pay_and_call(&app, &buyer, &p.id, &body).await.1.expect(200);
     let pool = app.state().db.pool();
     assert!(
         sqlx::query("UPDATE ledger_entries SET amount_cents = 0")
@@ -662,19 +634,8 @@ async fn billable_calls_get_verifiable_receipts(app: TestApp) {
     let buyer = app.register(Wallet::solana()).await;
     let stranger = app.register(Wallet::evm()).await;
     let body = json!({"task": "receipt"});
-    let r = call(&app, &buyer, &p.id, &body, &[])
-        .await
-        .expect_error(402, "PAYMENT_REQUIRED");
-    let relay_id = settle(&app, &buyer, &r, "settled").await;
-    let done = call(
-        &app,
-        &buyer,
-        &p.id,
-        &body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await
-    .expect(200);
+    let (relay_id, done) = pay_and_call(&app, &buyer, &p.id, &body).await;
+    let done = done.expect(200);
 
     let list = app.get("/receipts", buyer.key()).await.expect(200);
     assert_eq!(list.body["pagination"]["total"], 1);
