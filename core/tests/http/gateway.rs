@@ -83,6 +83,15 @@ async fn pay_and_call(
     (relay_id, reply)
 }
 
+/// How many ledger entries a payment produced.
+async fn ledger_entries_for(app: &TestApp, relay_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE relay_request_id = $1")
+        .bind(relay_id)
+        .fetch_one(app.state().db.pool())
+        .await
+        .unwrap()
+}
+
 /// Completes the mock payment of a 402 with `outcome`.
 async fn settle(app: &TestApp, buyer: &Agent, reply: &Reply, outcome: &str) -> String {
     let payment = &reply.body["error"]["details"]["payment"];
@@ -464,12 +473,7 @@ async fn seller_failure_after_settlement_is_still_accounted(app: TestApp) {
                 .unwrap()
                 .contains("Do not pay again")
         );
-        let sum: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE relay_request_id = $1")
-                .bind(&relay_id)
-                .fetch_one(app.state().db.pool())
-                .await
-                .unwrap();
+        let sum = ledger_entries_for(&app, &relay_id).await;
         assert_eq!(sum, 3, "{path}: the settled money is still accounted");
     }
     let h = app
@@ -524,12 +528,7 @@ async fn concurrent_retries_of_one_payment_forward_once(app: TestApp) {
     }
     assert_eq!(ok, 1, "exactly one forward");
     assert_eq!(p.seller.requests().len(), 1, "the seller was called once");
-    let entries: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE relay_request_id = $1")
-            .bind(&relay_id)
-            .fetch_one(app.state().db.pool())
-            .await
-            .unwrap();
+    let entries = ledger_entries_for(&app, &relay_id).await;
     assert_eq!(entries, 3, "one set of ledger entries");
 }
 
