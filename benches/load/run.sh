@@ -4,6 +4,8 @@
 #   Crochet gateway on a free listing (authenticated, signed, recorded).
 # Prints requests/s and p50/p99 latency for each. Bounded: DURATION per target, loopback only.
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
+# LOAD_DATABASE_URL=postgres://… runs the gateway on that database instead of a fresh
+# SQLite file (use an empty database or schema).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -55,7 +57,8 @@ nginx -c "$work/nginx.conf" &
 wait_port "$NGINX"
 
 # exec: the background job is the server itself, so cleanup stops it.
-(cd "$work" && CROCHET_BIND=$GATEWAY CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$root/target/release/crochet" serve >serve.out 2>serve.err) &
+(cd "$work" && CROCHET_DATABASE_URL=${LOAD_DATABASE_URL:-sqlite://crochet.db} CROCHET_BIND=$GATEWAY \
+  CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$root/target/release/crochet" serve >serve.out 2>serve.err) &
 wait_port "$GATEWAY"
 
 # A registered agent and a free listing pointed at the seller.
