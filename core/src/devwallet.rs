@@ -6,7 +6,6 @@
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::identity::crypto::{Chain, MAX_POW_DIFFICULTY, eip191_hash, evm_address, verify_pow};
 
@@ -109,15 +108,15 @@ pub fn solve_pow(challenge: &str, difficulty: u8) -> String {
     }
 }
 
-/// Hex SHA-256, for scripts that want to check a solution.
-pub fn sha256_hex(input: &str) -> String {
-    hex::encode(Sha256::digest(input.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::identity::crypto::WalletAddress;
+    use sha2::{Digest as _, Sha256};
+
+    fn sha256_hex(input: &str) -> String {
+        hex::encode(Sha256::digest(input.as_bytes()))
+    }
 
     #[test]
     fn proofs_verify_for_both_chains() {

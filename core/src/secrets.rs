@@ -148,11 +148,6 @@ impl Cipher {
         }
     }
 
-    /// The id of the key new values are written with.
-    pub fn current_key_id(&self) -> &str {
-        &self.current.id
-    }
-
     /// Encrypts `plaintext` bound to `context`.
     pub fn encrypt(&self, plaintext: &str, context: &str) -> String {
         let mut nonce = [0u8; 12];

@@ -66,10 +66,6 @@ impl Identity {
         }
     }
 
-    pub fn settings(&self) -> &IdentitySettings {
-        &self.settings
-    }
-
     /// Issues a wallet challenge plus proof-of-work for one purpose.
     pub async fn create_challenge(&self, req: ChallengeRequest) -> Result<Challenge> {
         let address = WalletAddress::parse(&req.wallet_address)

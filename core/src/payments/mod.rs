@@ -57,14 +57,6 @@ impl Payments {
         }
     }
 
-    /// Wraps any provider (tests, embedders).
-    pub fn with_provider(provider: Arc<dyn PaymentProvider>) -> Self {
-        Self {
-            provider,
-            mock: None,
-        }
-    }
-
     pub fn provider(&self) -> &Arc<dyn PaymentProvider> {
         &self.provider
     }
