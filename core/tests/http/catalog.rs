@@ -339,14 +339,13 @@ async fn browse_filters_sort_and_paginate(app: TestApp) {
 }
 
 async fn owners_update_delete_and_suspend(app: TestApp) {
-    let s = Seller::start().await;
-    let seller = seller(&app).await;
+    let Published {
+        seller: s,
+        agent: seller,
+        id,
+        ..
+    } = app.publish("Original Name", "/ok").await;
     let other = seller_other(&app).await;
-    let created = app
-        .create_listing(&seller, listing_body("Original Name", &s.url("/ok")))
-        .await
-        .expect(201);
-    let id = created.data()["id"].as_str().unwrap().to_owned();
     let path = format!("/listings/{id}");
 
     let r = app
@@ -400,14 +399,13 @@ async fn owners_update_delete_and_suspend(app: TestApp) {
 }
 
 async fn endpoint_metadata_and_updates_stay_safe(app: TestApp) {
-    let s = Seller::start().await;
-    let seller = seller(&app).await;
+    let Published {
+        seller: s,
+        agent: seller,
+        id,
+        ..
+    } = app.publish("Endpoint Meta", "/ok").await;
     let other = seller_other(&app).await;
-    let created = app
-        .create_listing(&seller, listing_body("Endpoint Meta", &s.url("/ok")))
-        .await
-        .expect(201);
-    let id = created.data()["id"].as_str().unwrap().to_owned();
     let ep = format!("/listings/{id}/endpoint");
 
     let r = app.get(&ep, seller.key()).await.expect(200);
@@ -557,13 +555,12 @@ fn time_now() -> i64 {
 }
 
 async fn endpoint_test_reports_seller_failures(app: TestApp) {
-    let s = Seller::start().await;
-    let seller = seller(&app).await;
-    let created = app
-        .create_listing(&seller, listing_body("Failing Seller", &s.url("/fail")))
-        .await
-        .expect(201);
-    let id = created.data()["id"].as_str().unwrap().to_owned();
+    let Published {
+        seller: s,
+        agent: seller,
+        id,
+        ..
+    } = app.publish("Failing Seller", "/fail").await;
     let test = async |update: Option<Value>| {
         if let Some(body) = update {
             let ep = format!("/listings/{id}/endpoint");
@@ -628,16 +625,17 @@ async fn endpoint_test_reports_seller_failures(app: TestApp) {
 }
 
 async fn secrets_are_encrypted_at_rest_and_never_leak(app: TestApp) {
-    let s = Seller::start().await;
-    let seller = seller(&app).await;
+    let Published {
+        seller: s,
+        agent: seller,
+        id,
+        data,
+    } = app
+        .publish("Secret Keeper", "/ok?tenant=private-tenant-42")
+        .await;
     let other = seller_other(&app).await;
     let private_url = s.url("/ok?tenant=private-tenant-42");
-    let created = app
-        .create_listing(&seller, listing_body("Secret Keeper", &private_url))
-        .await
-        .expect(201);
-    let id = created.data()["id"].as_str().unwrap().to_owned();
-    let secret = created.data()["gateway_endpoint"]["signing_secret"]
+    let secret = data["gateway_endpoint"]["signing_secret"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -60,6 +60,18 @@ async fn listing(app: &TestApp, price: Option<f64>, path: &str) -> Published {
     .await
 }
 
+/// The same call again, paying with `relay_id` (`X-Crochet-Relay-Request-Id`).
+async fn retry(app: &TestApp, buyer: &Agent, listing: &str, body: &Value, relay_id: &str) -> Reply {
+    call(
+        app,
+        buyer,
+        listing,
+        body,
+        &[("X-Crochet-Relay-Request-Id", relay_id)],
+    )
+    .await
+}
+
 /// The whole paid flow: 402, settle, retry with the relay request id. Returns the relay
 /// request id and the retry's reply (whatever its status).
 async fn pay_and_call(
@@ -72,14 +84,7 @@ async fn pay_and_call(
         .await
         .expect_error(402, "PAYMENT_REQUIRED");
     let relay_id = settle(app, buyer, &r, "settled").await;
-    let reply = call(
-        app,
-        buyer,
-        listing,
-        body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await;
+    let reply = retry(app, buyer, listing, body, &relay_id).await;
     (relay_id, reply)
 }
 
@@ -198,15 +203,9 @@ async fn paid_call_402_settle_200_with_fees_and_ledger(app: TestApp) {
     );
 
     settle(&app, &buyer, &r, "settled").await;
-    let ok = call(
-        &app,
-        &buyer,
-        &p.id,
-        &body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await
-    .expect(200);
+    let ok = retry(&app, &buyer, &p.id, &body, &relay_id)
+        .await
+        .expect(200);
     let d = ok.data();
     assert_eq!(d["billable"], true);
     assert_eq!(
@@ -249,14 +248,7 @@ async fn paid_call_402_settle_200_with_fees_and_ledger(app: TestApp) {
     assert_eq!(fee, 5);
 
     // The payment is spent: a later retry points at the recorded request.
-    let again = call(
-        &app,
-        &buyer,
-        &p.id,
-        &body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await;
+    let again = retry(&app, &buyer, &p.id, &body, &relay_id).await;
     let again = again.expect_error(409, "PAYMENT_ALREADY_USED");
     assert_eq!(
         again.body["error"]["details"]["gateway_request_id"],
@@ -275,28 +267,15 @@ async fn pending_then_failed_payment(app: TestApp) {
         .await
         .expect_error(402, "PAYMENT_REQUIRED");
     let relay_id = settle(&app, &buyer, &r, "pending").await;
-    let pending = call(
-        &app,
-        &buyer,
-        &p.id,
-        &body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await
-    .expect(202);
+    let pending = retry(&app, &buyer, &p.id, &body, &relay_id)
+        .await
+        .expect(202);
     assert_eq!(pending.data()["status"], "pending");
     assert_eq!(pending.data()["retryable"], true);
     assert!(pending.data()["retry_after_seconds"].as_u64().unwrap() > 0);
     assert_eq!(pending.data()["next_action"], "retry_gateway_payment_later");
     settle(&app, &buyer, &r, "failed").await;
-    let failed = call(
-        &app,
-        &buyer,
-        &p.id,
-        &body,
-        &[("X-Crochet-Relay-Request-Id", &relay_id)],
-    )
-    .await;
+    let failed = retry(&app, &buyer, &p.id, &body, &relay_id).await;
     let failed = failed.expect_error(402, "PAYMENT_FAILED");
     assert_eq!(failed.next_action(), "choose_supported_payment_route");
     assert!(p.seller.requests().is_empty());
