@@ -16,6 +16,7 @@ use crate::identity::keys::ApiKeyHasher;
 use crate::identity::{Identity, IdentitySettings};
 use crate::secrets::{Cipher, MasterKey};
 use crate::storage::Database;
+use crate::storage::cache::Bus;
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct AppInner {
     pub upstream: UpstreamClient,
     /// Absolute base URL, no trailing slash.
     pub public_url: String,
+    /// Invalidates the hot-path caches here and on every other instance.
+    pub bus: Bus,
 }
 
 impl Deref for AppState {
@@ -51,6 +54,7 @@ impl AppState {
         db: Database,
         keys: &Keys,
         public_url: String,
+        bus: Bus,
     ) -> anyhow::Result<Self> {
         let key = &keys.current;
         let domain = public_url
@@ -73,6 +77,7 @@ impl AppState {
                     .unwrap_or(i64::MAX),
                 domain,
             },
+            &bus,
         );
         let policy = EndpointPolicy {
             allow_private: config.allow_private_endpoints(),
@@ -90,6 +95,7 @@ impl AppState {
                     .unwrap_or(i64::MAX),
                 categories: categories(&config),
             },
+            &bus,
         );
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
@@ -118,6 +124,7 @@ impl AppState {
                 .collect(),
             upstream,
             public_url,
+            bus,
         })))
     }
 }
@@ -191,8 +198,10 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
     let keys = master_keys(&config)?;
     let db = open_database(&config).await?;
     let public_url = config.public_url(config.bind);
-    let state = AppState::new(config, db, &keys, public_url)?;
+    let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref()).await?;
+    let state = AppState::new(config, db, &keys, public_url, bus)?;
     let changed = state.catalog.reencrypt_all().await?;
+    state.bus.close();
     state.db.close().await;
     Ok(changed)
 }
@@ -227,6 +236,7 @@ impl Running {
         self.task.await.context("server task failed")??;
         // In-flight requests are done: commit the history rows still queued.
         self.state.gateway.flush().await;
+        self.state.bus.close();
         self.state.db.close().await;
         Ok(())
     }
@@ -243,7 +253,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {} (check CROCHET_BIND)", config.bind))?;
     let addr = listener.local_addr()?;
     let public_url = config.public_url(addr);
-    let state = AppState::new(config, db, &keys, public_url)?;
+    let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref())
+        .await
+        .context("cannot subscribe to cache invalidations (check CROCHET_REDIS_URL)")?;
+    let state = AppState::new(config, db, &keys, public_url, bus)?;
     let router = crate::http::router(state.clone());
 
     let (tx, rx) = oneshot::channel::<()>();

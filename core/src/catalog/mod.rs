@@ -25,6 +25,7 @@ use crate::gateway::upstream::{UpstreamClient, UpstreamError, UpstreamRequest, c
 use crate::identity::Principal;
 use crate::identity::crypto::verify_pow;
 use crate::secrets::Cipher;
+use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms, rfc3339};
 use store::{EndpointRow, ListingRow, ListingWithEndpoint};
 
@@ -92,6 +93,16 @@ pub struct Catalog {
     cipher: Arc<Cipher>,
     upstream: UpstreamClient,
     settings: Arc<CatalogSettings>,
+    /// Listing reference (id or slug) → what a call needs; every write to a listing or
+    /// its endpoint publishes on the bus (see `storage::cache`).
+    calls: Arc<Cache<Arc<ListingForCall>>>,
+}
+
+/// A listing and its decrypted endpoint: everything a gateway call reads.
+#[derive(Debug)]
+pub struct ListingForCall {
+    pub listing: ListingRow,
+    pub endpoint: ResolvedEndpoint,
 }
 
 /// What `DELETE /listings/{id}` did.
@@ -130,13 +141,27 @@ impl Catalog {
         cipher: Arc<Cipher>,
         upstream: UpstreamClient,
         settings: CatalogSettings,
+        bus: &Bus,
     ) -> Self {
+        let calls = Cache::new(
+            bus,
+            |what, c: &Arc<ListingForCall>| matches!(what, Invalidation::Listing(id) if *id == c.listing.id),
+        );
         Self {
             db,
             cipher,
             upstream,
             settings: Arc::new(settings),
+            calls,
         }
+    }
+
+    /// Tells every instance's caches that a listing or its endpoint changed.
+    async fn changed(&self, listing_id: &str) {
+        self.calls
+            .bus()
+            .publish(Invalidation::Listing(listing_id.to_owned()))
+            .await;
     }
 
     pub fn categories(&self) -> &[Category] {
@@ -458,6 +483,7 @@ impl Catalog {
             store::update_endpoint(&mut tx, &endpoint).await?;
         }
         tx.commit().await?;
+        self.changed(&row.id).await;
         Ok(row.to_listing(&self.settings.public_url, endpoint.url_enc.is_some()))
     }
 
@@ -475,6 +501,7 @@ impl Catalog {
             "suspended"
         };
         tx.commit().await?;
+        self.changed(&row.id).await;
         Ok(DeleteOutcome { id: row.id, status })
     }
 
@@ -564,6 +591,8 @@ impl Catalog {
         e.updated_at = now_ms();
         let mut conn = self.db.pool().acquire().await?;
         store::update_endpoint(&mut conn, &e).await?;
+        drop(conn);
+        self.changed(&listing.id).await;
         Ok(e.info(self.auth_of(&e)?.map(|a| a.name)))
     }
 
@@ -580,6 +609,8 @@ impl Catalog {
         e.updated_at = now;
         let mut conn = self.db.pool().acquire().await?;
         store::update_endpoint(&mut conn, &e).await?;
+        drop(conn);
+        self.changed(&listing.id).await;
         Ok(SigningSecret {
             signing_secret: secret,
             rotated_at: rfc3339(now),
@@ -592,19 +623,23 @@ impl Catalog {
         self.resolve(&e)
     }
 
-    /// A listing by UUID or slug with its decrypted endpoint, read in one query (the
-    /// gateway's hot path).
-    pub async fn listing_for_call(
-        &self,
-        id_or_slug: &str,
-    ) -> Result<Option<(ListingRow, ResolvedEndpoint)>> {
-        match store::listing_and_endpoint(self.db.pool(), id_or_slug).await? {
-            None => Ok(None),
-            Some(both) => {
-                let endpoint = self.resolve(&both.endpoint)?;
-                Ok(Some((both.listing, endpoint)))
-            }
+    /// A listing by UUID or slug with its decrypted endpoint (the gateway's hot path):
+    /// from memory when cached, else read in one query and decrypted once.
+    pub async fn listing_for_call(&self, id_or_slug: &str) -> Result<Option<Arc<ListingForCall>>> {
+        if let Some(hit) = self.calls.get(id_or_slug) {
+            return Ok(Some(hit));
         }
+        let ticket = self.calls.ticket();
+        let Some(both) = store::listing_and_endpoint(self.db.pool(), id_or_slug).await? else {
+            return Ok(None);
+        };
+        let found = Arc::new(ListingForCall {
+            endpoint: self.resolve(&both.endpoint)?,
+            listing: both.listing,
+        });
+        self.calls
+            .insert(ticket, id_or_slug.to_owned(), found.clone());
+        Ok(Some(found))
     }
 
     fn resolve(&self, e: &EndpointRow) -> Result<ResolvedEndpoint> {
@@ -723,6 +758,7 @@ impl Catalog {
                 changed += 1;
             }
         }
+        self.calls.bus().publish(Invalidation::All).await;
         Ok(changed)
     }
 }

@@ -19,6 +19,7 @@
 //! 6. **record**: the request row gets the outcome: sizes, hashes, status, latency.
 //!    Bodies are never stored.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -29,7 +30,7 @@ use super::model::*;
 use super::signing::SignedHeaders;
 use super::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::catalog::store::ListingRow;
-use crate::catalog::{Catalog, PricingModel, ResolvedEndpoint};
+use crate::catalog::{Catalog, ListingForCall, PricingModel, ResolvedEndpoint};
 use crate::identity::{Identity, Principal};
 use crate::ledger::{self, FEE_RATE, fee_cents};
 use crate::payments::{
@@ -77,10 +78,19 @@ pub struct Gateway {
 
 /// What phase 2 resolved.
 struct Target {
-    listing: ListingRow,
-    endpoint: ResolvedEndpoint,
+    resolved: Arc<ListingForCall>,
     url: String,
     body_sha256: String,
+}
+
+impl Target {
+    fn listing(&self) -> &ListingRow {
+        &self.resolved.listing
+    }
+
+    fn endpoint(&self) -> &ResolvedEndpoint {
+        &self.resolved.endpoint
+    }
 }
 
 /// A payment that may be forwarded.
@@ -123,7 +133,7 @@ impl Gateway {
     pub async fn call(&self, call: GatewayCall) -> Result<Outcome> {
         let target = self.resolve(&call).await?;
         self.policy(&call, &target)?;
-        let paid = match target.listing.pricing_model() {
+        let paid = match target.listing().pricing_model() {
             PricingModel::Free => None,
             PricingModel::PerCall => {
                 let payment = match &call.relay_request_id {
@@ -164,11 +174,11 @@ impl Gateway {
             .record(super::recorder::FinishedRequest {
                 id: format!("gw_req_{}", uuid::Uuid::new_v4().simple()),
                 buyer_id: call.buyer.profile_id.clone(),
-                seller_id: target.listing.seller_id.clone(),
-                listing_id: target.listing.id.clone(),
+                seller_id: target.listing().seller_id.clone(),
+                listing_id: target.listing().id.clone(),
                 relay_request_id: call.relay_request_id.clone(),
                 status,
-                currency: target.listing.pricing_currency.clone(),
+                currency: target.listing().pricing_currency.clone(),
                 request_bytes: i64::try_from(call.body.len()).unwrap_or(i64::MAX),
                 request_sha256: target.body_sha256.clone(),
                 response_bytes: None,
@@ -184,11 +194,12 @@ impl Gateway {
 
     /// Phase 2: the listing, its endpoint and the body.
     async fn resolve(&self, call: &GatewayCall) -> Result<Target> {
-        let (listing, endpoint) = self
+        let resolved = self
             .catalog
             .listing_for_call(&call.listing_ref)
             .await?
             .ok_or(GatewayError::ListingNotFound)?;
+        let (listing, endpoint) = (&resolved.listing, &resolved.endpoint);
         match listing.status.as_str() {
             "active" => {}
             "draft" => return Err(GatewayError::ListingNotFound),
@@ -205,8 +216,7 @@ impl Gateway {
             .map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
         Ok(Target {
             body_sha256: hex::encode(Sha256::digest(&call.body)),
-            listing,
-            endpoint,
+            resolved,
             url,
         })
     }
@@ -229,11 +239,11 @@ impl Gateway {
         let route = self.route(call).await?;
         let req = RequirementRequest {
             buyer_id: buyer.clone(),
-            listing_id: target.listing.id.clone(),
-            seller_id: target.listing.seller_id.clone(),
+            listing_id: target.listing().id.clone(),
+            seller_id: target.listing().seller_id.clone(),
             seller_payout: None,
-            amount_cents: target.listing.price_cents,
-            currency: target.listing.pricing_currency.clone(),
+            amount_cents: target.listing().price_cents,
+            currency: target.listing().pricing_currency.clone(),
             route,
         };
         let provider = self.payments.provider();
@@ -246,8 +256,8 @@ impl Gateway {
             request_id: &requirement.request_id,
             provider: provider.name(),
             buyer_id: buyer,
-            listing_id: &target.listing.id,
-            seller_id: &target.listing.seller_id,
+            listing_id: &target.listing().id,
+            seller_id: &target.listing().seller_id,
             amount_cents: req.amount_cents,
             currency: &req.currency,
             body_sha256: &target.body_sha256,
@@ -261,7 +271,7 @@ impl Gateway {
                 &mut tx,
                 buyer,
                 key,
-                &target.listing.id,
+                &target.listing().id,
                 &target.body_sha256,
                 &requirement.request_id,
                 now,
@@ -288,7 +298,7 @@ impl Gateway {
 
     /// The 402 an Idempotency-Key already produced, if it was for this listing and body.
     fn replay(&self, p: super::store::PaymentRow, target: &Target) -> Result<GatewayError> {
-        if p.listing_id != target.listing.id || p.body_sha256 != target.body_sha256 {
+        if p.listing_id != target.listing().id || p.body_sha256 != target.body_sha256 {
             return Err(GatewayError::IdempotencyConflict);
         }
         if let Some(gr) = p.gateway_request_id.filter(|_| p.status == "consumed") {
@@ -386,7 +396,7 @@ impl Gateway {
     ) -> Result<Verified> {
         let payment = super::store::payment(self.db.pool(), id)
             .await?
-            .filter(|p| p.buyer_id == call.buyer.profile_id && p.listing_id == target.listing.id)
+            .filter(|p| p.buyer_id == call.buyer.profile_id && p.listing_id == target.listing().id)
             .ok_or(GatewayError::PaymentNotFound)?;
         if payment.body_sha256 != target.body_sha256 {
             return Err(GatewayError::BodyMismatch);
@@ -440,7 +450,7 @@ impl Gateway {
         paid: Option<Paid>,
     ) -> Result<Outcome> {
         let request_id = format!("gw_req_{}", uuid::Uuid::new_v4().simple());
-        let listing = &target.listing;
+        let listing = &target.listing();
         let now = now_ms();
         let (charged, currency) = paid
             .as_ref()
@@ -514,7 +524,7 @@ impl Gateway {
 
         // Seller adapters will transform the body here (before signing) and the answer
         // below (before it is checked); none yet.
-        let secret = &target.endpoint.signing_secret;
+        let secret = &target.endpoint().signing_secret;
         let signed = SignedHeaders::new(
             secret,
             now / 1000,
@@ -528,7 +538,7 @@ impl Gateway {
             .into_iter()
             .map(|(k, v)| (k.into(), v))
             .collect();
-        if let Some((name, value)) = &target.endpoint.auth_header {
+        if let Some((name, value)) = &target.endpoint().auth_header {
             headers.push((name.clone().into(), value.clone()));
         }
         let started = Instant::now();
@@ -538,8 +548,8 @@ impl Gateway {
                 url: &target.url,
                 headers,
                 body: call.body.clone(),
-                timeout: target.endpoint.timeout,
-                max_response_bytes: target.endpoint.max_response_bytes,
+                timeout: target.endpoint().timeout,
+                max_response_bytes: target.endpoint().max_response_bytes,
             })
             .await;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);

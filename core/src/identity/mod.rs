@@ -18,6 +18,10 @@ use rand::RngCore;
 pub use error::IdentityError;
 pub use model::*;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms, rfc3339};
 use crypto::{WalletAddress, verify_pow};
 use keys::{ApiKeyHasher, HeaderProblem, NewApiKey, parse_bearer};
@@ -49,6 +53,15 @@ pub struct Identity {
     db: Database,
     hasher: ApiKeyHasher,
     settings: IdentitySettings,
+    /// Key hash → principal; revocation publishes on the bus (see `storage::cache`).
+    keys: Arc<Cache<CachedKey>>,
+}
+
+/// A resolved API key and when it was last recorded as used.
+#[derive(Clone)]
+struct CachedKey {
+    principal: Principal,
+    last_used_at: Arc<AtomicI64>,
 }
 
 /// Only refresh `last_used_at` when it is older than this, so authentication is a
@@ -58,11 +71,16 @@ const MAX_NAME_CHARS: usize = 64;
 const MAX_PROOF_FIELD: usize = 256;
 
 impl Identity {
-    pub fn new(db: Database, hasher: ApiKeyHasher, settings: IdentitySettings) -> Self {
+    pub fn new(db: Database, hasher: ApiKeyHasher, settings: IdentitySettings, bus: &Bus) -> Self {
+        let keys = Cache::new(
+            bus,
+            |what, k: &CachedKey| matches!(what, Invalidation::ApiKey(id) if *id == k.principal.api_key_id),
+        );
         Self {
             db,
             hasher,
             settings,
+            keys,
         }
     }
 
@@ -323,14 +341,29 @@ impl Identity {
         Ok(issued(profile.into(), key, info.into()))
     }
 
-    /// Resolves an `Authorization` header to its profile. Revocation is immediate: keys
-    /// are looked up on every request, never cached.
+    /// Resolves an `Authorization` header to its profile. Resolved keys are cached in
+    /// memory; revocation drops them on every instance (see `storage::cache`), so it
+    /// still takes effect on the next request.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal> {
         let token = parse_bearer(header).map_err(|p| match p {
             HeaderProblem::Missing => IdentityError::AuthMissing,
             HeaderProblem::Malformed => IdentityError::AuthMalformed,
         })?;
         let hash = self.hasher.hash(token);
+        let now = now_ms();
+        if let Some(hit) = self.keys.get(&hash) {
+            let last = hit.last_used_at.load(Ordering::Relaxed);
+            if now - last > TOUCH_INTERVAL_MS
+                && hit
+                    .last_used_at
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                store::touch_api_key(self.db.pool(), &hit.principal.api_key_id, now).await?;
+            }
+            return Ok(hit.principal);
+        }
+        let ticket = self.keys.ticket();
         let row = match store::auth_by_hash(self.db.pool(), &hash).await? {
             Some(row) => row,
             None => self
@@ -338,15 +371,25 @@ impl Identity {
                 .await?
                 .ok_or(IdentityError::InvalidApiKey)?,
         };
-        let now = now_ms();
-        if row.last_used_at.is_none_or(|t| now - t > TOUCH_INTERVAL_MS) {
+        let mut last_used_at = row.last_used_at.unwrap_or(0);
+        if now - last_used_at > TOUCH_INTERVAL_MS {
             store::touch_api_key(self.db.pool(), &row.id, now).await?;
+            last_used_at = now;
         }
-        Ok(Principal {
+        let principal = Principal {
             profile_id: row.profile_id,
             api_key_id: row.id,
             role: Role::parse(&row.role),
-        })
+        };
+        self.keys.insert(
+            ticket,
+            hash,
+            CachedKey {
+                principal: principal.clone(),
+                last_used_at: Arc::new(AtomicI64::new(last_used_at)),
+            },
+        );
+        Ok(principal)
     }
 
     /// Looks a key up under the hashes of rotated-out master keys; a hit is moved to the
@@ -570,6 +613,10 @@ impl Identity {
         if !store::revoke_api_key(self.db.pool(), &who.profile_id, id, now_ms()).await? {
             return Err(IdentityError::ApiKeyNotFound);
         }
+        self.keys
+            .bus()
+            .publish(Invalidation::ApiKey(id.to_owned()))
+            .await;
         let mut conn = self.db.pool().acquire().await?;
         Ok(store::api_key_by_id(&mut conn, &who.profile_id, id)
             .await?

@@ -4,7 +4,10 @@
 //! stateless instances. Both go through one [`sqlx::AnyPool`], and every query in the
 //! code base is written once in the SQL both understand: `$N` placeholders, `BIGINT`
 //! and `TEXT` columns, timestamps as Unix milliseconds, `INSERT … ON CONFLICT … RETURNING`.
-//! Each backend has its own migration folder under `migrations/`.
+//! Each backend has its own migration folder under `migrations/`. [`cache`] holds the
+//! hot path's in-memory caches and the bus that invalidates them across instances.
+
+pub mod cache;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -71,6 +71,33 @@ impl std::ops::Deref for TestApp {
     }
 }
 
+/// A second host instance on a [`TestApp`]'s database.
+pub struct Peer {
+    pub client: Client,
+    _running: Running,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The Redis server for tests that share state through Redis, or `None` (and a note on
+/// stderr) when `CROCHET_TEST_REDIS_URL` is not set.
+pub fn test_redis_url() -> Option<String> {
+    let url = std::env::var("CROCHET_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (Redis) {}: CROCHET_TEST_REDIS_URL is not set",
+            std::thread::current().name().unwrap_or("test")
+        );
+    }
+    url
+}
+
 /// Says, past the test harness's output capture, that a PostgreSQL test did not run.
 pub fn report_skip(what: &str) {
     let _ = writeln!(
@@ -149,6 +176,16 @@ impl TestApp {
         self.client = Client::new(format!("http://{}", running.addr));
         self.running = Some(running);
         self
+    }
+
+    /// Starts another instance of this deployment: same database and configuration,
+    /// its own port and memory (as a second stateless host would be).
+    pub async fn peer(&self) -> Peer {
+        let running = start(self.config.clone()).await.expect("peer starts");
+        Peer {
+            client: Client::new(format!("http://{}", running.addr)),
+            _running: running,
+        }
     }
 
     pub fn state(&self) -> &crochet::app::AppState {
@@ -676,6 +713,33 @@ impl Client {
             agent,
             data,
         }
+    }
+}
+
+/// A gateway call with optional extra headers.
+pub async fn gateway_call(
+    app: &Client,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = app
+        .http
+        .post(app.url(&format!("/gateway/{listing}")))
+        .bearer_auth(&buyer.api_key)
+        .json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap();
+    Reply {
+        status,
+        body,
+        headers,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Agent, Published, Reply, TestApp, Wallet};
+use crate::common::{Agent, Published, Reply, TestApp, Wallet, gateway_call as call};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -20,33 +20,6 @@ on_both_backends!(
     billable_calls_get_verifiable_receipts,
     batched_history_rows_are_never_lost,
 );
-
-/// A gateway call with optional extra headers.
-async fn call(
-    app: &TestApp,
-    buyer: &Agent,
-    listing: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let mut req = app
-        .http
-        .post(app.url(&format!("/gateway/{listing}")))
-        .bearer_auth(&buyer.api_key)
-        .json(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.json().await.unwrap();
-    Reply {
-        status,
-        body,
-        headers,
-    }
-}
 
 /// A published listing with the given price in USD (None = free) and seller path.
 async fn listing(app: &TestApp, price: Option<f64>, path: &str) -> Published {

@@ -6,5 +6,6 @@ mod common;
 mod conventions;
 mod gateway;
 mod identity;
+mod instances;
 mod payments;
 mod process;

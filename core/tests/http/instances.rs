@@ -1,0 +1,133 @@
+//! Several host instances on one database, as stateless hosts behind a load balancer
+//! run: the hot path's caches must never let one instance honour what another has
+//! revoked, suspended or rotated.
+
+use serde_json::json;
+
+use crate::common::{Backend, Published, TestApp, Wallet, gateway_call, test_redis_url};
+
+/// One instance changes things; the other, whose caches hold the old state, must
+/// honour every change on its next call.
+async fn changes_reach_the_other_instance(app: TestApp) {
+    let peer = app.peer().await;
+    let p: Published = app
+        .publish_with("Shared", "/ok", |b| {
+            b["pricing_model"] = json!("free");
+            b.as_object_mut().unwrap().remove("pricing_amount");
+        })
+        .await;
+    let buyer = app.register(Wallet::evm()).await;
+    let body = json!({"task": "t"});
+    let via_peer = || gateway_call(&peer, &buyer, &p.id, &body, &[]);
+
+    // Fill the peer's caches (key and listing).
+    via_peer().await.expect(200);
+    via_peer().await.expect(200);
+
+    // Rotating the signing secret on one instance: the other signs with the new one.
+    let rotated = app
+        .post(
+            &format!("/listings/{}/endpoint/rotate-secret", p.id),
+            p.agent.key(),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    p.seller
+        .set_secret(rotated.data()["signing_secret"].as_str().unwrap());
+    via_peer().await.expect(200);
+    assert!(
+        p.seller.requests().last().unwrap().signature_valid,
+        "the peer signed with the rotated secret"
+    );
+
+    // Pausing the endpoint on one instance: the other refuses at once.
+    app.send(
+        reqwest::Method::PUT,
+        &format!("/listings/{}/endpoint", p.id),
+        p.agent.key(),
+        Some(&json!({"status": "paused"})),
+    )
+    .await
+    .expect(200);
+    let calls_before = p.seller.requests().len();
+    via_peer()
+        .await
+        .expect_error(503, "SELLER_ENDPOINT_UNAVAILABLE");
+    assert_eq!(p.seller.requests().len(), calls_before);
+    app.send(
+        reqwest::Method::PUT,
+        &format!("/listings/{}/endpoint", p.id),
+        p.agent.key(),
+        Some(&json!({"status": "active"})),
+    )
+    .await
+    .expect(200);
+    via_peer().await.expect(200);
+
+    // Revoking the key on one instance: the other refuses it on the next request.
+    let me = app.get("/me", buyer.key()).await.expect(200);
+    let key_id = me.data()["api_key"]["id"].as_str().unwrap().to_owned();
+    app.delete(&format!("/api-keys/{key_id}"), buyer.key())
+        .await
+        .expect(200);
+    via_peer().await.expect_error(401, "INVALID_API_KEY");
+
+    // Suspending the listing on one instance: the other refuses it.
+    let other = app.register(Wallet::solana()).await;
+    gateway_call(&peer, &other, &p.id, &body, &[])
+        .await
+        .expect(200);
+    app.delete(&format!("/listings/{}", p.id), p.agent.key())
+        .await
+        .expect(200);
+    let r = gateway_call(&peer, &other, &p.id, &body, &[]).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_share_invalidations_through_notify() {
+    let Some(app) = TestApp::start(Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    changes_reach_the_other_instance(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_invalidations_through_redis() {
+    let Some(redis) = test_redis_url() else {
+        return;
+    };
+    let app = TestApp::start(Backend::Sqlite, |c| c.redis_url = Some(redis))
+        .await
+        .unwrap();
+    changes_reach_the_other_instance(app).await;
+}
+
+/// Without its invalidation channel an instance must not trust its caches: it keeps
+/// serving, reading every call from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_channel_means_no_caching_not_stale_answers() {
+    let app = TestApp::start(Backend::Sqlite, |c| {
+        c.redis_url = Some("redis://127.0.0.1:1".into());
+    })
+    .await
+    .unwrap();
+    assert!(!app.state().bus.is_live());
+    // A second instance on the same file, also cut off from the channel.
+    let peer = app.peer().await;
+    let p = app.publish("Cut off", "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "t"});
+    gateway_call(&peer, &buyer, &p.id, &body, &[])
+        .await
+        .expect(402);
+    let me = app.get("/me", buyer.key()).await.expect(200);
+    let key_id = me.data()["api_key"]["id"].as_str().unwrap().to_owned();
+    app.delete(&format!("/api-keys/{key_id}"), buyer.key())
+        .await
+        .expect(200);
+    gateway_call(&peer, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(401, "INVALID_API_KEY");
+}
