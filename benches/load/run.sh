@@ -99,5 +99,11 @@ printf '| %-26s | %10s | %8s | %8s |\n' target "req/s" p50 p99
 run "direct to seller" "http://$SELLER/run"
 run "nginx proxy_pass" "http://$NGINX/run"
 run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH"
+# Moderate load: what the gateway adds to a call's latency when nothing queues.
+echo
+echo "moderate load: wrk -t1 -c${MODERATE_CONNS:-4} -d$DURATION"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "nginx proxy_pass" "http://$NGINX/run"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "direct to seller" "http://$SELLER/run"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH"
 recorded=$(curl -sf "$api/gateway-requests?role=buyer&limit=1" -H "Authorization: $AUTH" | jq .pagination.total)
 echo "gateway requests recorded: $recorded"

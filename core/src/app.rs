@@ -11,9 +11,11 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, CatalogSettings, Category, DEFAULT_CATEGORIES};
 use crate::config::{Config, Environment};
+use crate::gateway::policy::PolicyChain;
 use crate::gateway::upstream::{EndpointPolicy, UpstreamClient};
 use crate::identity::keys::ApiKeyHasher;
 use crate::identity::{Identity, IdentitySettings};
+use crate::plugins::{Counters, HostSettings, PluginHost, PluginLimits};
 use crate::secrets::{Cipher, MasterKey};
 use crate::storage::Database;
 use crate::storage::cache::Bus;
@@ -38,6 +40,42 @@ pub struct AppInner {
     pub public_url: String,
     /// Invalidates the hot-path caches here and on every other instance.
     pub bus: Bus,
+    /// The plugin sandbox and the policy plugins every call goes through.
+    pub plugins: Plugins,
+}
+
+/// The plugin runtime and the configured policy chain.
+#[derive(Clone)]
+pub struct Plugins {
+    pub host: PluginHost,
+    pub policies: PolicyChain,
+}
+
+impl Plugins {
+    /// Builds the sandbox (counters in Redis when configured) and loads the policy
+    /// plugins of the configuration, compiling them or taking them from the cache.
+    pub async fn load(config: &Config, keys: &Keys, bus: &Bus) -> anyhow::Result<Self> {
+        let p = &config.plugins;
+        let counters = match &config.redis_url {
+            Some(url) => Counters::redis(url, &format!("crochet:counters:{}", bus.scope()))?,
+            None => Counters::memory(),
+        };
+        let host = PluginHost::new(HostSettings {
+            limits: PluginLimits {
+                timeout: std::time::Duration::from_millis(p.timeout_ms),
+                max_memory_bytes: p.max_memory_bytes,
+                max_output_bytes: p.max_output_bytes,
+                max_component_bytes: p.max_component_bytes,
+            },
+            cache_dir: config.plugin_cache_dir(),
+            cache_key: keys.current.derive("plugin-cache"),
+            counters,
+        })?;
+        let policies = PolicyChain::load(&host, &config.policy_plugins())
+            .await
+            .context("cannot load the policy plugins ([[plugins.policy]] in crochet.toml)")?;
+        Ok(Self { host, policies })
+    }
 }
 
 impl Deref for AppState {
@@ -55,6 +93,7 @@ impl AppState {
         keys: &Keys,
         public_url: String,
         bus: Bus,
+        plugins: Plugins,
     ) -> anyhow::Result<Self> {
         let key = &keys.current;
         let domain = public_url
@@ -96,6 +135,7 @@ impl AppState {
                 categories: categories(&config),
             },
             &bus,
+            plugins.host.clone(),
         );
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
@@ -108,6 +148,8 @@ impl AppState {
             upstream.clone(),
             receipt_signer.clone(),
             public_url.clone(),
+            plugins.host.clone(),
+            plugins.policies.clone(),
         );
         Ok(Self(Arc::new(AppInner {
             config,
@@ -125,11 +167,34 @@ impl AppState {
             upstream,
             public_url,
             bus,
+            plugins,
         })))
     }
 }
 
 impl AppState {
+    /// Runs the policy plugins on an unauthenticated identity route (per-address rate
+    /// limits), before any work is done for the caller.
+    pub async fn guard_auth_route(
+        &self,
+        route: &'static str,
+        peer: SocketAddr,
+    ) -> Result<(), crate::http::error::ApiError> {
+        if self.plugins.policies.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = crate::gateway::policy::context(
+            crate::plugins::CallKind::Auth,
+            route,
+            peer.ip().to_string(),
+        );
+        self.plugins
+            .policies
+            .check(&mut ctx, None)
+            .await
+            .map_err(|e| crate::gateway::GatewayError::Policy(e).into())
+    }
+
     /// The published receipt verification keys, current first.
     pub fn receipt_keys(&self) -> Vec<crate::ledger::receipts::PublicReceiptKey> {
         let key = |s: &crate::ledger::receipts::ReceiptSigner, status| {
@@ -199,7 +264,11 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
     let db = open_database(&config).await?;
     let public_url = config.public_url(config.bind);
     let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref()).await?;
-    let state = AppState::new(config, db, &keys, public_url, bus)?;
+    let plugins = Plugins {
+        host: PluginHost::new(HostSettings::default())?,
+        policies: PolicyChain::default(),
+    };
+    let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
     let changed = state.catalog.reencrypt_all().await?;
     state.bus.close();
     state.db.close().await;
@@ -256,7 +325,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref())
         .await
         .context("cannot subscribe to cache invalidations (check CROCHET_REDIS_URL)")?;
-    let state = AppState::new(config, db, &keys, public_url, bus)?;
+    let plugins = Plugins::load(&config, &keys, &bus).await?;
+    let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
     let router = crate::http::router(state.clone());
 
     let (tx, rx) = oneshot::channel::<()>();

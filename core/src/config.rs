@@ -65,6 +65,76 @@ pub struct Config {
     /// The Relay provider (`[relay]` in `crochet.toml`; the API key may come from
     /// `CROCHET_RELAY_API_KEY` instead, so it stays out of files).
     pub relay: Option<crochet_payment_relay::RelayConfig>,
+    /// WebAssembly plugins (`[plugins]` in `crochet.toml`).
+    pub plugins: PluginsConfig,
+}
+
+/// Which plugins run, and the sandbox's limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Policy plugins, run in this order on every gateway call and on the
+    /// unauthenticated identity routes. Unset: the bundled `rate-limit` then
+    /// `request-validation`. An empty list turns policies off.
+    pub policy: Option<Vec<PolicyPluginConfig>>,
+    /// The Crochet Score formula: `bundled:scoring` or a component file.
+    pub scorer: String,
+    /// Wall-clock limit of one plugin call.
+    pub timeout_ms: u64,
+    /// Linear memory one plugin instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Largest string a plugin may return.
+    pub max_output_bytes: usize,
+    /// Largest seller-adapter component a seller may upload.
+    pub max_component_bytes: usize,
+    /// Where compiled components are cached (MAC'd with a key derived from the master
+    /// key). Default: `<database file>.plugins/` on SQLite, none on PostgreSQL.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            policy: None,
+            scorer: "bundled:scoring".into(),
+            timeout_ms: 50,
+            max_memory_bytes: 32 * 1024 * 1024,
+            max_output_bytes: 1024 * 1024,
+            max_component_bytes: 8 * 1024 * 1024,
+            cache_dir: None,
+        }
+    }
+}
+
+/// One policy plugin (`[[plugins.policy]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPluginConfig {
+    /// Names the plugin in logs, errors and listing configuration.
+    pub name: String,
+    /// `bundled:rate-limit`, `bundled:request-validation`, `bundled:template` or the
+    /// path of a component file.
+    pub source: String,
+    /// What a failing plugin (trap, timeout, limit, unreachable counters) does to the
+    /// call: `closed` refuses it with 503 `PLUGIN_UNAVAILABLE`, `open` lets it through.
+    #[serde(default)]
+    pub failure: FailureMode,
+    /// The plugin's own configuration, handed to it as JSON.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// How a failing plugin affects the call it was checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    #[default]
+    Closed,
+    Open,
 }
 
 /// A marketplace category an operator adds in `crochet.toml`.
@@ -121,6 +191,7 @@ impl Default for Config {
             categories: Vec::new(),
             dns_overrides: std::collections::HashMap::new(),
             relay: None,
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -188,14 +259,63 @@ impl Config {
 
     /// Where the development master key is kept: beside the SQLite file, or in the
     /// working directory for PostgreSQL.
-    pub fn dev_key_path(&self) -> PathBuf {
+    /// The policy plugins to run: the configured list, or the bundled defaults. In
+    /// development the auth-route limit is loose enough for a test suite registering
+    /// hundreds of agents a minute from one address.
+    pub fn policy_plugins(&self) -> Vec<PolicyPluginConfig> {
+        if let Some(list) = &self.plugins.policy {
+            return list.clone();
+        }
+        // Per buyer: 6000 calls a minute, 200 in any one second; per listing ten times
+        // that. Per address on the auth routes: 60 a minute in production.
+        let gateway = serde_json::json!({
+            "per_buyer": {"limit": 6000, "window_seconds": 60, "burst": 200},
+            "per_listing": {"limit": 60000, "window_seconds": 60, "burst": 2000}
+        });
+        let auth = match self.environment {
+            Environment::Development => {
+                serde_json::json!({"per_ip": {"limit": 6000, "window_seconds": 60, "burst": 1000}})
+            }
+            Environment::Production => {
+                serde_json::json!({"per_ip": {"limit": 60, "window_seconds": 60, "burst": 10}})
+            }
+        };
+        let rate_limit = serde_json::json!({"gateway": gateway, "auth": auth});
+        vec![
+            PolicyPluginConfig {
+                name: "rate-limit".into(),
+                source: "bundled:rate-limit".into(),
+                failure: FailureMode::Closed,
+                config: rate_limit,
+            },
+            PolicyPluginConfig {
+                name: "request-validation".into(),
+                source: "bundled:request-validation".into(),
+                failure: FailureMode::Closed,
+                config: empty_object(),
+            },
+        ]
+    }
+
+    /// Where compiled plugins are cached: configured, or beside the SQLite file.
+    pub fn plugin_cache_dir(&self) -> Option<PathBuf> {
+        self.plugins.cache_dir.clone().or_else(|| {
+            self.sqlite_file()
+                .map(|file| PathBuf::from(format!("{file}.plugins")))
+        })
+    }
+
+    /// The SQLite database file, when the database is one.
+    fn sqlite_file(&self) -> Option<&str> {
         let url = self.database_url();
-        let db_file = url
-            .strip_prefix("sqlite://")
+        url.strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .map(|rest| rest.split('?').next().unwrap_or(rest))
-            .filter(|p| !p.is_empty() && !p.contains(":memory:"));
-        match db_file {
+            .filter(|p| !p.is_empty() && !p.contains(":memory:"))
+    }
+
+    pub fn dev_key_path(&self) -> PathBuf {
+        match self.sqlite_file() {
             Some(file) => PathBuf::from(format!("{file}.key")),
             None => PathBuf::from("crochet.key"),
         }

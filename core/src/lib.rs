@@ -24,5 +24,6 @@ pub mod http;
 pub mod identity;
 pub mod ledger;
 pub mod payments;
+pub mod plugins;
 pub mod secrets;
 pub mod storage;

@@ -70,8 +70,21 @@ fn wallet_command(cmd: WalletCommand) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("CROCHET_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // The plugin compiler's internals stay quiet unless named explicitly, even at debug.
+    let quiet = [
+        "cranelift_codegen",
+        "wasmtime",
+        "wasmtime_internal_cranelift",
+        "wasmtime_internal_jit_debug",
+        "cranelift_frontend",
+    ];
+    let level =
+        std::env::var("CROCHET_LOG").unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let mut directives = level.clone();
+    for target in quiet.iter().filter(|t| !level.contains(*t)) {
+        directives.push_str(&format!(",{target}=warn"));
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

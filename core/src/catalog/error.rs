@@ -33,6 +33,12 @@ pub enum CatalogError {
     Upstream(crate::gateway::upstream::UpstreamError),
     #[error("stored endpoint secret cannot be read: {0}")]
     Secrets(#[from] crate::secrets::SecretsError),
+    #[error("this listing has no seller adapter")]
+    AdapterNotFound,
+    #[error("the component is not a usable seller adapter: {0}")]
+    InvalidAdapter(String),
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

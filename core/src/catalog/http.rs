@@ -23,6 +23,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_endpoint, put_endpoint))
         .routes(routes!(test_endpoint))
         .routes(routes!(rotate_secret))
+        .routes(routes!(get_adapter, put_adapter, delete_adapter))
+        .routes(routes!(upload_adapter))
 }
 
 /// Marketplace categories.
@@ -181,4 +183,79 @@ async fn rotate_secret(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<SigningSecret>>, ApiError> {
     Ok(ok(s.catalog.rotate_secret(&who, &id).await?))
+}
+
+/// The listing's seller adapter (owner).
+#[utoipa::path(get, path = "/listings/{id}/adapter", tag = "catalog", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Listing UUID or slug")),
+    responses((status = 200, body = Envelope<AdapterInfo>), (status = 403, body = ErrorEnvelope), (status = 404, description = "No listing or no adapter", body = ErrorEnvelope)))]
+async fn get_adapter(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Envelope<AdapterInfo>>, ApiError> {
+    Ok(ok(s.catalog.adapter_info(&who, &id).await?))
+}
+
+/// Attach a bundled seller adapter, or change the adapter's configuration (owner). The
+/// adapter reshapes each call's body before it is signed and the seller's reply after.
+#[utoipa::path(put, path = "/listings/{id}/adapter", tag = "catalog", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Listing UUID or slug")), request_body = PutAdapterRequest,
+    responses((status = 200, body = Envelope<AdapterInfo>), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+async fn put_adapter(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<PutAdapterRequest>,
+) -> Result<Json<Envelope<AdapterInfo>>, ApiError> {
+    Ok(ok(s.catalog.put_adapter(&who, &id, req).await?))
+}
+
+/// Detach the seller adapter; calls are forwarded unchanged again (owner).
+#[utoipa::path(delete, path = "/listings/{id}/adapter", tag = "catalog", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Listing UUID or slug")),
+    responses((status = 204, description = "Detached"), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn delete_adapter(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.catalog.delete_adapter(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Upload a seller-adapter component (`application/wasm`, a `seller-adapter` component of
+/// `crochet:plugin@1.0.0`, at most `plugins.max_component_bytes`). It is checked before
+/// it is stored; its configuration is kept (set it with `PUT /listings/{id}/adapter`).
+#[utoipa::path(put, path = "/listings/{id}/adapter/component", tag = "catalog", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Listing UUID or slug")),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 200, body = Envelope<AdapterInfo>), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 413, description = "Larger than the upload cap", body = ErrorEnvelope),
+        (status = 415, description = "Not application/wasm", body = ErrorEnvelope),
+        (status = 422, description = "Not a valid seller adapter", body = ErrorEnvelope)))]
+async fn upload_adapter(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiPath(id): ApiPath<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Envelope<AdapterInfo>>, ApiError> {
+    let wasm_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/wasm"));
+    if !wasm_type {
+        return Err(
+            crate::http::error::RequestError::UnsupportedMediaTypeOf("application/wasm").into(),
+        );
+    }
+    let cap = s.plugins.host.limits().max_component_bytes;
+    let wasm = axum::body::to_bytes(body, cap)
+        .await
+        .map_err(|_| crate::http::error::RequestError::PayloadTooLarge)?;
+    Ok(ok(s
+        .catalog
+        .upload_adapter(&who, &id, wasm.to_vec())
+        .await?))
 }

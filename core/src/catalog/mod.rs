@@ -24,9 +24,11 @@ use crate::gateway::signing::SignedHeaders;
 use crate::gateway::upstream::{UpstreamClient, UpstreamError, UpstreamRequest, check_url};
 use crate::identity::Principal;
 use crate::identity::crypto::verify_pow;
+use crate::plugins::PluginHost;
 use crate::secrets::Cipher;
 use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms, rfc3339};
+use sha2::{Digest as _, Sha256};
 use store::{EndpointRow, ListingRow, ListingWithEndpoint};
 
 type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -96,6 +98,8 @@ pub struct Catalog {
     /// Listing reference (id or slug) → what a call needs; every write to a listing or
     /// its endpoint publishes on the bus (see `storage::cache`).
     calls: Arc<Cache<Arc<ListingForCall>>>,
+    /// Checks uploaded seller adapters.
+    plugins: PluginHost,
 }
 
 /// A listing and its decrypted endpoint: everything a gateway call reads.
@@ -103,6 +107,8 @@ pub struct Catalog {
 pub struct ListingForCall {
     pub listing: ListingRow,
     pub endpoint: ResolvedEndpoint,
+    /// `listing.policy_config`, parsed.
+    pub policy_config: Option<serde_json::Value>,
 }
 
 /// What `DELETE /listings/{id}` did.
@@ -142,6 +148,7 @@ impl Catalog {
         upstream: UpstreamClient,
         settings: CatalogSettings,
         bus: &Bus,
+        plugins: PluginHost,
     ) -> Self {
         let calls = Cache::new(
             bus,
@@ -153,6 +160,7 @@ impl Catalog {
             upstream,
             settings: Arc::new(settings),
             calls,
+            plugins,
         }
     }
 
@@ -298,6 +306,8 @@ impl Catalog {
             price_cents,
             pricing_currency: currency,
             status: status.as_str().into(),
+            policy_config: policy_config(req.policy_config)?,
+            adapter: None,
             created_at: now,
             updated_at: now,
         };
@@ -462,6 +472,9 @@ impl Catalog {
         }
         if let Some(s) = req.status {
             row.status = s.as_str().into();
+        }
+        if req.policy_config.is_some() {
+            row.policy_config = policy_config(req.policy_config)?;
         }
         let mut endpoint = self.endpoint_row(&row.id).await?;
         if let Some(u) = req.private_endpoint_url.as_deref() {
@@ -635,6 +648,11 @@ impl Catalog {
         };
         let found = Arc::new(ListingForCall {
             endpoint: self.resolve(&both.endpoint)?,
+            policy_config: both
+                .listing
+                .policy_config
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
             listing: both.listing,
         });
         self.calls
@@ -727,6 +745,128 @@ impl Catalog {
         }
     }
 
+    /// Attaches a bundled adapter, or changes the configuration of the current one.
+    pub async fn put_adapter(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: PutAdapterRequest,
+    ) -> Result<AdapterInfo> {
+        let listing = self.owned(who, id).await?.listing;
+        let current = store::adapter(self.db.pool(), &listing.id, true).await?;
+        let (source, component, sha, bytes) = match (req.bundled.as_deref(), current) {
+            (Some(name), _) => {
+                let wasm = match name {
+                    "chat-adapter" => crate::plugins::bundled::CHAT_ADAPTER,
+                    _ => {
+                        return Err(CatalogError::invalid(
+                            "bundled",
+                            "must name a bundled seller adapter (chat-adapter)",
+                        ));
+                    }
+                };
+                (
+                    format!("bundled:{name}"),
+                    None,
+                    hex::encode(Sha256::digest(wasm)),
+                    wasm.len() as i64,
+                )
+            }
+            (None, Some(cur)) => (
+                cur.source,
+                cur.component,
+                cur.component_sha256,
+                cur.component_bytes,
+            ),
+            (None, None) => {
+                return Err(CatalogError::invalid(
+                    "bundled",
+                    "is required: this listing has no adapter yet (or upload one to PUT /listings/{id}/adapter/component)",
+                ));
+            }
+        };
+        self.save_adapter(store::AdapterRow {
+            listing_id: listing.id,
+            source,
+            component,
+            component_sha256: sha,
+            component_bytes: bytes,
+            config: adapter_config(req.config)?,
+            updated_at: now_ms(),
+        })
+        .await
+    }
+
+    /// Attaches an uploaded component, checked to be a seller adapter under the size cap.
+    /// The configuration already set is kept.
+    pub async fn upload_adapter(
+        &self,
+        who: &Principal,
+        id: &str,
+        wasm: Vec<u8>,
+    ) -> Result<AdapterInfo> {
+        let listing = self.owned(who, id).await?.listing;
+        let host = self.plugins.clone();
+        let checked =
+            tokio::task::spawn_blocking(move || host.validate_adapter(&wasm).map(|()| wasm))
+                .await
+                .map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let wasm = checked.map_err(|e| CatalogError::InvalidAdapter(e.to_string()))?;
+        let config = store::adapter(self.db.pool(), &listing.id, false)
+            .await?
+            .map_or_else(|| "{}".to_owned(), |a| a.config);
+        self.save_adapter(store::AdapterRow {
+            listing_id: listing.id,
+            source: "upload".into(),
+            component_sha256: hex::encode(Sha256::digest(&wasm)),
+            component_bytes: wasm.len() as i64,
+            component: Some(wasm),
+            config,
+            updated_at: now_ms(),
+        })
+        .await
+    }
+
+    async fn save_adapter(&self, row: store::AdapterRow) -> Result<AdapterInfo> {
+        let mut conn = self.db.pool().acquire().await?;
+        store::put_adapter(&mut conn, &row).await?;
+        drop(conn);
+        self.changed(&row.listing_id).await;
+        Ok(row.info())
+    }
+
+    /// The listing's adapter (owner only).
+    pub async fn adapter_info(&self, who: &Principal, id: &str) -> Result<AdapterInfo> {
+        let listing = self.owned(who, id).await?.listing;
+        store::adapter(self.db.pool(), &listing.id, false)
+            .await?
+            .map(|a| a.info())
+            .ok_or(CatalogError::AdapterNotFound)
+    }
+
+    /// Detaches the listing's adapter; calls are forwarded unchanged again.
+    pub async fn delete_adapter(&self, who: &Principal, id: &str) -> Result<()> {
+        let listing = self.owned(who, id).await?.listing;
+        if !store::delete_adapter(self.db.pool(), &listing.id).await? {
+            return Err(CatalogError::AdapterNotFound);
+        }
+        self.changed(&listing.id).await;
+        Ok(())
+    }
+
+    /// The adapter's configuration and component bytes, for the gateway to compile.
+    pub async fn adapter_component(&self, listing_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let Some(row) = store::adapter(self.db.pool(), listing_id, true).await? else {
+            return Ok(None);
+        };
+        let wasm = match (row.source.as_str(), row.component) {
+            ("bundled:chat-adapter", _) => crate::plugins::bundled::CHAT_ADAPTER.to_vec(),
+            (_, Some(bytes)) => bytes,
+            (_, None) => return Ok(None),
+        };
+        Ok(Some((row.config, wasm)))
+    }
+
     /// Rewrites every encrypted value under the current master key; returns how many
     /// endpoints changed. Safe to run while the host serves traffic.
     pub async fn reencrypt_all(&self) -> Result<usize> {
@@ -762,6 +902,38 @@ impl Catalog {
         Ok(changed)
     }
 }
+
+/// Per-plugin listing settings, stored as JSON text (`None` when empty).
+fn policy_config(
+    config: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<String>> {
+    let Some(config) = config.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let text = serde_json::Value::Object(config).to_string();
+    if text.len() > MAX_POLICY_CONFIG_BYTES {
+        return Err(CatalogError::invalid(
+            "policy_config",
+            format!("must be at most {MAX_POLICY_CONFIG_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(Some(text))
+}
+
+/// An adapter's configuration, stored as JSON text.
+fn adapter_config(config: Option<serde_json::Map<String, serde_json::Value>>) -> Result<String> {
+    let text = serde_json::Value::Object(config.unwrap_or_default()).to_string();
+    if text.len() > MAX_POLICY_CONFIG_BYTES {
+        return Err(CatalogError::invalid(
+            "config",
+            format!("must be at most {MAX_POLICY_CONFIG_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Largest per-listing plugin configuration.
+const MAX_POLICY_CONFIG_BYTES: usize = 16 * 1024;
 
 fn check_auth_header(name: &str, value: &str) -> Result<()> {
     let lower = name.to_ascii_lowercase();

@@ -94,6 +94,10 @@ pub struct CreateListingRequest {
     pub private_endpoint_url: Option<String>,
     /// `draft` (default) or `active`.
     pub status: Option<ListingStatus>,
+    /// Per-plugin settings for this listing's calls, keyed by policy plugin name, e.g.
+    /// `{"request-validation": {"schema": {...}}}`. Public: buyers see the rules.
+    #[schema(value_type = Option<Object>)]
+    pub policy_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `PATCH /listings/{id}` body: absent fields are left as they are.
@@ -113,6 +117,9 @@ pub struct UpdateListingRequest {
     pub status: Option<ListingStatus>,
     /// Updates the gateway endpoint of the listing.
     pub private_endpoint_url: Option<String>,
+    /// Replaces the per-plugin settings (`{}` clears them).
+    #[schema(value_type = Option<Object>)]
+    pub policy_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A listing as buyers see it. The private endpoint is never part of it.
@@ -138,7 +145,39 @@ pub struct Listing {
     /// `POST` here to call the capability (per_call listings, and free ones with an endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_url: Option<String>,
+    /// Per-plugin settings that apply to calls of this listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub policy_config: Option<serde_json::Value>,
+    /// The seller adapter reshaping this listing's calls: `bundled:<name>` or `upload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `PUT /listings/{id}/adapter` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutAdapterRequest {
+    /// A bundled adapter (`chat-adapter`); absent keeps the current component (e.g. one
+    /// uploaded with `PUT /listings/{id}/adapter/component`) and changes only `config`.
+    pub bundled: Option<String>,
+    /// The adapter's configuration (JSON object).
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A listing's seller adapter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdapterInfo {
+    pub listing_id: String,
+    /// `bundled:<name>` or `upload`.
+    pub source: String,
+    pub component_sha256: String,
+    pub component_bytes: i64,
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
     pub updated_at: String,
 }
 

@@ -4,7 +4,9 @@
 
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
-use super::model::{EndpointInfo, Listing, ListingQuery, ListingSort, ListingStatus, PricingModel};
+use super::model::{
+    AdapterInfo, EndpointInfo, Listing, ListingQuery, ListingSort, ListingStatus, PricingModel,
+};
 use crate::storage::{Backend, Page, rfc3339};
 
 #[derive(Debug, Clone, FromRow)]
@@ -25,6 +27,11 @@ pub struct ListingRow {
     pub status: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// JSON object: plugin name → the listing's configuration for it.
+    pub policy_config: Option<String>,
+    /// `<source>:<component sha256>:<updated_at>@<listing id>` of the seller adapter, if
+    /// one is attached: changes whenever the adapter or its configuration does.
+    pub adapter: Option<String>,
 }
 
 impl ListingRow {
@@ -57,6 +64,15 @@ impl ListingRow {
             pricing_currency: self.pricing_currency.clone(),
             status: ListingStatus::parse(&self.status),
             gateway_url: callable.then(|| format!("{public_url}/api/v1/gateway/{}", self.id)),
+            policy_config: self
+                .policy_config
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
+            adapter: self.adapter.as_deref().map(|key| {
+                let versioned = key.split('@').next().unwrap_or(key);
+                let mut parts = versioned.rsplitn(3, ':');
+                parts.nth(2).unwrap_or(versioned).to_owned()
+            }),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
@@ -65,7 +81,9 @@ impl ListingRow {
 
 const LISTING_COLUMNS: &str = "l.id, l.slug, l.seller_id, l.name, l.description, l.category, l.delivery_type, \
      l.auth_method, l.formats, l.connection_instructions, l.pricing_model, l.price_cents, \
-     l.pricing_currency, l.status, l.created_at, l.updated_at";
+     l.pricing_currency, l.status, l.created_at, l.updated_at, l.policy_config, \
+     (SELECT a.source || ':' || a.component_sha256 || ':' || CAST(a.updated_at AS TEXT) || '@' || a.listing_id \
+      FROM listing_adapters a WHERE a.listing_id = l.id) AS adapter";
 
 /// A listing row with whether its endpoint has a URL.
 #[derive(Debug, FromRow)]
@@ -80,8 +98,8 @@ pub async fn insert_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     let row = sqlx::query(
         "INSERT INTO listings (id, slug, seller_id, name, description, category, delivery_type, \
          auth_method, formats, connection_instructions, pricing_model, price_cents, pricing_currency, \
-         status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         status, created_at, updated_at, policy_config) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (slug) DO NOTHING RETURNING id",
     )
     .bind(&l.id)
@@ -100,6 +118,7 @@ pub async fn insert_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     .bind(&l.status)
     .bind(l.created_at)
     .bind(l.updated_at)
+    .bind(l.policy_config.as_deref())
     .fetch_optional(conn)
     .await?;
     Ok(row.is_some())
@@ -110,7 +129,7 @@ pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     sqlx::query(
         "UPDATE listings SET name = $1, description = $2, category = $3, delivery_type = $4, \
          auth_method = $5, formats = $6, connection_instructions = $7, pricing_model = $8, \
-         price_cents = $9, status = $10, updated_at = $11 WHERE id = $12",
+         price_cents = $9, status = $10, updated_at = $11, policy_config = $13 WHERE id = $12",
     )
     .bind(&l.name)
     .bind(&l.description)
@@ -124,6 +143,7 @@ pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     .bind(&l.status)
     .bind(l.updated_at)
     .bind(&l.id)
+    .bind(l.policy_config.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -490,4 +510,82 @@ mod tests {
         assert!(search_terms("*** ---").is_empty());
         assert_eq!(search_terms("a b c d e f g h i j").len(), 8);
     }
+}
+
+/// A listing's seller adapter.
+#[derive(Debug, FromRow)]
+pub struct AdapterRow {
+    pub listing_id: String,
+    pub source: String,
+    pub component: Option<Vec<u8>>,
+    pub component_sha256: String,
+    pub component_bytes: i64,
+    pub config: String,
+    pub updated_at: i64,
+}
+
+impl AdapterRow {
+    pub fn info(&self) -> AdapterInfo {
+        AdapterInfo {
+            listing_id: self.listing_id.clone(),
+            source: self.source.clone(),
+            component_sha256: self.component_sha256.clone(),
+            component_bytes: self.component_bytes,
+            config: serde_json::from_str(&self.config).unwrap_or_default(),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+/// Attaches (or replaces) a listing's adapter.
+pub async fn put_adapter(conn: &mut AnyConnection, a: &AdapterRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO listing_adapters (listing_id, source, component, component_sha256, \
+         component_bytes, config, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (listing_id) DO UPDATE SET source = excluded.source, \
+         component = excluded.component, component_sha256 = excluded.component_sha256, \
+         component_bytes = excluded.component_bytes, config = excluded.config, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(&a.listing_id)
+    .bind(&a.source)
+    .bind(a.component.as_deref())
+    .bind(&a.component_sha256)
+    .bind(a.component_bytes)
+    .bind(&a.config)
+    .bind(a.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A listing's adapter; `with_component` also reads the uploaded bytes.
+pub async fn adapter(
+    pool: &AnyPool,
+    listing_id: &str,
+    with_component: bool,
+) -> sqlx::Result<Option<AdapterRow>> {
+    let component = if with_component {
+        "component"
+    } else {
+        "NULL AS component"
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT listing_id, source, {component}, component_sha256, component_bytes, config, \
+         updated_at FROM listing_adapters WHERE listing_id = $1"
+    )))
+    .bind(listing_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn delete_adapter(pool: &AnyPool, listing_id: &str) -> sqlx::Result<bool> {
+    Ok(
+        sqlx::query("DELETE FROM listing_adapters WHERE listing_id = $1")
+            .bind(listing_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            > 0,
+    )
 }

@@ -52,6 +52,12 @@ pub enum GatewayError {
         context: Box<Value>,
     },
     #[error(transparent)]
+    Policy(super::policy::PolicyRefusal),
+    #[error("the listing's seller adapter rejected the request: {0}")]
+    AdapterRejected(String),
+    #[error("the listing's seller adapter is failing; the call was not charged")]
+    AdapterUnavailable,
+    #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),

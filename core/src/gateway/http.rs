@@ -1,7 +1,9 @@
 //! HTTP handlers of `POST /gateway/{listing_id}` and `GET /gateway-requests`.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -57,6 +59,7 @@ async fn call(
     State(s): State<AppState>,
     Auth(buyer): Auth,
     ApiPath(listing_id): ApiPath<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -71,6 +74,7 @@ async fn call(
             origin_currency: header(&headers, "x-crochet-origin-currency"),
             origin_chain_id: header(&headers, "x-crochet-origin-chain-id"),
             origin_wallet_id: header(&headers, "x-crochet-origin-wallet-id"),
+            client_ip: peer.ip().to_string(),
         })
         .await?;
     Ok(match outcome {

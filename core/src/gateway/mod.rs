@@ -7,6 +7,7 @@ pub mod error;
 pub mod http;
 pub mod model;
 pub mod pipeline;
+pub mod policy;
 pub mod recorder;
 pub mod signing;
 pub mod store;

@@ -4,22 +4,24 @@
 //! 1. **authenticate**: the HTTP extractor resolves the buyer before [`Gateway::call`].
 //! 2. **resolve listing**: active listing, configured and active endpoint, body is JSON
 //!    and within the endpoint's request limit.
-//! 3. **policy**: the slot where policy plugins (rate limits, validation) will run,
-//!    after authentication and before any payment exists, so a refused call is never
-//!    charged.
+//! 3. **policy**: the operator's policy plugins (rate limits, validation; see
+//!    [`super::policy`]) run after authentication and before any payment exists, so a
+//!    refused call is never charged. Then the listing's **seller adapter**, if it has
+//!    one, reshapes the body; a body it rejects is refused here too, before payment.
 //! 4. **payment**: free listings skip it (and get no receipt). Without `X-Crochet-Relay-Request-Id`, the
 //!    provider issues a requirement (402), bound to buyer, listing and body hash, and
 //!    reused for a repeated `Idempotency-Key`. With one, the provider reports settlement.
 //!    A settled payment is consumed by one conditional `UPDATE`, in the same
 //!    transaction that writes its three ledger entries, its signed receipt and its
 //!    request row, so however many retries race, exactly one forwards.
-//! 5. **adapt request / sign and forward / adapt response**: the exact body is signed
-//!    (`signing`) and sent through the guarded client (`upstream`); the adapter slot
-//!    surrounds the forward.
+//! 5. **sign and forward / adapt response**: the exact (adapted) body is signed
+//!    (`signing`) and sent through the guarded client (`upstream`); the adapter turns
+//!    the seller's reply back into what the buyer receives.
 //! 6. **record**: the request row gets the outcome: sizes, hashes, status, latency.
 //!    Bodies are never stored.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -27,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::GatewayError;
 use super::model::*;
+use super::policy::PolicyChain;
 use super::signing::SignedHeaders;
 use super::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::catalog::store::ListingRow;
@@ -37,6 +40,7 @@ use crate::payments::{
     OriginCurrency, PaymentChain, PaymentError, Payments, RequirementRequest, Route, Settlement,
     SettlementQuery, WalletRef,
 };
+use crate::plugins::{AdapterPlugin, CallKind, PluginHost};
 use crate::storage::{Database, now_ms};
 
 type Result<T, E = GatewayError> = std::result::Result<T, E>;
@@ -51,6 +55,8 @@ pub struct GatewayCall {
     pub origin_currency: Option<String>,
     pub origin_chain_id: Option<String>,
     pub origin_wallet_id: Option<String>,
+    /// The client's address, for policies.
+    pub client_ip: String,
 }
 
 /// A call's result that is not an error.
@@ -74,6 +80,18 @@ pub struct Gateway {
     issuer: String,
     /// Batched history rows of calls that move no money.
     recorder: super::recorder::Recorder,
+    policies: PolicyChain,
+    plugins: PluginHost,
+    /// Compiled seller adapters by `<source>:<sha256>:<updated_at>` (any change to a
+    /// listing's adapter makes a new key).
+    adapters: Arc<Mutex<HashMap<String, Adapter>>>,
+}
+
+/// A listing's seller adapter with its configuration.
+#[derive(Clone)]
+struct Adapter {
+    plugin: AdapterPlugin,
+    config: Arc<str>,
 }
 
 /// What phase 2 resolved.
@@ -81,6 +99,9 @@ struct Target {
     resolved: Arc<ListingForCall>,
     url: String,
     body_sha256: String,
+    adapter: Option<Adapter>,
+    /// What the adapter made of the body; `None`: the buyer's body as sent.
+    adapted_body: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -109,6 +130,8 @@ impl Gateway {
         upstream: UpstreamClient,
         receipts: crate::ledger::receipts::ReceiptSigner,
         issuer: String,
+        plugins: PluginHost,
+        policies: PolicyChain,
     ) -> Self {
         let recorder = super::recorder::Recorder::start(db.clone());
         Self {
@@ -120,6 +143,9 @@ impl Gateway {
             receipts,
             issuer,
             recorder,
+            policies,
+            plugins,
+            adapters: Arc::default(),
         }
     }
 
@@ -131,8 +157,9 @@ impl Gateway {
 
     /// Runs one call through every phase.
     pub async fn call(&self, call: GatewayCall) -> Result<Outcome> {
-        let target = self.resolve(&call).await?;
-        self.policy(&call, &target)?;
+        let mut target = self.resolve(&call).await?;
+        self.policy(&call, &target).await?;
+        self.adapt_request(&call, &mut target).await?;
         let paid = match target.listing().pricing_model() {
             PricingModel::Free => None,
             PricingModel::PerCall => {
@@ -218,12 +245,95 @@ impl Gateway {
             body_sha256: hex::encode(Sha256::digest(&call.body)),
             resolved,
             url,
+            adapter: None,
+            adapted_body: None,
         })
     }
 
-    /// Phase 3: policy plugins run here (after authentication, before payment). None yet.
-    fn policy(&self, _call: &GatewayCall, _target: &Target) -> Result<()> {
+    /// Phase 3: the policy plugins, in configured order (after authentication, before
+    /// payment).
+    async fn policy(&self, call: &GatewayCall, target: &Target) -> Result<()> {
+        if self.policies.is_empty() {
+            return Ok(());
+        }
+        let listing = target.listing();
+        let mut ctx = super::policy::context(
+            CallKind::Gateway,
+            "POST /api/v1/gateway/{listing_id}",
+            call.client_ip.clone(),
+        );
+        ctx.buyer_id = Some(call.buyer.profile_id.clone());
+        ctx.seller_id = Some(listing.seller_id.clone());
+        ctx.listing_id = Some(listing.id.clone());
+        ctx.price_cents = u64::try_from(listing.price_cents).unwrap_or(0);
+        ctx.currency = listing.pricing_currency.clone();
+        ctx.origin_currency = call.origin_currency.clone();
+        ctx.origin_chain_id = call.origin_chain_id.clone();
+        ctx.origin_wallet_id = call.origin_wallet_id.clone();
+        ctx.body_size = call.body.len() as u64;
+        ctx.body_sha256 = target.body_sha256.clone();
+        // Checked to be JSON in phase 2, so it is UTF-8.
+        ctx.body_json = String::from_utf8_lossy(&call.body).into_owned();
+        self.policies
+            .check(&mut ctx, target.resolved.policy_config.as_ref())
+            .await
+            .map_err(GatewayError::Policy)
+    }
+
+    /// Phase 3b: the listing's seller adapter reshapes the body that will be signed and
+    /// sent; a body it rejects is refused before payment.
+    async fn adapt_request(&self, call: &GatewayCall, target: &mut Target) -> Result<()> {
+        let Some(key) = target.listing().adapter.clone() else {
+            return Ok(());
+        };
+        let adapter = self.adapter(&target.listing().id, &key).await?;
+        let body = String::from_utf8_lossy(&call.body);
+        let adapted = adapter
+            .plugin
+            .adapt_request(&adapter.config, &body)
+            .await
+            .map_err(|e| {
+                tracing::warn!(plugin = adapter.plugin.name(), error = %e, "seller adapter failed");
+                GatewayError::AdapterUnavailable
+            })?
+            .map_err(GatewayError::AdapterRejected)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&adapted).map_err(|_| {
+            GatewayError::AdapterRejected("the adapter did not produce JSON".into())
+        })?;
+        target.adapted_body = Some(adapted.into_bytes());
+        target.adapter = Some(adapter);
         Ok(())
+    }
+
+    /// The compiled adapter of a listing (compiled once per adapter version).
+    async fn adapter(&self, listing_id: &str, key: &str) -> Result<Adapter> {
+        if let Some(a) = self.adapters.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(a);
+        }
+        let row = self
+            .catalog
+            .adapter_component(listing_id)
+            .await?
+            .ok_or(GatewayError::AdapterUnavailable)?;
+        let host = self.plugins.clone();
+        let name = format!("adapter:{listing_id}");
+        let plugin = tokio::task::spawn_blocking(move || host.adapter(&name, &row.1))
+            .await
+            .map_err(|_| GatewayError::AdapterUnavailable)?
+            .map_err(|e| {
+                tracing::warn!(listing_id, error = %e, "cannot load seller adapter");
+                GatewayError::AdapterUnavailable
+            })?;
+        let adapter = Adapter {
+            plugin,
+            config: row.0.into(),
+        };
+        if let Ok(mut map) = self.adapters.lock() {
+            // Old versions of this listing's adapter are never asked for again.
+            map.retain(|k, _| !k.ends_with(&format!("@{listing_id}")));
+            map.insert(key.to_owned(), adapter.clone());
+        }
+        Ok(adapter)
     }
 
     /// Phase 4a: a payment requirement (or the one an Idempotency-Key already has).
@@ -522,8 +632,7 @@ impl Gateway {
             tx.commit().await?;
         }
 
-        // Seller adapters will transform the body here (before signing) and the answer
-        // below (before it is checked); none yet.
+        let body = target.adapted_body.as_deref().unwrap_or(&call.body);
         let secret = &target.endpoint().signing_secret;
         let signed = SignedHeaders::new(
             secret,
@@ -531,7 +640,7 @@ impl Gateway {
             &request_id,
             &listing.id,
             &call.buyer.profile_id,
-            &call.body,
+            body,
         );
         let mut headers: Vec<_> = signed
             .pairs()
@@ -547,7 +656,7 @@ impl Gateway {
             .send(UpstreamRequest {
                 url: &target.url,
                 headers,
-                body: call.body.clone(),
+                body: body.to_vec(),
                 timeout: target.endpoint().timeout,
                 max_response_bytes: target.endpoint().max_response_bytes,
             })
@@ -587,6 +696,18 @@ impl Gateway {
                 None,
             ),
             Err(e) => ("seller_error", Some(e.code()), e.to_string(), None),
+        };
+        let (status, code, message, response) = match (&target.adapter, code, response) {
+            (Some(adapter), None, Some(mut r)) => {
+                match adapt_response(adapter, r.status, &r.body).await {
+                    Ok(body) => {
+                        r.body = body;
+                        (status, None, message, Some(r))
+                    }
+                    Err(why) => ("seller_error", Some("SELLER_ADAPTER_FAILED"), why, Some(r)),
+                }
+            }
+            other => (status, other.1, message, other.2),
         };
         let (bytes, sha, seller_status) = match &response {
             Some(r) => (
@@ -665,6 +786,27 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The seller's reply as the listing's adapter reshapes it, or why it could not.
+async fn adapt_response(
+    adapter: &Adapter,
+    status: u16,
+    body: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    let text = String::from_utf8_lossy(body);
+    let out = match adapter
+        .plugin
+        .adapt_response(&adapter.config, status, &text)
+        .await
+    {
+        Ok(Ok(out)) => out,
+        Ok(Err(reason)) => return Err(format!("the seller adapter rejected the reply: {reason}")),
+        Err(e) => return Err(format!("the seller adapter failed: {e}")),
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(&out)
+        .map_err(|_| "the seller adapter did not produce JSON".to_owned())?;
+    Ok(out.into_bytes())
 }
 
 enum Verified {

@@ -10,8 +10,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use std::borrow::Cow;
+
 use crate::catalog::CatalogError;
 use crate::gateway::GatewayError;
+use crate::gateway::policy::PolicyRefusal;
 use crate::identity::IdentityError;
 use crate::storage::StorageError;
 
@@ -27,6 +30,8 @@ pub enum RequestError {
     Validation(String),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    #[error("Content-Type must be {0}")]
+    UnsupportedMediaTypeOf(&'static str),
     #[error("request body is larger than the host's limit (max_body_bytes)")]
     PayloadTooLarge,
     #[error("invalid path parameter: {0}")]
@@ -89,7 +94,9 @@ pub struct Recovery {
 /// `error` of the envelope.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    pub code: &'static str,
+    /// Stable `SCREAMING_SNAKE` code; policy plugins may name their own.
+    #[schema(value_type = String)]
+    pub code: Cow<'static, str>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
@@ -119,7 +126,7 @@ fn spec(status: StatusCode, code: &'static str, message: String) -> ErrorSpec {
     ErrorSpec {
         status,
         body: ErrorBody {
-            code,
+            code: Cow::Borrowed(code),
             message,
             details: None,
             recovery: None,
@@ -176,7 +183,7 @@ impl ApiError {
             ApiError::Request(e) => match e {
                 RequestError::InvalidJson(_) => spec(S::BAD_REQUEST, "INVALID_JSON", msg),
                 RequestError::Validation(_) => spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg),
-                RequestError::UnsupportedMediaType => spec(S::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", msg),
+                RequestError::UnsupportedMediaType | RequestError::UnsupportedMediaTypeOf(_) => spec(S::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", msg),
                 RequestError::PayloadTooLarge => spec(S::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", msg),
                 RequestError::BadPath(_) => spec(S::BAD_REQUEST, "INVALID_PATH_PARAMETER", msg),
                 RequestError::BadQuery(_) => spec(S::BAD_REQUEST, "INVALID_QUERY", msg),
@@ -271,7 +278,9 @@ fn catalog_spec(e: &CatalogError, msg: String) -> ErrorSpec {
         }
         C::Upstream(u) => spec(S::UNPROCESSABLE_ENTITY, u.code(), msg).details(json!({"field": "private_endpoint_url"})),
         C::EndpointNotConfigured => spec(S::CONFLICT, "ENDPOINT_NOT_CONFIGURED", msg),
-        C::Secrets(_) | C::Database(_) => internal_spec(),
+        C::AdapterNotFound => spec(S::NOT_FOUND, "ADAPTER_NOT_FOUND", msg),
+        C::InvalidAdapter(_) => spec(S::UNPROCESSABLE_ENTITY, "INVALID_ADAPTER_COMPONENT", msg),
+        C::Secrets(_) | C::Database(_) | C::Internal(_) => internal_spec(),
     }
 }
 
@@ -399,8 +408,82 @@ fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
             summary: "The seller failed after payment was settled; the charge is recorded and cannot be clawed back here. Do not pay again automatically: inspect GET /gateway-requests and the seller's trust signals first.".into(),
             ..Recovery::default()
         }),
+        G::Policy(PolicyRefusal::Denied { plugin, denial }) => policy_denial_spec(plugin, denial),
+        G::Policy(PolicyRefusal::Unavailable { plugin }) => plugin_unavailable_spec(plugin, msg),
+        G::AdapterRejected(_) => spec(S::UNPROCESSABLE_ENTITY, "ADAPTER_REJECTED_REQUEST", msg)
+            .recovery(Recovery {
+                retryable: false,
+                summary: "The listing's adapter cannot use this body; read the listing's connection_instructions and send the shape it expects.".into(),
+                ..Recovery::default()
+            }),
+        G::AdapterUnavailable => plugin_unavailable_spec("seller-adapter", msg),
         G::Catalog(e) => catalog_spec(e, msg),
         G::Database(_) => internal_spec(),
+    }
+}
+
+/// A policy plugin's refusal: its status and code, the failing field, and for rate
+/// limits when to retry.
+pub(crate) fn policy_denial_spec(plugin: &str, denial: &crate::plugins::Denial) -> ErrorSpec {
+    let status = StatusCode::from_u16(denial.status)
+        .ok()
+        .filter(StatusCode::is_client_error)
+        .unwrap_or(StatusCode::FORBIDDEN);
+    let well_formed = |c: &str| {
+        !c.is_empty()
+            && c.len() <= 64
+            && c.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let code = if well_formed(&denial.code) {
+        Cow::Owned(denial.code.clone())
+    } else {
+        Cow::Borrowed("POLICY_DENIED")
+    };
+    let mut details = json!({"plugin": plugin});
+    if let Some(field) = &denial.field {
+        details["field"] = json!(field);
+    }
+    let recovery = match (status, denial.retry_after_seconds) {
+        (StatusCode::TOO_MANY_REQUESTS, secs) => Recovery {
+            retryable: true,
+            next_action: Some("retry_after_delay"),
+            summary: "Wait retry_after_seconds, then retry.".into(),
+            retry_after_seconds: Some(u64::from(secs.unwrap_or(1).max(1))),
+            preserve: vec!["listing_id", "request_body"],
+            ..Recovery::default()
+        },
+        _ => Recovery {
+            retryable: false,
+            summary: "The marketplace's policy refused this request; change it as the message says before trying again.".into(),
+            ..Recovery::default()
+        },
+    };
+    let mut out = spec(status, "POLICY_DENIED", truncate(&denial.message, 1000))
+        .details(details)
+        .recovery(recovery);
+    out.body.code = code;
+    out
+}
+
+/// A plugin that failed while configured fail-closed.
+fn plugin_unavailable_spec(plugin: &str, msg: String) -> ErrorSpec {
+    spec(StatusCode::SERVICE_UNAVAILABLE, "PLUGIN_UNAVAILABLE", msg)
+        .details(json!({"plugin": plugin}))
+        .recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "A marketplace plugin failed and nothing was charged; retry later with the same body and a fresh Idempotency-Key.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            retry_after_seconds: Some(5),
+            ..Recovery::default()
+        })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
     }
 }
 
@@ -423,9 +506,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let ErrorSpec { status, body, data } = self.spec();
         if status.is_server_error() {
-            tracing::error!(error = %self, code = body.code, "request failed");
+            tracing::error!(error = %self, code = %body.code, "request failed");
         } else {
-            tracing::debug!(code = body.code, "request refused");
+            tracing::debug!(code = %body.code, "request refused");
         }
         let retry_after = body.recovery.as_ref().and_then(|r| r.retry_after_seconds);
         let envelope = ErrorEnvelope {

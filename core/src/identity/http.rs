@@ -1,7 +1,9 @@
 //! HTTP handlers of the identity routes: parse, call [`Identity`](super::Identity), answer.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,8 +44,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))]
 async fn challenge(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<Envelope<Challenge>>, ApiError> {
+    s.guard_auth_route("POST /api/v1/auth/challenge", peer)
+        .await?;
     Ok(ok(s.identity.create_challenge(req).await?))
 }
 
@@ -57,8 +62,10 @@ async fn challenge(
     ))]
 async fn register(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Created<IssuedKey>, ApiError> {
+    s.guard_auth_route("POST /api/v1/register", peer).await?;
     Ok(created(s.identity.register(req).await?))
 }
 
@@ -73,8 +80,11 @@ async fn register(
     ))]
 async fn recover(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<WalletProof>,
 ) -> Result<Created<IssuedKey>, ApiError> {
+    s.guard_auth_route("POST /api/v1/auth/recover", peer)
+        .await?;
     Ok(created(s.identity.recover(req).await?))
 }
 

@@ -154,6 +154,11 @@ impl Bus {
         }))
     }
 
+    /// Names the database this bus is scoped to (for keys shared through Redis).
+    pub fn scope(&self) -> &str {
+        &self.0.scope
+    }
+
     /// Ends the subscription (at shutdown).
     pub fn close(&self) {
         self.0.closed.send_replace(true);

@@ -1,0 +1,452 @@
+//! The WebAssembly plugin host: policies, the scorer and seller adapters run as
+//! components of `wit/crochet-plugin.wit` (`crochet:plugin@1.0.0`) in a wasmtime sandbox.
+//!
+//! This module owns:
+//!
+//! - **the sandbox.** One [`wasmtime::Engine`] per [`PluginHost`] (component model,
+//!   pooling allocator, epoch interruption). Every call gets a fresh `Store`, instantiated
+//!   from a pre-linked component and dropped after the call, so no state survives between
+//!   calls except through the `counter-add` import. A guest sees only the `host`
+//!   interface (its configuration, the time, a log, counters) and a WASI context with
+//!   nothing in it: no files, environment, arguments, stdio, network or name lookup.
+//! - **the limits** ([`PluginLimits`]): wall time per call (epoch interruption for guest
+//!   code, a timer for time spent awaiting the host), linear memory, the size of what a
+//!   guest returns, and the size of an uploaded component.
+//! - **the failure modes** ([`PluginError`]): a component that does not compile, is not
+//!   of the expected world or imports something the host does not give is refused when
+//!   it is loaded; a trap, timeout, exhausted memory or oversized output fails that one
+//!   call, and the host goes on serving.
+//! - **the compile cache**: compiled components are reused in memory and written, under
+//!   an HMAC, to a cache directory so a restart does not recompile them.
+//! - **the counters** ([`Counters`]) behind `counter-add`: in memory or in Redis.
+//!
+//! Loading a plugin ([`PluginHost::policy`] and the like) may compile it with cranelift,
+//! which is CPU-bound and can take a while: call it from a blocking context
+//! (`tokio::task::spawn_blocking`) when serving. Calls are `async` and must run inside
+//! a Tokio runtime with timers enabled.
+
+mod bindings;
+pub mod bundled;
+mod cache;
+mod counters;
+mod engine;
+mod error;
+mod sandbox;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+
+pub use bindings::{
+    AgentStats, CallContext, CallKind, Decision, Denial, ScoreComponent, ScoreInfo, ScoreResult,
+    WindowCount,
+};
+use bindings::{adapter::SellerAdapterPre, policy::PolicyPre, scorer::ScorerPre};
+pub use cache::CacheStats;
+pub use counters::{Counters, MemoryCounters, RedisCounters};
+pub use error::PluginError;
+use sandbox::HostState;
+
+/// What one plugin call may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Wall time of one call, instantiation included (default 50 ms).
+    pub timeout: Duration,
+    /// Linear memory of one instance (default 32 MiB). Also sizes the engine's pool, so
+    /// it is fixed for the life of a [`PluginHost`].
+    pub max_memory_bytes: usize,
+    /// Text a guest may return from one call, all strings together (default 1 MiB).
+    pub max_output_bytes: usize,
+    /// Size of a component's bytes (default 8 MiB): the upload cap.
+    pub max_component_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(50),
+            max_memory_bytes: 32 << 20,
+            max_output_bytes: 1 << 20,
+            max_component_bytes: 8 << 20,
+        }
+    }
+}
+
+/// How to build a [`PluginHost`].
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Per-call limits.
+    pub limits: PluginLimits,
+    /// Where compiled components are kept across restarts; `None` compiles on every
+    /// start.
+    pub cache_dir: Option<PathBuf>,
+    /// Secret key authenticating the files in `cache_dir` (derive it from the master
+    /// key). Whoever knows it and can write the directory can make this host run
+    /// arbitrary native code.
+    pub cache_key: [u8; 32],
+    /// Where `counter-add` counts.
+    pub counters: Counters,
+}
+
+impl Default for HostSettings {
+    /// Default limits, no cache directory, in-memory counters.
+    fn default() -> Self {
+        Self {
+            limits: PluginLimits::default(),
+            cache_dir: None,
+            cache_key: [0; 32],
+            counters: Counters::memory(),
+        }
+    }
+}
+
+/// The plugin runtime: one engine, its linker, the compile cache and the counters.
+/// Cheap to clone; the engine's epoch thread stops when the last clone (and the last
+/// plugin loaded from it) is dropped.
+#[derive(Clone)]
+pub struct PluginHost(Arc<HostInner>);
+
+struct HostInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: PluginLimits,
+    counters: Counters,
+    cache: cache::ComponentCache,
+    /// Epoch deadline of a call, in ticks of [`engine::EPOCH_TICK`].
+    deadline_ticks: u64,
+    _ticker: engine::EpochTicker,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("limits", &self.0.limits)
+            .field("counters", &self.0.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// Builds the engine, starts its epoch thread, prepares the cache directory.
+    pub fn new(settings: HostSettings) -> Result<Self, PluginError> {
+        let HostSettings {
+            limits,
+            cache_dir,
+            cache_key,
+            counters,
+        } = settings;
+        let engine = engine::build_engine(&limits)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        let link = |e: wasmtime::Error| PluginError::Compile(format!("plugin linker: {e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
+        // The host interface is the same in every world: link it once, from `policy`.
+        bindings::policy::Policy::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(link)?;
+        let cache = cache::ComponentCache::new(&engine, cache_dir, cache_key)?;
+        let tick = engine::EPOCH_TICK.as_nanos();
+        let deadline_ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let ticker = engine::EpochTicker::start(&engine)?;
+        Ok(Self(Arc::new(HostInner {
+            engine,
+            linker,
+            limits,
+            counters,
+            cache,
+            deadline_ticks,
+            _ticker: ticker,
+        })))
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.0.limits
+    }
+
+    /// What the compile cache has done since this host started.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.0.cache.stats()
+    }
+
+    /// Loads a `policy` component, configured with `config_json` (the operator's JSON).
+    pub fn policy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config_json: String,
+    ) -> Result<PolicyPlugin, PluginError> {
+        let pre = self.prepare(name, wasm, "policy", PolicyPre::new)?;
+        Ok(PolicyPlugin(Arc::new(Loaded {
+            host: self.clone(),
+            name: name.into(),
+            config: config_json.into(),
+            pre,
+        })))
+    }
+
+    /// Loads a `scorer` component, configured with `config_json`.
+    pub fn scorer(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config_json: String,
+    ) -> Result<ScorerPlugin, PluginError> {
+        let pre = self.prepare(name, wasm, "scorer", ScorerPre::new)?;
+        Ok(ScorerPlugin(Arc::new(Loaded {
+            host: self.clone(),
+            name: name.into(),
+            config: config_json.into(),
+            pre,
+        })))
+    }
+
+    /// Loads a `seller-adapter` component; its configuration comes with each call.
+    pub fn adapter(&self, name: &str, wasm: &[u8]) -> Result<AdapterPlugin, PluginError> {
+        let pre = self.prepare(name, wasm, "seller-adapter", SellerAdapterPre::new)?;
+        Ok(AdapterPlugin(Arc::new(Loaded {
+            host: self.clone(),
+            name: name.into(),
+            config: "{}".into(),
+            pre,
+        })))
+    }
+
+    /// Checks an uploaded component: size cap, compiles, is a seller-adapter, imports
+    /// nothing else. The compiled result is cached, so loading it next is cheap.
+    pub fn validate_adapter(&self, wasm: &[u8]) -> Result<(), PluginError> {
+        self.prepare("upload", wasm, "seller-adapter", SellerAdapterPre::new)
+            .map(drop)
+    }
+
+    /// Size cap, compile (or cache), link against the host, check the world's exports.
+    fn prepare<P>(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        world: &'static str,
+        bind: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<P>,
+    ) -> Result<P, PluginError> {
+        let limit = self.0.limits.max_component_bytes;
+        if wasm.len() > limit {
+            return Err(PluginError::TooLarge {
+                bytes: wasm.len(),
+                limit,
+            });
+        }
+        let component = self.0.cache.get(&self.0.engine, wasm)?;
+        let wrong_world = |detail: String| PluginError::WrongWorld {
+            plugin: name.to_owned(),
+            expected_world: world,
+            detail,
+        };
+        let pre = self.0.linker.instantiate_pre(&component).map_err(|e| {
+            wrong_world(format!(
+                "it imports something the host does not provide ({e:#}); a plugin may import \
+                 only `crochet:plugin/host@1.0.0` and WASI 0.2"
+            ))
+        })?;
+        bind(pre).map_err(|e| {
+            wrong_world(format!(
+                "it does not export the functions of the `{world}` world ({e:#}); it exports: {}",
+                self.export_names(&component)
+            ))
+        })
+    }
+
+    fn export_names(&self, component: &Component) -> String {
+        let ty = component.component_type();
+        let names: Vec<&str> = ty.exports(&self.0.engine).map(|(name, _)| name).collect();
+        if names.is_empty() {
+            "nothing".to_owned()
+        } else {
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// A fresh store for one call, its deadline armed.
+    fn store(&self, name: &Arc<str>, config: Arc<str>) -> Store<HostState> {
+        let state = HostState::new(
+            name.clone(),
+            config,
+            self.0.counters.clone(),
+            self.0.limits.max_memory_bytes,
+        );
+        let mut store = Store::new(&self.0.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.0.deadline_ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Awaits `call` (instantiate and call) under the wall-clock limit: `None` when the
+    /// timer ran out. Guest code is stopped by the epoch deadline; this timer stops a call
+    /// that is waiting on the host (a slow counter store). Dropping the call's future
+    /// unwinds the guest safely.
+    async fn within_deadline<R>(
+        &self,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Option<wasmtime::Result<R>> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::time::timeout(self.0.limits.timeout, call).await.ok()
+        } else {
+            Some(call.await)
+        }
+    }
+
+    fn check_output(&self, name: &str, bytes: usize) -> Result<(), PluginError> {
+        let limit = self.0.limits.max_output_bytes;
+        if bytes > limit {
+            return Err(PluginError::OutputTooLarge {
+                plugin: name.to_owned(),
+                bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A loaded plugin: its host, name, operator configuration and pre-linked component.
+struct Loaded<P> {
+    host: PluginHost,
+    name: Arc<str>,
+    config: Arc<str>,
+    pre: P,
+}
+
+/// A loaded `policy` plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct PolicyPlugin(Arc<Loaded<PolicyPre<HostState>>>);
+
+impl PolicyPlugin {
+    /// The name it was loaded under (the log and counter namespace).
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Asks the policy about one call.
+    pub async fn check(&self, ctx: &CallContext) -> Result<Decision, PluginError> {
+        let Loaded {
+            host,
+            name,
+            config,
+            pre,
+        } = &*self.0;
+        let mut store = host.store(name, config.clone());
+        let call = async {
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.call_check(&mut store, ctx).await
+        };
+        let outcome = host.within_deadline(call).await;
+        let decision = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        let bytes = match &decision {
+            Decision::Allow => 0,
+            Decision::Deny(d) => {
+                d.code.len() + d.message.len() + d.field.as_ref().map_or(0, String::len)
+            }
+        };
+        host.check_output(name, bytes)?;
+        Ok(decision)
+    }
+}
+
+/// A loaded `scorer` plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct ScorerPlugin(Arc<Loaded<ScorerPre<HostState>>>);
+
+impl ScorerPlugin {
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Scores one agent. The result is the guest's: callers clamp `score` to 0-1000.
+    pub async fn score(&self, stats: &AgentStats) -> Result<ScoreResult, PluginError> {
+        let Loaded {
+            host,
+            name,
+            config,
+            pre,
+        } = &*self.0;
+        let mut store = host.store(name, config.clone());
+        let call = async {
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.call_score(&mut store, *stats).await
+        };
+        let outcome = host.within_deadline(call).await;
+        let result = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        // Strings, plus the fixed part of each component, count against the limit.
+        let bytes = result
+            .components
+            .iter()
+            .map(|c| c.name.len() + c.detail.len() + 8)
+            .sum();
+        host.check_output(name, bytes)?;
+        Ok(result)
+    }
+}
+
+/// A loaded `seller-adapter` plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct AdapterPlugin(Arc<Loaded<SellerAdapterPre<HostState>>>);
+
+impl AdapterPlugin {
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Reshapes the buyer's body for the seller: `Ok(Err(reason))` refuses the call.
+    pub async fn adapt_request(
+        &self,
+        config_json: &str,
+        body: &str,
+    ) -> Result<Result<String, String>, PluginError> {
+        let Loaded {
+            host, name, pre, ..
+        } = &*self.0;
+        let mut store = host.store(name, config_json.into());
+        let call = async {
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.call_adapt_request(&mut store, body).await
+        };
+        let outcome = host.within_deadline(call).await;
+        let result = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
+        Ok(result)
+    }
+
+    /// Reshapes the seller's reply (HTTP `status`, JSON `body`) for the buyer.
+    pub async fn adapt_response(
+        &self,
+        config_json: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<Result<String, String>, PluginError> {
+        let Loaded {
+            host, name, pre, ..
+        } = &*self.0;
+        let mut store = host.store(name, config_json.into());
+        let call = async {
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.call_adapt_response(&mut store, status, body).await
+        };
+        let outcome = host.within_deadline(call).await;
+        let result = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
+        Ok(result)
+    }
+}

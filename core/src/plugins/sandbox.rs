@@ -1,0 +1,228 @@
+//! Per-call store state: the host imports, the memory limiter, the empty WASI context,
+//! and the mapping of wasmtime failures to [`PluginError`].
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{LogLevel, WindowCount, host};
+use super::{Counters, PluginError};
+
+/// Longest log line a guest may write; longer ones are cut.
+const MAX_LOG_BYTES: usize = 1024;
+/// Log lines one call may write; later ones are dropped.
+const MAX_LOG_LINES: u32 = 64;
+/// Longest counter key a guest may use.
+const MAX_COUNTER_KEY_BYTES: usize = 256;
+
+/// The `T` of every `Store<T>`: lives for one call.
+pub(crate) struct HostState {
+    plugin: Arc<str>,
+    config: Arc<str>,
+    counters: Counters,
+    pub(crate) limiter: Limiter,
+    log_lines: u32,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        config: Arc<str>,
+        counters: Counters,
+        max_memory_bytes: usize,
+    ) -> Self {
+        // Nothing from the host: no preopened directories, environment, arguments or
+        // stdio (stdin is closed, stdout/stderr are discarded), no sockets and no name
+        // lookups. The interfaces exist because `wasm32-wasip2` guests import them.
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            plugin,
+            config,
+            counters,
+            limiter: Limiter::new(max_memory_bytes),
+            log_lines: 0,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl host::Host for HostState {
+    fn config(&mut self) -> String {
+        self.config.to_string()
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        super::counters::now_ms()
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > MAX_LOG_LINES {
+            return;
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut end = MAX_LOG_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
+        if self.log_lines == MAX_LOG_LINES {
+            message.push_str(" (log limit reached: further lines of this call are dropped)");
+        }
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn counter_add(
+        &mut self,
+        key: String,
+        delta: u32,
+        window_ms: u64,
+    ) -> impl Future<Output = Result<WindowCount, String>> + Send {
+        let counters = self.counters.clone();
+        let key = (key.len() <= MAX_COUNTER_KEY_BYTES).then(|| format!("{}:{key}", self.plugin));
+        async move {
+            let Some(key) = key else {
+                return Err(format!(
+                    "counter key longer than {MAX_COUNTER_KEY_BYTES} bytes"
+                ));
+            };
+            counters
+                .add(&key, delta, window_ms)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+impl super::bindings::policy::crochet::plugin::types::Host for HostState {}
+
+/// [`StoreLimits`] plus a record of whether a memory growth was refused, which tells a
+/// trap for want of memory from any other trap.
+pub(crate) struct Limiter {
+    limits: StoreLimits,
+    pub(crate) memory_refused: bool,
+}
+
+impl Limiter {
+    fn new(max_memory_bytes: usize) -> Self {
+        Self {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(max_memory_bytes)
+                .build(),
+            memory_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_refused = true;
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// Maps the outcome of instantiating and calling a guest (`None`: the host-side timer
+/// ran out while the guest awaited a host call) to the plugin's result.
+pub(crate) fn classify<R>(
+    plugin: &str,
+    memory_refused: bool,
+    outcome: Option<wasmtime::Result<R>>,
+) -> Result<R, PluginError> {
+    let plugin = plugin.to_owned();
+    let error = match outcome {
+        Some(Ok(value)) => return Ok(value),
+        None => return Err(PluginError::Timeout { plugin }),
+        Some(Err(error)) => error,
+    };
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return Err(PluginError::Timeout { plugin });
+    }
+    if memory_refused && trap != Some(Trap::StackOverflow) {
+        return Err(PluginError::MemoryLimit { plugin });
+    }
+    let message = match trap {
+        Some(trap) => trap.to_string(),
+        None if error.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            format!("too many plugin calls at once: {error}")
+        }
+        // Not a trap: a broken canonical ABI value, a failed instantiation, ...
+        None => {
+            let mut message = format!("{error:#}");
+            if message.len() > MAX_LOG_BYTES {
+                let mut end = MAX_LOG_BYTES;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+            }
+            message
+        }
+    };
+    Err(PluginError::Trap { plugin, message })
+}

@@ -1,0 +1,499 @@
+//! Tests through the real bundled components.
+
+use std::sync::OnceLock;
+
+use super::*;
+
+/// One host for the tests that need no special settings: compiles each component once.
+fn shared_host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| PluginHost::new(HostSettings::default()).unwrap())
+}
+
+fn unique(what: &str) -> String {
+    format!("{what}-{:016x}", rand::random::<u64>())
+}
+
+fn gateway_ctx(buyer: &str) -> CallContext {
+    CallContext {
+        kind: CallKind::Gateway,
+        route: "POST /api/v1/gateway/{listing_id}".into(),
+        client_ip: "203.0.113.7".into(),
+        buyer_id: Some(buyer.into()),
+        seller_id: Some("seller".into()),
+        listing_id: Some("listing".into()),
+        price_cents: 5,
+        currency: "USD".into(),
+        origin_currency: None,
+        origin_chain_id: None,
+        origin_wallet_id: None,
+        body_size: 2,
+        body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
+        body_json: "{}".into(),
+        buyer_score: None,
+        seller_score: None,
+        listing_config: None,
+    }
+}
+
+fn zero_stats() -> AgentStats {
+    AgentStats {
+        account_age_days: 0,
+        successful_calls: 0,
+        paid_calls: 0,
+        paid_volume_cents: 0,
+        distinct_buyers: 0,
+        active_days: 0,
+        seller_errors: 0,
+        timeouts: 0,
+        invalid_responses: 0,
+        review_count: 0,
+        rating_sum: 0,
+        paid_reviewers: 0,
+    }
+}
+
+const TIGHT_RATE_LIMIT: &str =
+    r#"{"gateway":{"per_buyer":{"limit":3,"window_seconds":60,"burst":100},"per_listing":null}}"#;
+
+#[tokio::test]
+async fn rate_limit_denies_past_its_limit() {
+    let host = shared_host();
+    let policy = host
+        .policy(
+            "rate-limit",
+            bundled::RATE_LIMIT,
+            TIGHT_RATE_LIMIT.to_owned(),
+        )
+        .unwrap();
+    assert_eq!(policy.name(), "rate-limit");
+    let ctx = gateway_ctx(&unique("buyer"));
+    for _ in 0..3 {
+        assert_eq!(policy.check(&ctx).await.unwrap(), Decision::Allow);
+    }
+    match policy.check(&ctx).await.unwrap() {
+        Decision::Deny(denial) => {
+            assert_eq!(denial.status, 429, "{denial:?}");
+            assert_eq!(denial.code, "RATE_LIMITED");
+            assert!(denial.retry_after_seconds.is_some());
+        }
+        Decision::Allow => panic!("the fourth call must be refused"),
+    }
+    // Another buyer has its own budget.
+    let other = gateway_ctx(&unique("buyer"));
+    assert_eq!(policy.check(&other).await.unwrap(), Decision::Allow);
+}
+
+#[tokio::test]
+async fn request_validation_loads_and_allows_an_object() {
+    let policy = shared_host()
+        .policy(
+            "request-validation",
+            bundled::REQUEST_VALIDATION,
+            "{}".to_owned(),
+        )
+        .unwrap();
+    // Whatever its rules, the plugin answers (allow or a 4xx denial) without failing.
+    match policy.check(&gateway_ctx("b")).await.unwrap() {
+        Decision::Allow => {}
+        Decision::Deny(d) => assert!((400..500).contains(&d.status), "{d:?}"),
+    }
+}
+
+#[tokio::test]
+async fn scoring_gives_300_for_zero_stats() {
+    let scorer = shared_host()
+        .scorer("scoring", bundled::SCORING, "{}".to_owned())
+        .unwrap();
+    let result = scorer.score(&zero_stats()).await.unwrap();
+    assert_eq!(result.score, 300, "{result:?}");
+}
+
+#[tokio::test]
+async fn chat_adapter_maps_a_request_and_a_response() {
+    let host = shared_host();
+    host.validate_adapter(bundled::CHAT_ADAPTER).unwrap();
+    let adapter = host.adapter("chat", bundled::CHAT_ADAPTER).unwrap();
+    let out = adapter
+        .adapt_request(
+            r#"{"model":"m1"}"#,
+            r#"{"task":"Summarise","input":"text"}"#,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["model"], "m1");
+    assert_eq!(out["messages"][0]["content"], "Summarise");
+    assert_eq!(out["messages"][1]["content"], "text");
+    // The guest's own refusal is `Ok(Err(..))`, not a host error.
+    let refused = adapter.adapt_request("{}", "[]").await.unwrap();
+    assert!(refused.is_err());
+    let reply = adapter
+        .adapt_response(
+            "{}",
+            200,
+            r#"{"choices":[{"message":{"content":"hi"}}],"usage":{"tokens":3}}"#,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["output"], "hi");
+}
+
+#[tokio::test]
+async fn template_policy_blocks_what_it_says() {
+    let policy = shared_host()
+        .policy("template", bundled::TEMPLATE, "{}".to_owned())
+        .unwrap();
+    assert_eq!(
+        policy.check(&gateway_ctx("b")).await.unwrap(),
+        Decision::Allow
+    );
+    let blocked = CallContext {
+        body_json: r#"{"blocked":true}"#.into(),
+        ..gateway_ctx("b")
+    };
+    match policy.check(&blocked).await.unwrap() {
+        Decision::Deny(denial) => assert_eq!(denial.status, 422, "{denial:?}"),
+        Decision::Allow => panic!("a blocked body must be refused"),
+    }
+}
+
+fn hostile(mode: &str) -> PolicyPlugin {
+    shared_host()
+        .policy(
+            "hostile",
+            bundled::testing::HOSTILE,
+            format!(r#"{{"mode":"{mode}"}}"#),
+        )
+        .unwrap()
+}
+
+/// After a failure the same host still serves.
+async fn host_still_serves() {
+    let ok = hostile("allow").check(&gateway_ctx("b")).await.unwrap();
+    assert_eq!(ok, Decision::Allow);
+}
+
+#[tokio::test]
+async fn hostile_loop_times_out() {
+    let err = hostile("loop").check(&gateway_ctx("b")).await.unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    host_still_serves().await;
+}
+
+#[tokio::test]
+async fn hostile_memory_hits_the_limit() {
+    let err = hostile("memory")
+        .check(&gateway_ctx("b"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::MemoryLimit { .. } | PluginError::Trap { .. }
+        ),
+        "{err:?}"
+    );
+    host_still_serves().await;
+}
+
+#[tokio::test]
+async fn hostile_recursion_traps() {
+    let err = hostile("recurse")
+        .check(&gateway_ctx("b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
+    host_still_serves().await;
+}
+
+#[tokio::test]
+async fn hostile_panic_traps() {
+    let err = hostile("trap").check(&gateway_ctx("b")).await.unwrap_err();
+    match &err {
+        PluginError::Trap { plugin, .. } => assert_eq!(plugin, "hostile"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    host_still_serves().await;
+}
+
+#[tokio::test]
+async fn hostile_huge_output_is_refused() {
+    let err = hostile("huge-output")
+        .check(&gateway_ctx("b"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::OutputTooLarge { .. } | PluginError::MemoryLimit { .. }
+        ),
+        "{err:?}"
+    );
+    host_still_serves().await;
+}
+
+#[tokio::test]
+async fn hostile_slow_counter_finishes_or_times_out() {
+    match hostile("slow-counter").check(&gateway_ctx("b")).await {
+        Ok(decision) => assert_eq!(decision, Decision::Allow),
+        Err(err) => assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}"),
+    }
+    host_still_serves().await;
+}
+
+#[tokio::test]
+async fn output_limit_applies_to_adapters() {
+    let host = PluginHost::new(HostSettings {
+        limits: PluginLimits {
+            max_output_bytes: 16,
+            ..PluginLimits::default()
+        },
+        ..HostSettings::default()
+    })
+    .unwrap();
+    let adapter = host.adapter("chat", bundled::CHAT_ADAPTER).unwrap();
+    let err = adapter
+        .adapt_request("{}", r#"{"task":"a long enough task","input":"x"}"#)
+        .await
+        .unwrap_err();
+    match err {
+        PluginError::OutputTooLarge { bytes, limit, .. } => {
+            assert_eq!(limit, 16);
+            assert!(bytes > 16);
+        }
+        other => panic!("expected OutputTooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_scorer_is_not_a_policy() {
+    let err = shared_host()
+        .policy("scoring", bundled::SCORING, "{}".to_owned())
+        .err()
+        .unwrap();
+    match err {
+        PluginError::WrongWorld {
+            expected_world,
+            detail,
+            ..
+        } => {
+            assert_eq!(expected_world, "policy");
+            assert!(detail.contains("does not export"), "{detail}");
+            assert!(detail.contains("`score`"), "{detail}");
+        }
+        other => panic!("expected WrongWorld, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_policy_is_not_an_adapter() {
+    let err = shared_host()
+        .validate_adapter(bundled::RATE_LIMIT)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::WrongWorld {
+                expected_world: "seller-adapter",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_extra_import_is_refused_at_load() {
+    let err = shared_host()
+        .policy("evil", bundled::testing::EVIL_IMPORT, "{}".to_owned())
+        .err()
+        .unwrap();
+    match err {
+        PluginError::WrongWorld { detail, .. } => {
+            assert!(detail.contains("imports something"), "{detail}");
+            assert!(detail.contains("crochet:evil/shell"), "{detail}");
+        }
+        other => panic!("expected WrongWorld, got {other:?}"),
+    }
+    let err = shared_host()
+        .validate_adapter(bundled::testing::EVIL_IMPORT)
+        .unwrap_err();
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{err:?}");
+}
+
+#[test]
+fn oversized_upload_is_refused_before_compiling() {
+    let host = shared_host();
+    let limit = host.limits().max_component_bytes;
+    let big = vec![0u8; limit + 1];
+    match host.validate_adapter(&big).unwrap_err() {
+        PluginError::TooLarge { bytes, limit: l } => assert_eq!((bytes, l), (limit + 1, limit)),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_does_not_compile() {
+    let host = shared_host();
+    let err = host.validate_adapter(b"definitely not wasm").unwrap_err();
+    assert!(matches!(err, PluginError::Compile(_)), "{err:?}");
+    // A core module is not a component.
+    let core_module = b"\0asm\x01\0\0\0";
+    let err = host.validate_adapter(core_module).unwrap_err();
+    assert!(matches!(err, PluginError::Compile(_)), "{err:?}");
+}
+
+fn cached_host(dir: &std::path::Path, key: [u8; 32]) -> PluginHost {
+    PluginHost::new(HostSettings {
+        cache_dir: Some(dir.to_owned()),
+        cache_key: key,
+        ..HostSettings::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn compile_cache_survives_restarts_and_refuses_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [7u8; 32];
+
+    let first = cached_host(dir.path(), key);
+    first
+        .scorer("scoring", bundled::SCORING, "{}".into())
+        .unwrap();
+    // Same bytes again in the same process: no second compile.
+    first
+        .scorer("scoring-again", bundled::SCORING, "{}".into())
+        .unwrap();
+    let stats = first.cache_stats();
+    assert_eq!(
+        (stats.compiled, stats.reused_in_memory),
+        (1, 1),
+        "{stats:?}"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+
+    // A restart loads the artifact from disk, and it works.
+    let second = cached_host(dir.path(), key);
+    let scorer = second
+        .scorer("scoring", bundled::SCORING, "{}".into())
+        .unwrap();
+    assert_eq!(scorer.score(&zero_stats()).await.unwrap().score, 300);
+    let stats = second.cache_stats();
+    assert_eq!(
+        (stats.compiled, stats.loaded_from_disk),
+        (0, 1),
+        "{stats:?}"
+    );
+
+    // A tampered file is refused, recompiled and rewritten.
+    let mut bytes = std::fs::read(file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(file, &bytes).unwrap();
+    let third = cached_host(dir.path(), key);
+    third
+        .scorer("scoring", bundled::SCORING, "{}".into())
+        .unwrap();
+    let stats = third.cache_stats();
+    assert_eq!(
+        (
+            stats.rejected_on_disk,
+            stats.compiled,
+            stats.loaded_from_disk
+        ),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    let fourth = cached_host(dir.path(), key);
+    fourth
+        .scorer("scoring", bundled::SCORING, "{}".into())
+        .unwrap();
+    assert_eq!(fourth.cache_stats().loaded_from_disk, 1);
+
+    // A host with another key trusts none of these files; a truncated file is refused.
+    let stranger = cached_host(dir.path(), [8u8; 32]);
+    stranger
+        .scorer("scoring", bundled::SCORING, "{}".into())
+        .unwrap();
+    assert_eq!(stranger.cache_stats().rejected_on_disk, 1);
+    std::fs::write(file, [1u8; 10]).unwrap();
+    let truncated = cached_host(dir.path(), key);
+    truncated
+        .scorer("scoring", bundled::SCORING, "{}".into())
+        .unwrap();
+    let stats = truncated.cache_stats();
+    assert_eq!(
+        (stats.rejected_on_disk, stats.compiled),
+        (1, 1),
+        "{stats:?}"
+    );
+    // No temporary files left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_with_redis_counters() {
+    let Ok(url) = std::env::var("CROCHET_TEST_REDIS_URL") else {
+        eprintln!(
+            "SKIPPED (Redis) rate_limit_with_redis_counters: CROCHET_TEST_REDIS_URL is not set"
+        );
+        return;
+    };
+    let prefix = unique("crochet-test");
+    let settings = || HostSettings {
+        counters: Counters::redis(&url, &prefix).unwrap(),
+        ..HostSettings::default()
+    };
+    // Two hosts (two gateway instances) share the counters.
+    let a = PluginHost::new(settings()).unwrap();
+    let b = PluginHost::new(settings()).unwrap();
+    let limit = |host: &PluginHost| {
+        host.policy(
+            "rate-limit",
+            bundled::RATE_LIMIT,
+            TIGHT_RATE_LIMIT.to_owned(),
+        )
+        .unwrap()
+    };
+    let (pa, pb) = (limit(&a), limit(&b));
+    let ctx = gateway_ctx(&unique("buyer"));
+    assert_eq!(pa.check(&ctx).await.unwrap(), Decision::Allow);
+    assert_eq!(pb.check(&ctx).await.unwrap(), Decision::Allow);
+    assert_eq!(pa.check(&ctx).await.unwrap(), Decision::Allow);
+    assert!(matches!(
+        pb.check(&ctx).await.unwrap(),
+        Decision::Deny(Denial { status: 429, .. })
+    ));
+}
+
+#[tokio::test]
+async fn unreachable_counters_deny_with_503() {
+    let host = PluginHost::new(HostSettings {
+        counters: Counters::redis("redis://127.0.0.1:1", "x").unwrap(),
+        ..HostSettings::default()
+    })
+    .unwrap();
+    let policy = host
+        .policy(
+            "rate-limit",
+            bundled::RATE_LIMIT,
+            TIGHT_RATE_LIMIT.to_owned(),
+        )
+        .unwrap();
+    // The plugin decides what a counter failure means; the host only reports it.
+    match policy.check(&gateway_ctx("b")).await {
+        Ok(Decision::Deny(denial)) => assert_eq!(denial.status, 503, "{denial:?}"),
+        Ok(Decision::Allow) => panic!("the plugin allowed without counters"),
+        Err(err) => assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}"),
+    }
+}

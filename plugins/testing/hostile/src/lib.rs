@@ -1,0 +1,156 @@
+//! TEST ONLY: a policy plugin that misbehaves on purpose, so the host's tests can check
+//! that fuel/epoch limits, memory limits, stack limits and trap handling hold.
+//!
+//! Configuration (host `config()`): `{"mode": "..."}` with one of
+//!
+//! - `"allow"`: allows the call (the default);
+//! - `"loop"`: spins forever;
+//! - `"memory"`: allocates and touches 1 MiB blocks forever;
+//! - `"recurse"`: recurses without end (not a tail call);
+//! - `"trap"`: panics, which traps;
+//! - `"huge-output"`: denies with a 64 MiB message;
+//! - `"slow-counter"`: calls `counter-add` 10 000 times, then allows.
+//!
+//! Any other mode denies with `500 HOSTILE_BAD_MODE`.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "policy",
+});
+
+use crochet::plugin::host;
+use crochet::plugin::types::Denial;
+use std::hint::black_box;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Allow,
+    Loop,
+    Memory,
+    Recurse,
+    Trap,
+    HugeOutput,
+    SlowCounter,
+}
+
+/// Reads `{"mode": ...}`; `Err` holds the unknown mode.
+pub fn parse_mode(config: &str) -> Result<Mode, String> {
+    let config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    Ok(match config.get("mode").and_then(|m| m.as_str()) {
+        None | Some("allow") => Mode::Allow,
+        Some("loop") => Mode::Loop,
+        Some("memory") => Mode::Memory,
+        Some("recurse") => Mode::Recurse,
+        Some("trap") => Mode::Trap,
+        Some("huge-output") => Mode::HugeOutput,
+        Some("slow-counter") => Mode::SlowCounter,
+        Some(other) => return Err(format!("unknown mode `{other}`")),
+    })
+}
+
+/// Never returns; `black_box` keeps the optimizer from proving the loop empty.
+pub fn spin() -> ! {
+    let mut i: u64 = 0;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
+
+/// Never returns: keeps every block, writing to each page so it is really committed.
+pub fn hog_memory() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        for byte in block.iter_mut().step_by(4096) {
+            *byte = 1;
+        }
+        blocks.push(black_box(block));
+        black_box(&blocks);
+    }
+}
+
+/// Recurses until the stack runs out. The work after the call keeps it from being a
+/// tail call, and `black_box` keeps it from being folded away.
+#[allow(unconditional_recursion)]
+pub fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 16]);
+    let below = recurse(black_box(depth + 1));
+    black_box(below.wrapping_add(frame[black_box(depth as usize) % 16]))
+}
+
+/// A denial with a `bytes`-long message.
+pub fn huge_denial(bytes: usize) -> Decision {
+    Decision::Deny(Denial {
+        status: 422,
+        code: "HUGE".to_owned(),
+        message: "x".repeat(bytes),
+        field: None,
+        retry_after_seconds: None,
+    })
+}
+
+struct Component;
+
+impl Guest for Component {
+    fn check(_ctx: CallContext) -> Decision {
+        match parse_mode(&host::config()) {
+            Ok(Mode::Allow) => Decision::Allow,
+            Ok(Mode::Loop) => spin(),
+            Ok(Mode::Memory) => hog_memory(),
+            Ok(Mode::Recurse) => {
+                black_box(recurse(0));
+                Decision::Allow
+            }
+            Ok(Mode::Trap) => panic!("hostile plugin: trap mode"),
+            Ok(Mode::HugeOutput) => huge_denial(64 << 20),
+            Ok(Mode::SlowCounter) => {
+                for i in 0..10_000u32 {
+                    let _ = black_box(host::counter_add(&format!("slow:{}", i % 10), 1, 60_000));
+                }
+                Decision::Allow
+            }
+            Err(reason) => Decision::Deny(Denial {
+                status: 500,
+                code: "HOSTILE_BAD_MODE".to_owned(),
+                message: reason,
+                field: None,
+                retry_after_seconds: None,
+            }),
+        }
+    }
+}
+
+export!(Component);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("{}"), Ok(Mode::Allow));
+        assert_eq!(parse_mode(r#"{"mode": "allow"}"#), Ok(Mode::Allow));
+        assert_eq!(parse_mode(r#"{"mode": "loop"}"#), Ok(Mode::Loop));
+        assert_eq!(parse_mode(r#"{"mode": "memory"}"#), Ok(Mode::Memory));
+        assert_eq!(parse_mode(r#"{"mode": "recurse"}"#), Ok(Mode::Recurse));
+        assert_eq!(parse_mode(r#"{"mode": "trap"}"#), Ok(Mode::Trap));
+        assert_eq!(
+            parse_mode(r#"{"mode": "huge-output"}"#),
+            Ok(Mode::HugeOutput)
+        );
+        assert_eq!(
+            parse_mode(r#"{"mode": "slow-counter"}"#),
+            Ok(Mode::SlowCounter)
+        );
+        assert!(parse_mode(r#"{"mode": "nope"}"#).is_err());
+        assert!(parse_mode("nope").is_err());
+    }
+
+    #[test]
+    fn huge_output_is_huge() {
+        match huge_denial(1 << 20) {
+            Decision::Deny(denial) => assert_eq!(denial.message.len(), 1 << 20),
+            Decision::Allow => panic!("should deny"),
+        }
+    }
+}
