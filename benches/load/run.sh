@@ -56,6 +56,25 @@ CONF
 nginx -c "$work/nginx.conf" &
 wait_port "$NGINX"
 
+# The bundled policy plugins run on every call, with limits far above what this run
+# sends (the defaults would rightly refuse one buyer's thousands of calls a second).
+# LOAD_POLICIES=off measures the gateway without them.
+if [ "${LOAD_POLICIES:-on}" = on ]; then
+  big='{ limit = 1000000000, window_seconds = 60, burst = 1000000000 }'
+  cat > "$work/crochet.toml" <<TOML
+[[plugins.policy]]
+name = "rate-limit"
+source = "bundled:rate-limit"
+config = { gateway = { per_buyer = $big, per_listing = $big }, auth = { per_ip = $big } }
+
+[[plugins.policy]]
+name = "request-validation"
+source = "bundled:request-validation"
+TOML
+else
+  printf '[plugins]\npolicy = []\n' > "$work/crochet.toml"
+fi
+
 # exec: the background job is the server itself, so cleanup stops it.
 (cd "$work" && CROCHET_DATABASE_URL=${LOAD_DATABASE_URL:-sqlite://crochet.db} CROCHET_BIND=$GATEWAY \
   CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$root/target/release/crochet" serve >serve.out 2>serve.err) &

@@ -214,14 +214,13 @@ async fn put_adapter(
 /// Detach the seller adapter; calls are forwarded unchanged again (owner).
 #[utoipa::path(delete, path = "/listings/{id}/adapter", tag = "catalog", security(("api_key" = [])),
     params(("id" = String, Path, description = "Listing UUID or slug")),
-    responses((status = 204, description = "Detached"), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, description = "The adapter that was detached", body = Envelope<AdapterInfo>), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_adapter(
     State(s): State<AppState>,
     Auth(who): Auth,
     ApiPath(id): ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
-    s.catalog.delete_adapter(&who, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Json<Envelope<AdapterInfo>>, ApiError> {
+    Ok(ok(s.catalog.delete_adapter(&who, &id).await?))
 }
 
 /// Upload a seller-adapter component (`application/wasm`, a `seller-adapter` component of

@@ -844,14 +844,17 @@ impl Catalog {
             .ok_or(CatalogError::AdapterNotFound)
     }
 
-    /// Detaches the listing's adapter; calls are forwarded unchanged again.
-    pub async fn delete_adapter(&self, who: &Principal, id: &str) -> Result<()> {
+    /// Detaches the listing's adapter (returned); calls are forwarded unchanged again.
+    pub async fn delete_adapter(&self, who: &Principal, id: &str) -> Result<AdapterInfo> {
         let listing = self.owned(who, id).await?.listing;
+        let removed = store::adapter(self.db.pool(), &listing.id, false)
+            .await?
+            .ok_or(CatalogError::AdapterNotFound)?;
         if !store::delete_adapter(self.db.pool(), &listing.id).await? {
             return Err(CatalogError::AdapterNotFound);
         }
         self.changed(&listing.id).await;
-        Ok(())
+        Ok(removed.info())
     }
 
     /// The adapter's configuration and component bytes, for the gateway to compile.

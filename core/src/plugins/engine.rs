@@ -1,7 +1,7 @@
 //! The one wasmtime [`Engine`] of a plugin host, and the thread that drives its epochs.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -30,7 +30,8 @@ const MAX_WASM_STACK: usize = 512 << 10;
 /// Stack of the fiber a call runs on: the guest's 512 KiB plus 1.5 MiB for host code
 /// (WASI, the `counter-add` future, Redis) called from the guest.
 const ASYNC_STACK: usize = 2 << 20;
-/// Period of the epoch ticker; timeouts are counted in these ticks.
+/// Period of the epoch ticker; timeouts are counted in these ticks (the epoch is
+/// advanced by the real time elapsed, so late wake-ups do not stretch a timeout).
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Builds the engine: component model, epoch interruption, pooling allocator sized for a
@@ -86,11 +87,19 @@ impl EpochTicker {
         std::thread::Builder::new()
             .name("crochet-plugin-epoch".into())
             .spawn(move || {
+                // The epoch counts whole milliseconds since the start, catching up when a
+                // sleep overshoots, so that a deadline of N ticks is close to N ms.
+                let start = Instant::now();
+                let mut epoch: u128 = 0;
                 // Ends when the sender is dropped (or the engine is gone).
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    let Some(engine) = engine.upgrade() else {
+                        break;
+                    };
+                    let now = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                    while epoch < now {
+                        engine.increment_epoch();
+                        epoch += 1;
                     }
                 }
             })

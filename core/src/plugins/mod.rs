@@ -78,7 +78,7 @@ impl Default for PluginLimits {
 }
 
 /// How to build a [`PluginHost`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostSettings {
     /// Per-call limits.
     pub limits: PluginLimits,
@@ -91,6 +91,17 @@ pub struct HostSettings {
     pub cache_key: [u8; 32],
     /// Where `counter-add` counts.
     pub counters: Counters,
+}
+
+impl std::fmt::Debug for HostSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSettings")
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .field("cache_key", &"<redacted>")
+            .field("counters", &self.counters)
+            .finish()
+    }
 }
 
 impl Default for HostSettings {

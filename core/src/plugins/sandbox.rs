@@ -226,3 +226,66 @@ pub(crate) fn classify<R>(
     };
     Err(PluginError::Trap { plugin, message })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use host::Host as _;
+
+    fn state() -> HostState {
+        HostState::new("p".into(), "{\"a\":1}".into(), Counters::memory(), 1 << 20)
+    }
+
+    #[test]
+    fn config_and_log_limits() {
+        let mut s = state();
+        assert_eq!(s.config(), r#"{"a":1}"#);
+        assert!(s.now_ms() > 1_600_000_000_000);
+        // Multi-byte characters across the cut do not panic.
+        s.log(LogLevel::Info, "é".repeat(MAX_LOG_BYTES));
+        for _ in 0..(MAX_LOG_LINES * 2) {
+            s.log(LogLevel::Debug, "x".into());
+        }
+        assert_eq!(s.log_lines, MAX_LOG_LINES * 2 + 1);
+    }
+
+    #[tokio::test]
+    async fn counters_are_namespaced_by_plugin() {
+        let counters = Counters::memory();
+        let mut a = HostState::new("a".into(), "{}".into(), counters.clone(), 1 << 20);
+        let mut b = HostState::new("b".into(), "{}".into(), counters.clone(), 1 << 20);
+        assert_eq!(
+            a.counter_add("k".into(), 2, 60_000).await.unwrap().current,
+            2
+        );
+        assert_eq!(
+            b.counter_add("k".into(), 1, 60_000).await.unwrap().current,
+            1
+        );
+        assert_eq!(counters.add("a:k", 0, 60_000).await.unwrap().current, 2);
+        assert!(a.counter_add("k".repeat(300), 1, 60_000).await.is_err());
+        assert!(a.counter_add("k".into(), 1, 0).await.is_err());
+    }
+
+    #[test]
+    fn refused_growth_is_recorded() {
+        let mut limiter = Limiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(!limiter.memory_refused);
+        assert!(!limiter.memory_growing(1 << 16, 2 << 20, None).unwrap());
+        assert!(limiter.memory_refused);
+    }
+
+    #[test]
+    fn classification() {
+        let timeout = classify::<()>("p", false, None).unwrap_err();
+        assert!(matches!(timeout, PluginError::Timeout { .. }));
+        let interrupted = classify::<()>("p", true, Some(Err(Trap::Interrupt.into()))).unwrap_err();
+        assert!(matches!(interrupted, PluginError::Timeout { .. }));
+        let oom = classify::<()>("p", true, Some(Err(Trap::UnreachableCodeReached.into())));
+        assert!(matches!(oom, Err(PluginError::MemoryLimit { .. })));
+        let trap = classify::<()>("p", false, Some(Err(Trap::UnreachableCodeReached.into())));
+        assert!(matches!(trap, Err(PluginError::Trap { .. })));
+        assert_eq!(classify("p", false, Some(Ok(7))).unwrap(), 7);
+    }
+}

@@ -10,6 +10,22 @@ fn shared_host() -> &'static PluginHost {
     HOST.get_or_init(|| PluginHost::new(HostSettings::default()).unwrap())
 }
 
+/// A host with a long timeout, for failures that must not turn into timeouts when the
+/// machine is busy (filling 32 MiB of memory can take longer than 50 ms).
+fn patient_host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| {
+        PluginHost::new(HostSettings {
+            limits: PluginLimits {
+                timeout: Duration::from_secs(30),
+                ..PluginLimits::default()
+            },
+            ..HostSettings::default()
+        })
+        .unwrap()
+    })
+}
+
 fn unique(what: &str) -> String {
     format!("{what}-{:016x}", rand::random::<u64>())
 }
@@ -161,20 +177,34 @@ async fn template_policy_blocks_what_it_says() {
     }
 }
 
-fn hostile(mode: &str) -> PolicyPlugin {
-    shared_host()
-        .policy(
-            "hostile",
-            bundled::testing::HOSTILE,
-            format!(r#"{{"mode":"{mode}"}}"#),
-        )
-        .unwrap()
+fn hostile_on(host: &PluginHost, mode: &str) -> PolicyPlugin {
+    host.policy(
+        "hostile",
+        bundled::testing::HOSTILE,
+        format!(r#"{{"mode":"{mode}"}}"#),
+    )
+    .unwrap()
 }
 
-/// After a failure the same host still serves.
+/// The hostile plugin on the host with the default limits.
+fn hostile(mode: &str) -> PolicyPlugin {
+    hostile_on(shared_host(), mode)
+}
+
+/// The hostile plugin on the host with a long timeout.
+fn patient_hostile(mode: &str) -> PolicyPlugin {
+    hostile_on(patient_host(), mode)
+}
+
+/// After a failure the same hosts still serve.
 async fn host_still_serves() {
-    let ok = hostile("allow").check(&gateway_ctx("b")).await.unwrap();
-    assert_eq!(ok, Decision::Allow);
+    for host in [shared_host(), patient_host()] {
+        let ok = hostile_on(host, "allow")
+            .check(&gateway_ctx("b"))
+            .await
+            .unwrap();
+        assert_eq!(ok, Decision::Allow);
+    }
 }
 
 #[tokio::test]
@@ -186,7 +216,7 @@ async fn hostile_loop_times_out() {
 
 #[tokio::test]
 async fn hostile_memory_hits_the_limit() {
-    let err = hostile("memory")
+    let err = patient_hostile("memory")
         .check(&gateway_ctx("b"))
         .await
         .unwrap_err();
@@ -202,7 +232,7 @@ async fn hostile_memory_hits_the_limit() {
 
 #[tokio::test]
 async fn hostile_recursion_traps() {
-    let err = hostile("recurse")
+    let err = patient_hostile("recurse")
         .check(&gateway_ctx("b"))
         .await
         .unwrap_err();
@@ -212,7 +242,10 @@ async fn hostile_recursion_traps() {
 
 #[tokio::test]
 async fn hostile_panic_traps() {
-    let err = hostile("trap").check(&gateway_ctx("b")).await.unwrap_err();
+    let err = patient_hostile("trap")
+        .check(&gateway_ctx("b"))
+        .await
+        .unwrap_err();
     match &err {
         PluginError::Trap { plugin, .. } => assert_eq!(plugin, "hostile"),
         other => panic!("expected a trap, got {other:?}"),
@@ -222,7 +255,7 @@ async fn hostile_panic_traps() {
 
 #[tokio::test]
 async fn hostile_huge_output_is_refused() {
-    let err = hostile("huge-output")
+    let err = patient_hostile("huge-output")
         .check(&gateway_ctx("b"))
         .await
         .unwrap_err();
@@ -496,4 +529,62 @@ async fn unreachable_counters_deny_with_503() {
         Ok(Decision::Allow) => panic!("the plugin allowed without counters"),
         Err(err) => assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_hanging_counter_store_times_out_the_call() {
+    // Accepts connections and never answers, like a wedged Redis.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let host = PluginHost::new(HostSettings {
+        counters: Counters::redis(&url, "x").unwrap(),
+        ..HostSettings::default()
+    })
+    .unwrap();
+    let policy = host
+        .policy(
+            "rate-limit",
+            bundled::RATE_LIMIT,
+            TIGHT_RATE_LIMIT.to_owned(),
+        )
+        .unwrap();
+    let err = policy.check(&gateway_ctx("b")).await.unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    // The abandoned call left the host usable.
+    let ok = hostile_on(&host, "allow")
+        .check(&gateway_ctx("b"))
+        .await
+        .unwrap();
+    assert_eq!(ok, Decision::Allow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_calls() {
+    let policy = patient_host()
+        .policy(
+            "rate-limit",
+            bundled::RATE_LIMIT,
+            r#"{"gateway":{"per_buyer":{"limit":1000,"window_seconds":60,"burst":null}}}"#
+                .to_owned(),
+        )
+        .unwrap();
+    let buyer = unique("buyer");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (policy, ctx) = (policy.clone(), gateway_ctx(&buyer));
+        tasks.spawn(async move { policy.check(&ctx).await });
+    }
+    let mut allowed = 0;
+    while let Some(result) = tasks.join_next().await {
+        assert_eq!(result.unwrap().unwrap(), Decision::Allow);
+        allowed += 1;
+    }
+    assert_eq!(allowed, 200);
 }

@@ -98,6 +98,28 @@ pub fn test_redis_url() -> Option<String> {
     url
 }
 
+/// A policy plugin entry for `config.plugins.policy`.
+pub fn policy_plugin(
+    name: &str,
+    source: &str,
+    config: Value,
+) -> crochet::config::PolicyPluginConfig {
+    crochet::config::PolicyPluginConfig {
+        name: name.into(),
+        source: source.into(),
+        failure: crochet::config::FailureMode::Closed,
+        config,
+    }
+}
+
+/// Rows in a table of the app's database.
+pub async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(app.state().db.pool())
+        .await
+        .unwrap()
+}
+
 /// Says, past the test harness's output capture, that a PostgreSQL test did not run.
 pub fn report_skip(what: &str) {
     let _ = writeln!(
@@ -594,6 +616,22 @@ impl Seller {
                     (axum::http::StatusCode::FOUND, [("location", "/ok")]).into_response()
                 }
                 "/big" => axum::Json(json!({"blob": "x".repeat(64 * 1024)})).into_response(),
+                // A chat-completions style seller: answers with the last message upper-cased.
+                "/chat" => {
+                    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let last = req["messages"]
+                        .as_array()
+                        .and_then(|m| m.last())
+                        .and_then(|m| m["content"].as_str())
+                        .unwrap_or("")
+                        .to_uppercase();
+                    axum::Json(json!({
+                        "model": req["model"],
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": last}}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1}
+                    }))
+                    .into_response()
+                }
                 _ => {
                     let echo: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     axum::Json(json!({"result": "ok", "echo": echo})).into_response()
@@ -741,6 +779,18 @@ pub async fn gateway_call(
         body,
         headers,
     }
+}
+
+/// A published listing with the given price in USD (None = free) and seller path.
+pub async fn priced_listing(app: &Client, price: Option<f64>, path: &str) -> Published {
+    app.publish_with("Capability", path, |body| match price {
+        Some(p) => body["pricing_amount"] = json!(p),
+        None => {
+            body["pricing_model"] = json!("free");
+            body.as_object_mut().unwrap().remove("pricing_amount");
+        }
+    })
+    .await
 }
 
 /// The seed 002 listing example, pointed at `endpoint`.

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Agent, Published, Reply, TestApp, Wallet, gateway_call as call};
+use crate::common::{
+    Agent, Reply, TestApp, Wallet, gateway_call as call, priced_listing as listing,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -20,18 +22,6 @@ on_both_backends!(
     billable_calls_get_verifiable_receipts,
     batched_history_rows_are_never_lost,
 );
-
-/// A published listing with the given price in USD (None = free) and seller path.
-async fn listing(app: &TestApp, price: Option<f64>, path: &str) -> Published {
-    app.publish_with("Capability", path, |body| match price {
-        Some(p) => body["pricing_amount"] = json!(p),
-        None => {
-            body["pricing_model"] = json!("free");
-            body.as_object_mut().unwrap().remove("pricing_amount");
-        }
-    })
-    .await
-}
 
 /// The same call again, paying with `relay_id` (`X-Crochet-Relay-Request-Id`).
 async fn retry(app: &TestApp, buyer: &Agent, listing: &str, body: &Value, relay_id: &str) -> Reply {

@@ -4,18 +4,13 @@
 
 use serde_json::json;
 
-use crate::common::{Backend, Published, TestApp, Wallet, gateway_call, test_redis_url};
+use crate::common::{Backend, TestApp, Wallet, gateway_call, priced_listing, test_redis_url};
 
 /// One instance changes things; the other, whose caches hold the old state, must
 /// honour every change on its next call.
 async fn changes_reach_the_other_instance(app: TestApp) {
     let peer = app.peer().await;
-    let p: Published = app
-        .publish_with("Shared", "/ok", |b| {
-            b["pricing_model"] = json!("free");
-            b.as_object_mut().unwrap().remove("pricing_amount");
-        })
-        .await;
+    let p = priced_listing(&app, None, "/ok").await;
     let buyer = app.register(Wallet::evm()).await;
     let body = json!({"task": "t"});
     let via_peer = || gateway_call(&peer, &buyer, &p.id, &body, &[]);

@@ -8,4 +8,5 @@ mod gateway;
 mod identity;
 mod instances;
 mod payments;
+mod plugins;
 mod process;

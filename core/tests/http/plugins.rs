@@ -1,0 +1,410 @@
+//! Policy plugins and seller adapters through the real host: the bundled components,
+//! built for wasm32-wasip2 by the build script, run in the wasmtime sandbox.
+
+use serde_json::{Value, json};
+
+use crate::common::{
+    Backend, TestApp, Wallet, count_rows, gateway_call, policy_plugin, priced_listing,
+    test_redis_url,
+};
+use crate::on_both_backends;
+
+on_both_backends!(
+    rate_limit_refuses_past_its_limit_before_the_seller,
+    validation_refuses_bad_bodies_before_any_payment,
+    seller_adapter_reshapes_the_request_and_the_reply,
+    uploaded_adapters_are_checked_before_they_are_stored,
+);
+
+/// A rate limit of `limit` calls per buyer and minute, and a loose burst.
+fn per_buyer_limit(limit: u32) -> impl FnOnce(&mut crochet::config::Config) {
+    move |c| {
+        c.plugins.policy = Some(vec![policy_plugin(
+            "rate-limit",
+            "bundled:rate-limit",
+            json!({"gateway": {
+                "per_buyer": {"limit": limit, "window_seconds": 60, "burst": 1000},
+                "per_listing": null
+            }}),
+        )]);
+    }
+}
+
+async fn rate_limit_refuses_past_its_limit_before_the_seller(app: TestApp) {
+    let app = app.restart(per_buyer_limit(3)).await;
+    let p = priced_listing(&app, None, "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "t"});
+    for _ in 0..3 {
+        gateway_call(&app, &buyer, &p.id, &body, &[])
+            .await
+            .expect(200);
+    }
+    let refused = gateway_call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(429, "RATE_LIMITED");
+    assert_eq!(refused.next_action(), "retry_after_delay");
+    let wait = refused.body["error"]["recovery"]["retry_after_seconds"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(
+        refused.headers["retry-after"].to_str().unwrap(),
+        wait.to_string()
+    );
+    assert_eq!(refused.body["error"]["details"]["plugin"], "rate-limit");
+    assert_eq!(
+        p.seller.requests().len(),
+        3,
+        "refused calls never reach the seller"
+    );
+
+    // Another buyer has a limit of its own.
+    let other = app.register(Wallet::evm()).await;
+    gateway_call(&app, &other, &p.id, &body, &[])
+        .await
+        .expect(200);
+
+    // A paid listing: the refusal comes before any payment requirement exists.
+    let paid = priced_listing(&app, Some(0.5), "/ok").await;
+    let payments = count_rows(&app, "gateway_payments").await;
+    gateway_call(&app, &buyer, &paid.id, &body, &[])
+        .await
+        .expect_error(429, "RATE_LIMITED");
+    assert_eq!(count_rows(&app, "gateway_payments").await, payments);
+}
+
+async fn validation_refuses_bad_bodies_before_any_payment(app: TestApp) {
+    let p = priced_listing(&app, Some(0.5), "/ok").await;
+    let schema = json!({"request-validation": {"schema": {
+        "type": "object",
+        "required": ["task"],
+        "properties": {
+            "task": {"type": "string", "maxLength": 10},
+            "input": {"type": "object"}
+        }
+    }}});
+    app.patch(
+        &format!("/listings/{}", p.id),
+        p.agent.key(),
+        json!({"policy_config": schema}),
+    )
+    .await
+    .expect(200);
+    let shown = app
+        .get(&format!("/listings/{}", p.id), None)
+        .await
+        .expect(200);
+    assert_eq!(
+        shown.data()["policy_config"],
+        schema,
+        "buyers can read the rules"
+    );
+
+    let buyer = app.register(Wallet::solana()).await;
+    for (body, field) in [
+        (json!({"input": {}}), "/task"),
+        (json!({"task": "far too long a task"}), "/task"),
+        (json!({"task": "ok", "input": 5}), "/input"),
+    ] {
+        let r = gateway_call(&app, &buyer, &p.id, &body, &[])
+            .await
+            .expect_error(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], field, "{}", r.body);
+        assert_eq!(r.body["error"]["details"]["plugin"], "request-validation");
+    }
+    assert_eq!(
+        count_rows(&app, "gateway_payments").await,
+        0,
+        "no 402 issued"
+    );
+    // Too deep for the operator's limit, whatever the listing says.
+    let mut deep = json!("x");
+    for _ in 0..40 {
+        deep = json!({ "d": deep });
+    }
+    gateway_call(
+        &app,
+        &buyer,
+        &p.id,
+        &json!({"task": "ok", "deep": deep}),
+        &[],
+    )
+    .await
+    .expect_error(422, "VALIDATION_FAILED");
+
+    gateway_call(&app, &buyer, &p.id, &json!({"task": "ok"}), &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    assert_eq!(count_rows(&app, "gateway_payments").await, 1);
+    assert!(p.seller.requests().is_empty());
+}
+
+async fn seller_adapter_reshapes_the_request_and_the_reply(app: TestApp) {
+    let p = priced_listing(&app, None, "/chat").await;
+    let path = format!("/listings/{}/adapter", p.id);
+    app.get(&path, p.agent.key())
+        .await
+        .expect_error(404, "ADAPTER_NOT_FOUND");
+    let buyer = app.register(Wallet::solana()).await;
+    app.send(
+        reqwest::Method::PUT,
+        &path,
+        buyer.key(),
+        Some(&json!({"bundled": "chat-adapter"})),
+    )
+    .await
+    .expect_error(403, "NOT_LISTING_OWNER");
+    let info = app
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            p.agent.key(),
+            Some(&json!({"bundled": "chat-adapter", "config": {"model": "m-1"}})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(info.data()["source"], "bundled:chat-adapter");
+    let listing = app.get(&format!("/listings/{}", p.id), None).await;
+    assert_eq!(listing.data()["adapter"], "bundled:chat-adapter");
+
+    let r = gateway_call(
+        &app,
+        &buyer,
+        &p.id,
+        &json!({"task": "shout", "input": "hello"}),
+        &[],
+    )
+    .await
+    .expect(200);
+    assert_eq!(r.data()["seller_response"]["output"], "HELLO");
+    assert_eq!(r.data()["seller_response"]["model"], "m-1");
+    let seen = p.seller.requests();
+    let sent: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(sent["model"], "m-1");
+    assert_eq!(sent["messages"][0]["content"], "shout");
+    assert_eq!(sent["messages"][1]["content"], "hello");
+    assert!(
+        seen[0].signature_valid,
+        "the adapted body is what is signed"
+    );
+
+    // A body the adapter cannot use is refused before the seller (and any payment).
+    gateway_call(&app, &buyer, &p.id, &json!({"input": "no task"}), &[])
+        .await
+        .expect_error(422, "ADAPTER_REJECTED_REQUEST");
+    assert_eq!(p.seller.requests().len(), 1);
+
+    // Changing only the configuration takes effect on the next call.
+    app.send(
+        reqwest::Method::PUT,
+        &path,
+        p.agent.key(),
+        Some(&json!({"config": {"model": "m-2"}})),
+    )
+    .await
+    .expect(200);
+    let r = gateway_call(
+        &app,
+        &buyer,
+        &p.id,
+        &json!({"task": "t", "input": "x"}),
+        &[],
+    )
+    .await
+    .expect(200);
+    assert_eq!(r.data()["seller_response"]["model"], "m-2");
+
+    // Detached: the body goes through unchanged again.
+    app.delete(&path, p.agent.key()).await.expect(200);
+    let r = gateway_call(
+        &app,
+        &buyer,
+        &p.id,
+        &json!({"task": "t", "input": "x"}),
+        &[],
+    )
+    .await
+    .expect(200);
+    assert!(
+        r.data()["seller_response"]["choices"].is_array(),
+        "the raw reply"
+    );
+    let last: Value = serde_json::from_slice(&p.seller.requests().last().unwrap().body).unwrap();
+    assert_eq!(last, json!({"task": "t", "input": "x"}));
+}
+
+async fn uploaded_adapters_are_checked_before_they_are_stored(app: TestApp) {
+    use crochet::plugins::bundled;
+    let p = priced_listing(&app, None, "/chat").await;
+    let path = format!("/listings/{}/adapter/component", p.id);
+    let upload = |bytes: &'static [u8], content_type: &'static str| {
+        app.http
+            .put(app.url(&path))
+            .bearer_auth(&p.agent.api_key)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+    };
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(
+        code(
+            upload(bundled::CHAT_ADAPTER, "application/json")
+                .await
+                .unwrap()
+        )
+        .await,
+        (415, "UNSUPPORTED_MEDIA_TYPE".into())
+    );
+    for wrong in [
+        bundled::SCORING,
+        bundled::RATE_LIMIT,
+        b"not wasm at all".as_slice(),
+    ] {
+        assert_eq!(
+            code(upload(wrong, "application/wasm").await.unwrap()).await,
+            (422, "INVALID_ADAPTER_COMPONENT".into())
+        );
+    }
+    assert_eq!(count_rows(&app, "listing_adapters").await, 0);
+    let ok = upload(bundled::CHAT_ADAPTER, "application/wasm")
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let info = app
+        .get(&format!("/listings/{}/adapter", p.id), p.agent.key())
+        .await
+        .expect(200);
+    assert_eq!(info.data()["source"], "upload");
+    assert_eq!(
+        info.data()["component_bytes"],
+        bundled::CHAT_ADAPTER.len() as u64
+    );
+    let buyer = app.register(Wallet::solana()).await;
+    let r = gateway_call(
+        &app,
+        &buyer,
+        &p.id,
+        &json!({"task": "t", "input": "up"}),
+        &[],
+    )
+    .await
+    .expect(200);
+    assert_eq!(r.data()["seller_response"]["output"], "UP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_redis_share_one_limit() {
+    let Some(redis) = test_redis_url() else {
+        return;
+    };
+    let app = TestApp::start(Backend::Sqlite, |c| {
+        c.redis_url = Some(redis);
+        per_buyer_limit(4)(c);
+    })
+    .await
+    .unwrap();
+    let peer = app.peer().await;
+    let p = priced_listing(&app, None, "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "t"});
+    for client in [&app.client, &peer.client, &app.client, &peer.client] {
+        gateway_call(client, &buyer, &p.id, &body, &[])
+            .await
+            .expect(200);
+    }
+    gateway_call(&peer, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(429, "RATE_LIMITED");
+    gateway_call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(429, "RATE_LIMITED");
+    assert_eq!(p.seller.requests().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_routes_are_limited_per_address() {
+    let app = TestApp::start(Backend::Sqlite, |c| {
+        c.plugins.policy = Some(vec![policy_plugin(
+            "rate-limit",
+            "bundled:rate-limit",
+            json!({"auth": {"per_ip": {"limit": 3, "window_seconds": 60, "burst": 100}}}),
+        )]);
+    })
+    .await
+    .unwrap();
+    let address = Wallet::evm().address();
+    let ask = || app.post("/auth/challenge", None, json!({"wallet_address": address}));
+    for _ in 0..3 {
+        ask().await.expect(200);
+    }
+    ask().await.expect_error(429, "RATE_LIMITED");
+}
+
+/// Hostile components are contained: the call fails as configured and the host goes on
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_policy_fails_closed_or_open_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.wasm");
+    std::fs::write(&file, crochet::plugins::bundled::testing::HOSTILE).unwrap();
+    for (mode, failure, status) in [
+        ("loop", crochet::config::FailureMode::Closed, 503),
+        ("memory", crochet::config::FailureMode::Closed, 503),
+        ("trap", crochet::config::FailureMode::Open, 200),
+        ("recurse", crochet::config::FailureMode::Open, 200),
+    ] {
+        let source = file.display().to_string();
+        // Agents and listing first: the hostile policy also guards the auth routes.
+        let app = TestApp::start(Backend::Sqlite, |_| {}).await.unwrap();
+        let p = priced_listing(&app, None, "/ok").await;
+        let buyer = app.register(Wallet::solana()).await;
+        let app = app
+            .restart(|c| {
+                let mut plugin = policy_plugin("hostile", &source, json!({"mode": mode}));
+                plugin.failure = failure;
+                c.plugins.policy = Some(vec![plugin]);
+            })
+            .await;
+        for _ in 0..2 {
+            let r = gateway_call(&app, &buyer, &p.id, &json!({"task": "t"}), &[]).await;
+            assert_eq!(r.status, status, "{mode}: {}", r.body);
+            if status == 503 {
+                assert_eq!(r.code(), "PLUGIN_UNAVAILABLE");
+                assert_eq!(r.body["error"]["details"]["plugin"], "hostile");
+            }
+        }
+        app.get("/health", None).await.expect(200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_of_the_wrong_world_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("scoring.wasm", crochet::plugins::bundled::SCORING),
+        ("evil.wasm", crochet::plugins::bundled::testing::EVIL_IMPORT),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let mut config = crate::common::test_config(format!(
+            "sqlite://{}",
+            dir.path().join("crochet.db").display()
+        ));
+        config.plugins.policy = Some(vec![policy_plugin(
+            "bad",
+            &file.display().to_string(),
+            json!({}),
+        )]);
+        let err = crochet::app::start(config).await.err().expect("refused");
+        let text = format!("{err:#}");
+        assert!(text.contains("policy plugin `bad`"), "{text}");
+    }
+}
