@@ -60,6 +60,10 @@ impl Plugins {
             Some(url) => Counters::redis(url, &format!("crochet:counters:{}", bus.scope()))?,
             None => Counters::memory(),
         };
+        if let Err(error) = counters.connect().await {
+            // Plugins that count fail as configured until Redis is back.
+            tracing::warn!(%error, "cannot reach Redis for plugin counters yet");
+        }
         let host = PluginHost::new(HostSettings {
             limits: PluginLimits {
                 timeout: std::time::Duration::from_millis(p.timeout_ms),
@@ -140,17 +144,17 @@ impl AppState {
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
-        let gateway = crate::gateway::Gateway::new(
-            db.clone(),
-            catalog.clone(),
-            identity.clone(),
-            payments.clone(),
-            upstream.clone(),
-            receipt_signer.clone(),
-            public_url.clone(),
-            plugins.host.clone(),
-            plugins.policies.clone(),
-        );
+        let gateway = crate::gateway::Gateway::new(crate::gateway::pipeline::GatewayParts {
+            db: db.clone(),
+            catalog: catalog.clone(),
+            identity: identity.clone(),
+            payments: payments.clone(),
+            upstream: upstream.clone(),
+            receipts: receipt_signer.clone(),
+            issuer: public_url.clone(),
+            plugins: plugins.host.clone(),
+            policies: plugins.policies.clone(),
+        });
         Ok(Self(Arc::new(AppInner {
             config,
             db,

@@ -97,7 +97,7 @@ impl Default for PluginsConfig {
         Self {
             policy: None,
             scorer: "bundled:scoring".into(),
-            timeout_ms: 50,
+            timeout_ms: 200,
             max_memory_bytes: 32 * 1024 * 1024,
             max_output_bytes: 1024 * 1024,
             max_component_bytes: 8 * 1024 * 1024,

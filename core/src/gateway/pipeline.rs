@@ -87,6 +87,20 @@ pub struct Gateway {
     adapters: Arc<Mutex<HashMap<String, Adapter>>>,
 }
 
+/// What the gateway is built from.
+pub struct GatewayParts {
+    pub db: Database,
+    pub catalog: Catalog,
+    pub identity: Identity,
+    pub payments: Payments,
+    pub upstream: UpstreamClient,
+    pub receipts: crate::ledger::receipts::ReceiptSigner,
+    /// The host's public URL, named as issuer in receipts.
+    pub issuer: String,
+    pub plugins: PluginHost,
+    pub policies: PolicyChain,
+}
+
 /// A listing's seller adapter with its configuration.
 #[derive(Clone)]
 struct Adapter {
@@ -122,17 +136,18 @@ struct Paid {
 }
 
 impl Gateway {
-    pub fn new(
-        db: Database,
-        catalog: Catalog,
-        identity: Identity,
-        payments: Payments,
-        upstream: UpstreamClient,
-        receipts: crate::ledger::receipts::ReceiptSigner,
-        issuer: String,
-        plugins: PluginHost,
-        policies: PolicyChain,
-    ) -> Self {
+    pub fn new(parts: GatewayParts) -> Self {
+        let GatewayParts {
+            db,
+            catalog,
+            identity,
+            payments,
+            upstream,
+            receipts,
+            issuer,
+            plugins,
+            policies,
+        } = parts;
         let recorder = super::recorder::Recorder::start(db.clone());
         Self {
             db,

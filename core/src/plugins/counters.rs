@@ -49,6 +49,19 @@ impl Counters {
         }))))
     }
 
+    /// Connects to Redis now rather than during the first plugin call (whose time limit
+    /// would include the connection). Nothing to do for memory counters.
+    pub async fn connect(&self) -> Result<(), PluginError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => r
+                .connection()
+                .await
+                .map(drop)
+                .map_err(|e| PluginError::Counter(format!("Redis: {e}"))),
+        }
+    }
+
     /// Adds `delta` to `key` in fixed windows of `window_ms` milliseconds and returns
     /// the current and previous window's counts. One atomic round trip with Redis.
     pub async fn add(
@@ -320,9 +333,14 @@ mod tests {
     async fn redis_unreachable_is_a_counter_error() {
         let counters = Counters::redis("redis://127.0.0.1:1", "x").unwrap();
         assert!(matches!(
+            counters.connect().await,
+            Err(PluginError::Counter(_))
+        ));
+        assert!(matches!(
             counters.add("k", 1, 1000).await,
             Err(PluginError::Counter(_))
         ));
+        assert!(Counters::memory().connect().await.is_ok());
     }
 
     #[test]

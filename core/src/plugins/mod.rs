@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 pub use bindings::{
@@ -55,7 +55,8 @@ use sandbox::HostState;
 /// What one plugin call may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Wall time of one call, instantiation included (default 50 ms).
+    /// Wall time of one call, instantiation included (default 200 ms: generous, because
+    /// a loaded machine can delay a microsecond call by tens of milliseconds).
     pub timeout: Duration,
     /// Linear memory of one instance (default 32 MiB). Also sizes the engine's pool, so
     /// it is fixed for the life of a [`PluginHost`].
@@ -69,7 +70,7 @@ pub struct PluginLimits {
 impl Default for PluginLimits {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_millis(50),
+            timeout: Duration::from_millis(200),
             max_memory_bytes: 32 << 20,
             max_output_bytes: 1 << 20,
             max_component_bytes: 8 << 20,
@@ -156,10 +157,9 @@ impl PluginHost {
         let link = |e: wasmtime::Error| PluginError::Compile(format!("plugin linker: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         // The host interface is the same in every world: link it once, from `policy`.
-        bindings::policy::Policy::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |state| state,
-        )
+        bindings::policy::Policy::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| {
+            state
+        })
         .map_err(link)?;
         let cache = cache::ComponentCache::new(&engine, cache_dir, cache_key)?;
         let tick = engine::EPOCH_TICK.as_nanos();

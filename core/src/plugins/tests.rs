@@ -4,26 +4,32 @@ use std::sync::OnceLock;
 
 use super::*;
 
-/// One host for the tests that need no special settings: compiles each component once.
-fn shared_host() -> &'static PluginHost {
-    static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| PluginHost::new(HostSettings::default()).unwrap())
+/// Limits for tests that are not about time: the default limits, but a long timeout, so
+/// that a busy machine never turns a call into a timeout.
+fn patient_limits() -> PluginLimits {
+    PluginLimits {
+        timeout: Duration::from_secs(30),
+        ..PluginLimits::default()
+    }
 }
 
-/// A host with a long timeout, for failures that must not turn into timeouts when the
-/// machine is busy (filling 32 MiB of memory can take longer than 50 ms).
-fn patient_host() -> &'static PluginHost {
+/// One host shared by most tests (each component compiles once), with
+/// [`patient_limits`].
+fn shared_host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();
     HOST.get_or_init(|| {
         PluginHost::new(HostSettings {
-            limits: PluginLimits {
-                timeout: Duration::from_secs(30),
-                ..PluginLimits::default()
-            },
+            limits: patient_limits(),
             ..HostSettings::default()
         })
         .unwrap()
     })
+}
+
+/// A host with the default limits (200 ms), for the tests about timeouts.
+fn strict_host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| PluginHost::new(HostSettings::default()).unwrap())
 }
 
 fn unique(what: &str) -> String {
@@ -187,18 +193,18 @@ fn hostile_on(host: &PluginHost, mode: &str) -> PolicyPlugin {
 }
 
 /// The hostile plugin on the host with the default limits.
+fn strict_hostile(mode: &str) -> PolicyPlugin {
+    hostile_on(strict_host(), mode)
+}
+
+/// The hostile plugin on the shared host.
 fn hostile(mode: &str) -> PolicyPlugin {
     hostile_on(shared_host(), mode)
 }
 
-/// The hostile plugin on the host with a long timeout.
-fn patient_hostile(mode: &str) -> PolicyPlugin {
-    hostile_on(patient_host(), mode)
-}
-
 /// After a failure the same hosts still serve.
 async fn host_still_serves() {
-    for host in [shared_host(), patient_host()] {
+    for host in [shared_host(), strict_host()] {
         let ok = hostile_on(host, "allow")
             .check(&gateway_ctx("b"))
             .await
@@ -209,14 +215,17 @@ async fn host_still_serves() {
 
 #[tokio::test]
 async fn hostile_loop_times_out() {
-    let err = hostile("loop").check(&gateway_ctx("b")).await.unwrap_err();
+    let err = strict_hostile("loop")
+        .check(&gateway_ctx("b"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
     host_still_serves().await;
 }
 
 #[tokio::test]
 async fn hostile_memory_hits_the_limit() {
-    let err = patient_hostile("memory")
+    let err = hostile("memory")
         .check(&gateway_ctx("b"))
         .await
         .unwrap_err();
@@ -232,7 +241,7 @@ async fn hostile_memory_hits_the_limit() {
 
 #[tokio::test]
 async fn hostile_recursion_traps() {
-    let err = patient_hostile("recurse")
+    let err = hostile("recurse")
         .check(&gateway_ctx("b"))
         .await
         .unwrap_err();
@@ -242,10 +251,7 @@ async fn hostile_recursion_traps() {
 
 #[tokio::test]
 async fn hostile_panic_traps() {
-    let err = patient_hostile("trap")
-        .check(&gateway_ctx("b"))
-        .await
-        .unwrap_err();
+    let err = hostile("trap").check(&gateway_ctx("b")).await.unwrap_err();
     match &err {
         PluginError::Trap { plugin, .. } => assert_eq!(plugin, "hostile"),
         other => panic!("expected a trap, got {other:?}"),
@@ -255,7 +261,7 @@ async fn hostile_panic_traps() {
 
 #[tokio::test]
 async fn hostile_huge_output_is_refused() {
-    let err = patient_hostile("huge-output")
+    let err = hostile("huge-output")
         .check(&gateway_ctx("b"))
         .await
         .unwrap_err();
@@ -271,7 +277,10 @@ async fn hostile_huge_output_is_refused() {
 
 #[tokio::test]
 async fn hostile_slow_counter_finishes_or_times_out() {
-    match hostile("slow-counter").check(&gateway_ctx("b")).await {
+    match strict_hostile("slow-counter")
+        .check(&gateway_ctx("b"))
+        .await
+    {
         Ok(decision) => assert_eq!(decision, Decision::Allow),
         Err(err) => assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}"),
     }
@@ -283,7 +292,7 @@ async fn output_limit_applies_to_adapters() {
     let host = PluginHost::new(HostSettings {
         limits: PluginLimits {
             max_output_bytes: 16,
-            ..PluginLimits::default()
+            ..patient_limits()
         },
         ..HostSettings::default()
     })
@@ -384,6 +393,7 @@ fn cached_host(dir: &std::path::Path, key: [u8; 32]) -> PluginHost {
     PluginHost::new(HostSettings {
         cache_dir: Some(dir.to_owned()),
         cache_key: key,
+        limits: patient_limits(),
         ..HostSettings::default()
     })
     .unwrap()
@@ -483,13 +493,18 @@ async fn rate_limit_with_redis_counters() {
         return;
     };
     let prefix = unique("crochet-test");
-    let settings = || HostSettings {
-        counters: Counters::redis(&url, &prefix).unwrap(),
-        ..HostSettings::default()
+    let settings = async || {
+        let counters = Counters::redis(&url, &prefix).unwrap();
+        counters.connect().await.unwrap();
+        HostSettings {
+            counters,
+            limits: patient_limits(),
+            ..HostSettings::default()
+        }
     };
     // Two hosts (two gateway instances) share the counters.
-    let a = PluginHost::new(settings()).unwrap();
-    let b = PluginHost::new(settings()).unwrap();
+    let a = PluginHost::new(settings().await).unwrap();
+    let b = PluginHost::new(settings().await).unwrap();
     let limit = |host: &PluginHost| {
         host.policy(
             "rate-limit",
@@ -567,7 +582,7 @@ async fn a_hanging_counter_store_times_out_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_calls() {
-    let policy = patient_host()
+    let policy = shared_host()
         .policy(
             "rate-limit",
             bundled::RATE_LIMIT,

@@ -84,6 +84,8 @@ struct BusInner {
     closed: tokio::sync::watch::Sender<bool>,
 }
 
+// One per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Remote {
     /// One process owns the database (SQLite without Redis).
     None,
