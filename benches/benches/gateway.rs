@@ -47,6 +47,12 @@ async fn fixture() -> Fixture {
         )),
         pow_difficulty: Some(1),
         encryption_key: Some(crochet::secrets::MasterKey::generate().to_base64()),
+        // The forwarding path alone: the default rate limit would (rightly) refuse a
+        // bench's thousands of calls, and plugins have a bench of their own.
+        plugins: crochet::config::PluginsConfig {
+            policy: Some(Vec::new()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = crochet::app::start(config).await.unwrap();
