@@ -240,6 +240,12 @@ async fn upload_adapter(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Envelope<AdapterInfo>>, ApiError> {
+    // The body is read (up to the cap) before anything is refused: answering while the
+    // client is still sending would break its keep-alive connection.
+    let cap = s.plugins.host.limits().max_component_bytes;
+    let wasm = axum::body::to_bytes(body, cap)
+        .await
+        .map_err(|_| crate::http::error::RequestError::PayloadTooLarge)?;
     let wasm_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -249,10 +255,6 @@ async fn upload_adapter(
             crate::http::error::RequestError::UnsupportedMediaTypeOf("application/wasm").into(),
         );
     }
-    let cap = s.plugins.host.limits().max_component_bytes;
-    let wasm = axum::body::to_bytes(body, cap)
-        .await
-        .map_err(|_| crate::http::error::RequestError::PayloadTooLarge)?;
     Ok(ok(s
         .catalog
         .upload_adapter(&who, &id, wasm.to_vec())
