@@ -756,15 +756,16 @@ impl Catalog {
         let current = store::adapter(self.db.pool(), &listing.id, true).await?;
         let (source, component, sha, bytes) = match (req.bundled.as_deref(), current) {
             (Some(name), _) => {
-                let wasm = match name {
-                    "chat-adapter" => crate::plugins::bundled::CHAT_ADAPTER,
-                    _ => {
-                        return Err(CatalogError::invalid(
+                // The one bundled component of the seller-adapter world.
+                let wasm = (name == "chat-adapter")
+                    .then(|| crate::plugins::bundled::by_name(name))
+                    .flatten()
+                    .ok_or_else(|| {
+                        CatalogError::invalid(
                             "bundled",
                             "must name a bundled seller adapter (chat-adapter)",
-                        ));
-                    }
-                };
+                        )
+                    })?;
                 (
                     format!("bundled:{name}"),
                     None,
@@ -863,9 +864,14 @@ impl Catalog {
             return Ok(None);
         };
         let wasm = match (row.source.as_str(), row.component) {
-            ("bundled:chat-adapter", _) => crate::plugins::bundled::CHAT_ADAPTER.to_vec(),
             (_, Some(bytes)) => bytes,
-            (_, None) => return Ok(None),
+            (source, None) => match source
+                .strip_prefix("bundled:")
+                .and_then(crate::plugins::bundled::by_name)
+            {
+                Some(bytes) => bytes.to_vec(),
+                None => return Ok(None),
+            },
         };
         Ok(Some((row.config, wasm)))
     }

@@ -85,17 +85,12 @@ impl PolicyChain {
 /// The bytes of a plugin named in configuration.
 pub fn component_bytes(source: &str) -> anyhow::Result<Vec<u8>> {
     match source.strip_prefix("bundled:") {
-        Some(name) => Ok(match name {
-            "rate-limit" => bundled::RATE_LIMIT,
-            "request-validation" => bundled::REQUEST_VALIDATION,
-            "scoring" => bundled::SCORING,
-            "chat-adapter" => bundled::CHAT_ADAPTER,
-            "template" => bundled::TEMPLATE,
-            _ => anyhow::bail!(
-                "no bundled plugin is named `{name}` (rate-limit, request-validation, scoring, chat-adapter, template)"
-            ),
-        }
-        .to_vec()),
+        Some(name) => bundled::by_name(name).map(<[u8]>::to_vec).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no bundled plugin is named `{name}` (one of: {})",
+                bundled::NAMES.join(", ")
+            )
+        }),
         None => std::fs::read(source)
             .map_err(|e| anyhow::anyhow!("cannot read plugin component `{source}`: {e}")),
     }

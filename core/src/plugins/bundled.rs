@@ -18,6 +18,27 @@ pub const CHAT_ADAPTER: &[u8] =
 /// The minimal example policy (`policy` world) that plugin authors copy.
 pub const TEMPLATE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/template.wasm"));
 
+/// Names of the bundled plugins, as `bundled:<name>` sources use them.
+pub const NAMES: &[&str] = &[
+    "rate-limit",
+    "request-validation",
+    "scoring",
+    "chat-adapter",
+    "template",
+];
+
+/// A bundled plugin's component by name (`rate-limit`, `chat-adapter`, ...).
+pub fn by_name(name: &str) -> Option<&'static [u8]> {
+    Some(match name {
+        "rate-limit" => RATE_LIMIT,
+        "request-validation" => REQUEST_VALIDATION,
+        "scoring" => SCORING,
+        "chat-adapter" => CHAT_ADAPTER,
+        "template" => TEMPLATE,
+        _ => return None,
+    })
+}
+
 /// Components that misbehave on purpose, for the host's own tests. Never load them in
 /// production.
 #[doc(hidden)]
