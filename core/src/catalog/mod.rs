@@ -107,8 +107,9 @@ pub struct Catalog {
 pub struct ListingForCall {
     pub listing: ListingRow,
     pub endpoint: ResolvedEndpoint,
-    /// `listing.policy_config`, parsed.
-    pub policy_config: Option<serde_json::Value>,
+    /// `listing.policy_config` split by plugin name, each entry as the JSON text its
+    /// plugin receives (serialized once per cache fill, not per call).
+    pub policy_config: std::collections::HashMap<String, String>,
 }
 
 /// What `DELETE /listings/{id}` did.
@@ -652,7 +653,11 @@ impl Catalog {
                 .listing
                 .policy_config
                 .as_deref()
-                .and_then(|c| serde_json::from_str(c).ok()),
+                .and_then(|c| serde_json::from_str::<serde_json::Map<_, _>>(c).ok())
+                .into_iter()
+                .flatten()
+                .map(|(plugin, config)| (plugin, config.to_string()))
+                .collect(),
             listing: both.listing,
         });
         self.calls
@@ -916,25 +921,26 @@ impl Catalog {
 fn policy_config(
     config: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Option<String>> {
-    let Some(config) = config.filter(|c| !c.is_empty()) else {
-        return Ok(None);
-    };
-    let text = serde_json::Value::Object(config).to_string();
-    if text.len() > MAX_POLICY_CONFIG_BYTES {
-        return Err(CatalogError::invalid(
-            "policy_config",
-            format!("must be at most {MAX_POLICY_CONFIG_BYTES} bytes of JSON"),
-        ));
+    match config.filter(|c| !c.is_empty()) {
+        Some(config) => bounded_json("policy_config", config).map(Some),
+        None => Ok(None),
     }
-    Ok(Some(text))
 }
 
 /// An adapter's configuration, stored as JSON text.
 fn adapter_config(config: Option<serde_json::Map<String, serde_json::Value>>) -> Result<String> {
-    let text = serde_json::Value::Object(config.unwrap_or_default()).to_string();
+    bounded_json("config", config.unwrap_or_default())
+}
+
+/// A plugin configuration object as JSON text, refused past the size cap.
+fn bounded_json(
+    field: &'static str,
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<String> {
+    let text = serde_json::Value::Object(config).to_string();
     if text.len() > MAX_POLICY_CONFIG_BYTES {
         return Err(CatalogError::invalid(
-            "config",
+            field,
             format!("must be at most {MAX_POLICY_CONFIG_BYTES} bytes of JSON"),
         ));
     }

@@ -290,7 +290,7 @@ impl Gateway {
         // Checked to be JSON in phase 2, so it is UTF-8.
         ctx.body_json = String::from_utf8_lossy(&call.body).into_owned();
         self.policies
-            .check(&mut ctx, target.resolved.policy_config.as_ref())
+            .check(&mut ctx, Some(&target.resolved.policy_config))
             .await
             .map_err(GatewayError::Policy)
     }

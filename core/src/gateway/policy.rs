@@ -8,6 +8,7 @@
 //! `closed` refuses the call with 503 `PLUGIN_UNAVAILABLE`, `open` lets it through. Each
 //! failure is logged with the plugin's name.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{FailureMode, PolicyPluginConfig};
@@ -50,16 +51,14 @@ impl PolicyChain {
     }
 
     /// Runs every plugin on `ctx`; `listing_config` gives a listing's per-plugin settings
-    /// (a JSON object keyed by plugin name).
+    /// (plugin name → its JSON configuration).
     pub async fn check(
         &self,
         ctx: &mut CallContext,
-        listing_config: Option<&serde_json::Value>,
+        listing_config: Option<&HashMap<String, String>>,
     ) -> Result<(), PolicyRefusal> {
         for (plugin, failure) in self.0.iter() {
-            ctx.listing_config = listing_config
-                .and_then(|c| c.get(plugin.name()))
-                .map(|c| c.to_string());
+            ctx.listing_config = listing_config.and_then(|c| c.get(plugin.name())).cloned();
             let failed = match plugin.check(ctx).await {
                 Ok(Decision::Allow) => continue,
                 Ok(Decision::Deny(denial)) if (400..500).contains(&denial.status) => {
