@@ -79,6 +79,8 @@ fn plugins(c: &mut Criterion) {
         review_count: 40,
         rating_sum: 186,
         paid_reviewers: 35,
+        purchases: 60,
+        distinct_sellers: 6,
     };
     c.bench_function("scorer/scoring", |b| {
         b.to_async(&rt)

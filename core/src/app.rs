@@ -15,7 +15,7 @@ use crate::gateway::policy::PolicyChain;
 use crate::gateway::upstream::{EndpointPolicy, UpstreamClient};
 use crate::identity::keys::ApiKeyHasher;
 use crate::identity::{Identity, IdentitySettings};
-use crate::plugins::{Counters, HostSettings, PluginHost, PluginLimits};
+use crate::plugins::{Counters, HostSettings, PluginHost, PluginLimits, ScorerPlugin};
 use crate::secrets::{Cipher, MasterKey};
 use crate::storage::Database;
 use crate::storage::cache::Bus;
@@ -42,6 +42,8 @@ pub struct AppInner {
     pub bus: Bus,
     /// The plugin sandbox and the policy plugins every call goes through.
     pub plugins: Plugins,
+    /// Reviews and the Crochet Score.
+    pub reputation: crate::reputation::Reputation,
 }
 
 /// The plugin runtime and the configured policy chain.
@@ -49,6 +51,8 @@ pub struct AppInner {
 pub struct Plugins {
     pub host: PluginHost,
     pub policies: PolicyChain,
+    /// The Crochet Score formula (`plugins.scorer`).
+    pub scorer: ScorerPlugin,
 }
 
 impl Plugins {
@@ -78,7 +82,23 @@ impl Plugins {
         let policies = PolicyChain::load(&host, &config.policy_plugins())
             .await
             .context("cannot load the policy plugins ([[plugins.policy]] in crochet.toml)")?;
-        Ok(Self { host, policies })
+        let scorer = Self::load_scorer(&host, config).await?;
+        Ok(Self {
+            host,
+            policies,
+            scorer,
+        })
+    }
+
+    /// Loads the scorer named by `plugins.scorer` (`bundled:scoring` by default).
+    async fn load_scorer(host: &PluginHost, config: &Config) -> anyhow::Result<ScorerPlugin> {
+        let source = config.plugins.scorer.clone();
+        let wasm = crate::gateway::policy::component_bytes(&source)
+            .context("cannot read the scorer plugin (plugins.scorer in crochet.toml)")?;
+        let host = host.clone();
+        tokio::task::spawn_blocking(move || host.scorer("scorer", &wasm, "{}".into()))
+            .await?
+            .with_context(|| format!("cannot load the scorer plugin `{source}` (plugins.scorer)"))
     }
 }
 
@@ -144,6 +164,14 @@ impl AppState {
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
+        let recorder = crate::gateway::recorder::Recorder::start(db.clone());
+        let reputation = crate::reputation::Reputation::new(
+            db.clone(),
+            plugins.scorer.clone(),
+            config.plugins.scorer.clone(),
+            (&config.reputation).into(),
+            recorder.clone(),
+        );
         let gateway = crate::gateway::Gateway::new(crate::gateway::pipeline::GatewayParts {
             db: db.clone(),
             catalog: catalog.clone(),
@@ -154,6 +182,8 @@ impl AppState {
             issuer: public_url.clone(),
             plugins: plugins.host.clone(),
             policies: plugins.policies.clone(),
+            recorder,
+            reputation: reputation.clone(),
         });
         Ok(Self(Arc::new(AppInner {
             config,
@@ -172,6 +202,7 @@ impl AppState {
             public_url,
             bus,
             plugins,
+            reputation,
         })))
     }
 }
@@ -268,8 +299,10 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
     let db = open_database(&config).await?;
     let public_url = config.public_url(config.bind);
     let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref()).await?;
+    let host = PluginHost::new(HostSettings::default())?;
     let plugins = Plugins {
-        host: PluginHost::new(HostSettings::default())?,
+        scorer: Plugins::load_scorer(&host, &config).await?,
+        host,
         policies: PolicyChain::default(),
     };
     let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
@@ -335,6 +368,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (tx, rx) = oneshot::channel::<()>();
     let purge = state.identity.clone();
+    let reputation = state.reputation.clone();
     let task = tokio::spawn(async move {
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
@@ -345,6 +379,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 }
             }
         });
+        let refresher = reputation.spawn_refresher();
         let result = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -354,6 +389,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         })
         .await;
         janitor.abort();
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
         result
     });
     Ok(Running {

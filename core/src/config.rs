@@ -67,6 +67,35 @@ pub struct Config {
     pub relay: Option<crochet_payment_relay::RelayConfig>,
     /// WebAssembly plugins (`[plugins]` in `crochet.toml`).
     pub plugins: PluginsConfig,
+    /// Reviews and the Crochet Score (`[reputation]` in `crochet.toml`).
+    pub reputation: ReputationConfig,
+}
+
+/// Review rules and how fresh a Crochet Score is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReputationConfig {
+    /// A review needs a successful gateway call to the listing within this many days.
+    pub review_window_days: u32,
+    /// Longest review comment, in characters.
+    pub review_comment_max_chars: usize,
+    /// A score older than this is recomputed when asked for (`GET /agents/{id}/score`,
+    /// the scores given to policy plugins); 0 recomputes on every request.
+    pub score_max_age_seconds: u64,
+    /// How often agents with new score events are rescored in the background, so that
+    /// listing sorts and verified marks follow behaviour; 0 turns it off.
+    pub refresh_interval_seconds: u64,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        Self {
+            review_window_days: 30,
+            review_comment_max_chars: 2000,
+            score_max_age_seconds: 60,
+            refresh_interval_seconds: 60,
+        }
+    }
 }
 
 /// Which plugins run, and the sandbox's limits.
@@ -192,6 +221,7 @@ impl Default for Config {
             dns_overrides: std::collections::HashMap::new(),
             relay: None,
             plugins: PluginsConfig::default(),
+            reputation: ReputationConfig::default(),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`gateway`]: the pay-per-call pipeline, signing, and the outbound client;
 //! - [`ledger`]: the append-only money record and the fee rule;
 //! - [`payments`]: the configured payment provider and the mock settle route;
+//! - [`reputation`]: reviews, score events and the Crochet Score;
+//! - [`plugins`]: the WebAssembly sandbox for policy, scorer and seller-adapter plugins;
 //! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
@@ -25,5 +27,6 @@ pub mod identity;
 pub mod ledger;
 pub mod payments;
 pub mod plugins;
+pub mod reputation;
 pub mod secrets;
 pub mod storage;

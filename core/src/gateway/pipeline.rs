@@ -41,6 +41,8 @@ use crate::payments::{
     SettlementQuery, WalletRef,
 };
 use crate::plugins::{AdapterPlugin, CallKind, PluginHost};
+use crate::reputation::Reputation;
+use crate::reputation::events::{self, EventKind, ScoreEvent};
 use crate::storage::{Database, now_ms};
 
 type Result<T, E = GatewayError> = std::result::Result<T, E>;
@@ -82,6 +84,8 @@ pub struct Gateway {
     recorder: super::recorder::Recorder,
     policies: PolicyChain,
     plugins: PluginHost,
+    /// Buyer and seller scores for the policy context.
+    reputation: Reputation,
     /// Compiled seller adapters by `<source>:<sha256>:<updated_at>` (any change to a
     /// listing's adapter makes a new key).
     adapters: Arc<Mutex<HashMap<String, Adapter>>>,
@@ -99,6 +103,9 @@ pub struct GatewayParts {
     pub issuer: String,
     pub plugins: PluginHost,
     pub policies: PolicyChain,
+    /// The batched history writer (shared with reputation, which flushes it).
+    pub recorder: super::recorder::Recorder,
+    pub reputation: Reputation,
 }
 
 /// A listing's seller adapter with its configuration.
@@ -147,8 +154,9 @@ impl Gateway {
             issuer,
             plugins,
             policies,
+            recorder,
+            reputation,
         } = parts;
-        let recorder = super::recorder::Recorder::start(db.clone());
         Self {
             db,
             catalog,
@@ -160,6 +168,7 @@ impl Gateway {
             recorder,
             policies,
             plugins,
+            reputation,
             adapters: Arc::default(),
         }
     }
@@ -289,6 +298,12 @@ impl Gateway {
         ctx.body_sha256 = target.body_sha256.clone();
         // Checked to be JSON in phase 2, so it is UTF-8.
         ctx.body_json = String::from_utf8_lossy(&call.body).into_owned();
+        let (buyer, seller) = tokio::join!(
+            self.reputation.badge(&call.buyer.profile_id),
+            self.reputation.badge(&listing.seller_id)
+        );
+        ctx.buyer_score = buyer;
+        ctx.seller_score = seller;
         self.policies
             .check(&mut ctx, Some(&target.resolved.policy_config))
             .await
@@ -732,9 +747,11 @@ impl Gateway {
             ),
             None => (None, None, None),
         };
-        if paid.is_some() {
+        if let Some(p) = &paid {
+            // The outcome and its score event land together.
+            let mut tx = self.db.pool().begin().await?;
             super::store::finish_request(
-                self.db.pool(),
+                &mut tx,
                 &request_id,
                 status,
                 bytes,
@@ -744,6 +761,24 @@ impl Gateway {
                 code,
             )
             .await?;
+            if let Some(kind) = EventKind::of_call(status, code) {
+                events::record(
+                    &mut tx,
+                    &ScoreEvent {
+                        id: &request_id,
+                        kind,
+                        subject_id: &listing.seller_id,
+                        actor_id: &call.buyer.profile_id,
+                        listing_id: &listing.id,
+                        gateway_request_id: Some(&request_id),
+                        amount_cents: p.charged_cents,
+                        rating: None,
+                        created_at: now,
+                    },
+                )
+                .await?;
+            }
+            tx.commit().await?;
         } else {
             let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             self.recorder

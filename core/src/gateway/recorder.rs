@@ -1,5 +1,5 @@
 //! Batched history writes for gateway attempts that move no money (free calls, 402s,
-//! 202s, refusals).
+//! 202s, refusals), with the score event of each forwarded one.
 //!
 //! Those rows go through a bounded channel to one writer task that commits up to
 //! [`MAX_BATCH`] rows per transaction: on SQLite, one writer with batched commits
@@ -11,6 +11,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::reputation::events::{self, EventKind, ScoreEvent};
 use crate::storage::Database;
 
 /// Rows per transaction, at most.
@@ -131,6 +132,23 @@ async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()>
         .bind(r.created_at)
         .execute(&mut *tx)
         .await?;
+        if let Some(kind) = EventKind::of_call(r.status, r.error_code) {
+            events::record(
+                &mut tx,
+                &ScoreEvent {
+                    id: &r.id,
+                    kind,
+                    subject_id: &r.seller_id,
+                    actor_id: &r.buyer_id,
+                    listing_id: &r.listing_id,
+                    gateway_request_id: Some(&r.id),
+                    amount_cents: 0,
+                    rating: None,
+                    created_at: r.created_at,
+                },
+            )
+            .await?;
+        }
     }
     tx.commit().await
 }

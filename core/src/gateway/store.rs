@@ -169,7 +169,7 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> sql
 /// Records how a forwarded request ended.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_request(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &str,
     status: &str,
     response_bytes: Option<usize>,
@@ -190,7 +190,7 @@ pub async fn finish_request(
     .bind(error_code)
     .bind(now_ms())
     .bind(id)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::catalog::CatalogError;
 use crate::gateway::GatewayError;
 use crate::gateway::policy::PolicyRefusal;
 use crate::identity::IdentityError;
+use crate::reputation::ReputationError;
 use crate::storage::StorageError;
 
 /// Where agents read more about a recovery action.
@@ -55,6 +56,8 @@ pub enum ApiError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Reputation(#[from] ReputationError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("no such payment for this buyer")]
@@ -236,6 +239,7 @@ impl ApiError {
             },
             ApiError::Catalog(e) => catalog_spec(e, msg),
             ApiError::Gateway(e) => gateway_spec(e, msg),
+            ApiError::Reputation(e) => reputation_spec(e, msg),
             ApiError::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_NOT_FOUND", msg),
             ApiError::ReceiptNotFound => spec(S::NOT_FOUND, "RECEIPT_NOT_FOUND", msg),
             ApiError::PaymentFinal(_) => spec(S::CONFLICT, "PAYMENT_ALREADY_FINAL", msg),
@@ -281,6 +285,43 @@ fn catalog_spec(e: &CatalogError, msg: String) -> ErrorSpec {
         C::AdapterNotFound => spec(S::NOT_FOUND, "ADAPTER_NOT_FOUND", msg),
         C::InvalidAdapter(_) => spec(S::UNPROCESSABLE_ENTITY, "INVALID_ADAPTER_COMPONENT", msg),
         C::Secrets(_) | C::Database(_) | C::Internal(_) => internal_spec(),
+    }
+}
+
+fn reputation_spec(e: &ReputationError, msg: String) -> ErrorSpec {
+    use ReputationError as R;
+    use StatusCode as S;
+    match e {
+        R::Invalid { field, .. } => spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg).details(json!({"field": field})),
+        R::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
+        R::AgentNotFound => spec(S::NOT_FOUND, "AGENT_NOT_FOUND", msg),
+        R::OwnListing => spec(S::FORBIDDEN, "CANNOT_REVIEW_OWN_LISTING", msg).recovery(Recovery {
+            retryable: false,
+            summary: "Reviews come from buyers; a seller's reputation is built by the buyers it serves.".into(),
+            ..Recovery::default()
+        }),
+        R::PurchaseRequired(days) => spec(S::FORBIDDEN, "REVIEW_PURCHASE_REQUIRED", msg)
+            .details(json!({"review_window_days": days}))
+            .recovery(Recovery {
+                retryable: false,
+                summary: "Review after a successful call to this listing through POST /gateway/{listing_id}; check GET /gateway-requests?role=buyer for your recent calls.".into(),
+                ..Recovery::default()
+            }),
+        R::DuplicateReview => spec(S::CONFLICT, "REVIEW_ALREADY_EXISTS", msg).recovery(Recovery {
+            retryable: false,
+            next_action: Some("do_not_retry_duplicate_review"),
+            summary: "This buyer has already reviewed this listing; stop retrying this review create request.".into(),
+            docs_url: Some(format!("{SKILL_DOCS}#reviews-score-and-claim")),
+            ..Recovery::default()
+        }),
+        R::Scorer(_) => spec(S::SERVICE_UNAVAILABLE, "SCORER_UNAVAILABLE", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_after_delay"),
+            summary: "The score could not be computed right now; retry shortly.".into(),
+            retry_after_seconds: Some(5),
+            ..Recovery::default()
+        }),
+        R::Corrupt(_) | R::Database(_) => internal_spec(),
     }
 }
 

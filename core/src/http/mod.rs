@@ -107,6 +107,7 @@ impl PageQuery {
         (name = "catalog", description = "Categories, listings and seller endpoint management"),
         (name = "gateway", description = "Pay-per-call gateway, request history and ledger"),
         (name = "payments", description = "Mock payment completion (development only)"),
+        (name = "reputation", description = "Reviews and the public Crochet Score"),
     )
 )]
 struct ApiDoc;
@@ -130,7 +131,8 @@ pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::Ope
         .routes(routes!(health))
         .merge(crate::identity::http::routes())
         .merge(crate::catalog::http::routes())
-        .merge(crate::gateway::http::routes());
+        .merge(crate::gateway::http::routes())
+        .merge(crate::reputation::http::routes());
     if mock_payments {
         v1 = v1.merge(crate::payments::http::routes());
     }

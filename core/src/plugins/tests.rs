@@ -72,6 +72,8 @@ fn zero_stats() -> AgentStats {
         review_count: 0,
         rating_sum: 0,
         paid_reviewers: 0,
+        purchases: 0,
+        distinct_sellers: 0,
     }
 }
 

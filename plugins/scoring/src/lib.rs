@@ -10,6 +10,7 @@
 //! | `reliability` | 0 under 10 outcomes, else clamp(round((success rate − 0.95) × 2000), −400, 100) |
 //! | `reviews`     | round((average rating − 3) × 75 × min(paid_reviewers, 10) / 10), 0 without reviews |
 //! | `age`         | min(50, account_age_days × 50 / 90)                                          |
+//! | `purchases`   | min(100, floor(40 × log10(1 + min(purchases, 25 × distinct_sellers))))      |
 //!
 //! The score is the sum, clamped to 0-1000. Integer divisions round down.
 
@@ -34,6 +35,7 @@ pub fn score(stats: &AgentStats) -> ScoreResult {
         reliability(stats),
         reviews(stats),
         age(stats),
+        purchases(stats),
     ];
     let sum: i64 = components.iter().map(|c| i64::from(c.points)).sum();
     ScoreResult {
@@ -168,6 +170,22 @@ fn age(stats: &AgentStats) -> ScoreComponent {
     )
 }
 
+fn purchases(stats: &AgentStats) -> ScoreComponent {
+    let counted = stats
+        .purchases
+        .min(stats.distinct_sellers.saturating_mul(25));
+    let points = log_points(40.0, counted as f64, 100);
+    component(
+        "purchases",
+        points,
+        format!(
+            "{counted} of {} paid purchases counted (at most 25 per distinct seller, {} sellers): \
+             40 × log10(1 + {counted}), at most 100",
+            stats.purchases, stats.distinct_sellers
+        ),
+    )
+}
+
 struct Component;
 
 impl Guest for Component {
@@ -196,6 +214,8 @@ mod tests {
             review_count: 0,
             rating_sum: 0,
             paid_reviewers: 0,
+            purchases: 0,
+            distinct_sellers: 0,
         }
     }
 
@@ -223,7 +243,8 @@ mod tests {
                 "consistency",
                 "reliability",
                 "reviews",
-                "age"
+                "age",
+                "purchases"
             ]
         );
         assert!(result.components[1..].iter().all(|c| c.points == 0));
@@ -244,6 +265,8 @@ mod tests {
             review_count: 50,
             rating_sum: 240,
             paid_reviewers: 40,
+            purchases: 0,
+            distinct_sellers: 0,
         };
         let result = score(&stats);
         assert!(result.score >= 800, "{result:?}");
@@ -348,11 +371,35 @@ mod tests {
             review_count: u32::MAX,
             rating_sum: u32::MAX,
             paid_reviewers: u32::MAX,
+            purchases: u64::MAX,
+            distinct_sellers: u64::MAX,
         };
         let result = score(&huge);
         assert_eq!(points(&result, "volume"), 200);
         assert_eq!(points(&result, "value"), 100);
         assert_eq!(points(&result, "age"), 50);
+        assert_eq!(points(&result, "purchases"), 100);
         assert!(result.score <= 1000);
+    }
+
+    #[test]
+    fn purchases_count_at_most_25_per_seller() {
+        let one_seller = AgentStats {
+            purchases: 1_000,
+            distinct_sellers: 1,
+            ..zero()
+        };
+        // floor(40 × log10(26)) = 56
+        assert_eq!(points(&score(&one_seller), "purchases"), 56);
+        let four_sellers = AgentStats {
+            purchases: 100,
+            distinct_sellers: 4,
+            account_age_days: 90,
+            ..zero()
+        };
+        // floor(40 × log10(101)) = 80: a steady buyer of three months reaches Moderate.
+        let result = score(&four_sellers);
+        assert_eq!(points(&result, "purchases"), 80);
+        assert_eq!(result.score, 430);
     }
 }

@@ -1,0 +1,135 @@
+//! Score events: marketplace behaviour recorded as it happens, the raw material of the
+//! Crochet Score.
+//!
+//! The gateway writes one event per forwarded call in the same transaction as the call's
+//! history row (the batched recorder for unpaid calls, the settlement path for paid
+//! ones); reviews write one with the review. A call event's id is its gateway request id,
+//! so a retried write never counts a call twice.
+
+use sqlx::AnyConnection;
+
+/// Milliseconds in a UTC day: `day` = `created_at / DAY_MS`.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The seller answered with JSON and a 2xx status.
+    CallSucceeded,
+    /// The seller answered an error status, or could not be reached.
+    SellerError,
+    /// The seller did not answer in time.
+    SellerTimeout,
+    /// The seller answered something unusable: not JSON, too large, or refused by its
+    /// own adapter.
+    InvalidResponse,
+    /// A buyer reviewed one of the seller's listings.
+    Review,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallSucceeded => "call_succeeded",
+            Self::SellerError => "seller_error",
+            Self::SellerTimeout => "seller_timeout",
+            Self::InvalidResponse => "invalid_response",
+            Self::Review => "review",
+        }
+    }
+
+    /// The event of a forwarded call from its final history status and error code;
+    /// `None` for attempts the seller never saw (402s, refusals, pending payments).
+    pub fn of_call(status: &str, error_code: Option<&str>) -> Option<Self> {
+        match (status, error_code) {
+            ("completed", _) => Some(Self::CallSucceeded),
+            ("seller_timeout", _) => Some(Self::SellerTimeout),
+            (
+                "seller_error",
+                Some(
+                    "SELLER_INVALID_RESPONSE"
+                    | "SELLER_RESPONSE_TOO_LARGE"
+                    | "SELLER_ADAPTER_FAILED",
+                ),
+            ) => Some(Self::InvalidResponse),
+            ("seller_error", _) => Some(Self::SellerError),
+            _ => None,
+        }
+    }
+}
+
+/// One event row.
+#[derive(Debug, Clone)]
+pub struct ScoreEvent<'a> {
+    /// The gateway request id for calls, the review id for reviews.
+    pub id: &'a str,
+    pub kind: EventKind,
+    /// Whose score it concerns first: the seller.
+    pub subject_id: &'a str,
+    /// Who acted: the buyer or reviewer.
+    pub actor_id: &'a str,
+    pub listing_id: &'a str,
+    pub gateway_request_id: Option<&'a str>,
+    /// Cents charged (0 for free calls); for reviews, the qualifying call's charge.
+    pub amount_cents: i64,
+    pub rating: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Appends an event; an event already recorded under the same id is left as it is.
+pub async fn record(conn: &mut AnyConnection, e: &ScoreEvent<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO score_events (id, kind, subject_id, actor_id, listing_id, gateway_request_id, \
+         amount_cents, rating, day, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(e.id)
+    .bind(e.kind.as_str())
+    .bind(e.subject_id)
+    .bind(e.actor_id)
+    .bind(e.listing_id)
+    .bind(e.gateway_request_id)
+    .bind(e.amount_cents)
+    .bind(e.rating)
+    .bind(e.created_at.div_euclid(DAY_MS))
+    .bind(e.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_outcomes_map_to_events() {
+        use EventKind as K;
+        assert_eq!(K::of_call("completed", None), Some(K::CallSucceeded));
+        assert_eq!(
+            K::of_call("seller_timeout", Some("SELLER_TIMEOUT")),
+            Some(K::SellerTimeout)
+        );
+        assert_eq!(
+            K::of_call("seller_error", Some("SELLER_ERROR_RESPONSE")),
+            Some(K::SellerError)
+        );
+        assert_eq!(
+            K::of_call("seller_error", Some("SELLER_UNREACHABLE")),
+            Some(K::SellerError)
+        );
+        for code in [
+            "SELLER_INVALID_RESPONSE",
+            "SELLER_RESPONSE_TOO_LARGE",
+            "SELLER_ADAPTER_FAILED",
+        ] {
+            assert_eq!(
+                K::of_call("seller_error", Some(code)),
+                Some(K::InvalidResponse)
+            );
+        }
+        for status in ["payment_required", "pending", "refused", "payment_failed"] {
+            assert_eq!(K::of_call(status, None), None);
+        }
+    }
+}
