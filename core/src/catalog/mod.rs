@@ -309,6 +309,9 @@ impl Catalog {
             status: status.as_str().into(),
             policy_config: policy_config(req.policy_config)?,
             adapter: None,
+            review_count: 0,
+            rating_sum: 0,
+            seller_score: None,
             created_at: now,
             updated_at: now,
         };

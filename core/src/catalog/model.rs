@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::reputation::model::ScoreBadge;
+
 /// Public pricing models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -152,8 +154,21 @@ pub struct Listing {
     /// The seller adapter reshaping this listing's calls: `bundled:<name>` or `upload`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
+    /// Reviews of this listing.
+    pub rating: ListingRating,
+    /// The seller's Crochet Score; `null` until it is first computed.
+    pub seller_score: Option<ScoreBadge>,
+    /// The score-based verified checkmark of the seller (score >= 800).
+    pub seller_verified: bool,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A listing's review count and mean rating (`null` without reviews).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ListingRating {
+    pub review_count: i64,
+    pub average_rating: Option<f64>,
 }
 
 /// `PUT /listings/{id}/adapter` body.
@@ -270,6 +285,10 @@ pub enum ListingSort {
     Newest,
     PriceAsc,
     PriceDesc,
+    /// The seller's Crochet Score, highest first.
+    Score,
+    /// Average rating, highest first.
+    Rating,
 }
 
 /// `GET /listings` filters.
@@ -286,6 +305,8 @@ pub struct ListingQuery {
     pub min_price: Option<f64>,
     /// USD, inclusive.
     pub max_price: Option<f64>,
+    /// `newest` (default), `price_asc`, `price_desc`, `score` (seller's Crochet Score)
+    /// or `rating` (average review rating).
     pub sort: Option<ListingSort>,
     pub page: Option<u32>,
     pub limit: Option<u32>,

@@ -5,8 +5,10 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::model::{
-    AdapterInfo, EndpointInfo, Listing, ListingQuery, ListingSort, ListingStatus, PricingModel,
+    AdapterInfo, EndpointInfo, Listing, ListingQuery, ListingRating, ListingSort, ListingStatus,
+    PricingModel,
 };
+use crate::reputation::model::{RatingSummary, ScoreBadge};
 use crate::storage::{Backend, Page, rfc3339};
 
 #[derive(Debug, Clone, FromRow)]
@@ -32,6 +34,11 @@ pub struct ListingRow {
     /// `<source>:<component sha256>:<updated_at>@<listing id>` of the seller adapter, if
     /// one is attached: changes whenever the adapter or its configuration does.
     pub adapter: Option<String>,
+    /// Rating summary, kept with each review.
+    pub review_count: i64,
+    pub rating_sum: i64,
+    /// The seller's current Crochet Score, once computed.
+    pub seller_score: Option<i64>,
 }
 
 impl ListingRow {
@@ -73,6 +80,14 @@ impl ListingRow {
                 let mut parts = versioned.rsplitn(3, ':');
                 parts.nth(2).unwrap_or(versioned).to_owned()
             }),
+            rating: ListingRating {
+                review_count: self.review_count,
+                average_rating: RatingSummary::average(self.review_count, self.rating_sum),
+            },
+            seller_score: self.seller_score.map(ScoreBadge::of),
+            seller_verified: self
+                .seller_score
+                .is_some_and(|s| ScoreBadge::of(s).verified),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
@@ -83,7 +98,8 @@ const LISTING_COLUMNS: &str = "l.id, l.slug, l.seller_id, l.name, l.description,
      l.auth_method, l.formats, l.connection_instructions, l.pricing_model, l.price_cents, \
      l.pricing_currency, l.status, l.created_at, l.updated_at, l.policy_config, \
      (SELECT a.source || ':' || a.component_sha256 || ':' || CAST(a.updated_at AS TEXT) || '@' || a.listing_id \
-      FROM listing_adapters a WHERE a.listing_id = l.id) AS adapter";
+      FROM listing_adapters a WHERE a.listing_id = l.id) AS adapter, l.review_count, l.rating_sum, \
+     (SELECT s.score FROM agent_scores s WHERE s.profile_id = l.seller_id) AS seller_score";
 
 /// A listing row with whether its endpoint has a URL.
 #[derive(Debug, FromRow)]
@@ -267,6 +283,18 @@ pub async fn search_listings(
         ListingSort::Newest => "l.created_at DESC, l.id",
         ListingSort::PriceAsc => "l.price_cents ASC, l.created_at DESC, l.id",
         ListingSort::PriceDesc => "l.price_cents DESC, l.created_at DESC, l.id",
+        // Unscored sellers last; ties by rating, then newest.
+        ListingSort::Score => {
+            "COALESCE((SELECT s.score FROM agent_scores s WHERE s.profile_id = l.seller_id), -1) DESC, \
+             l.rating_sum * 1000 / CASE WHEN l.review_count = 0 THEN 1 ELSE l.review_count END DESC, \
+             l.created_at DESC, l.id"
+        }
+        // Unrated listings last; ties by number of reviews, then newest. The average is
+        // compared in thousandths, in integers, alike on both backends.
+        ListingSort::Rating => {
+            "CASE WHEN l.review_count = 0 THEN -1 ELSE l.rating_sum * 1000 / l.review_count END DESC, \
+             l.review_count DESC, l.created_at DESC, l.id"
+        }
     };
     let count_sql = format!("SELECT COUNT(*) FROM listings l WHERE {filter}");
     let limit = args.push(Arg::Int(i64::from(page.limit)));

@@ -151,6 +151,11 @@ pub struct Profile {
     pub role: Role,
     pub status: String,
     pub created_at: String,
+    /// The current Crochet Score (`GET /agents/{id}/score` has the details); `null`
+    /// until it is first computed.
+    pub crochet_score: Option<crate::reputation::model::ScoreBadge>,
+    /// The score-based verified checkmark (score >= 800). A human claim never sets it.
+    pub verified: bool,
 }
 
 /// Safe summary of a linked wallet.

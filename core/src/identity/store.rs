@@ -5,6 +5,7 @@ use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::crypto::Chain;
 use super::model::{ApiKeyInfo, Profile, Role, WalletSummary};
+use crate::reputation::model::ScoreBadge;
 use crate::storage::rfc3339;
 
 #[derive(Debug, FromRow)]
@@ -27,16 +28,21 @@ pub struct ProfileRow {
     pub role: String,
     pub status: String,
     pub created_at: i64,
+    /// The current Crochet Score, once computed.
+    pub score: Option<i64>,
 }
 
 impl From<ProfileRow> for Profile {
     fn from(r: ProfileRow) -> Self {
+        let badge = r.score.map(ScoreBadge::of);
         Profile {
             id: r.id,
             display_name: r.display_name,
             role: Role::parse(&r.role),
             status: r.status,
             created_at: rfc3339(r.created_at),
+            crochet_score: badge,
+            verified: badge.is_some_and(|b| b.verified),
         }
     }
 }
@@ -196,10 +202,14 @@ pub async fn purge_challenges(pool: &AnyPool, before: i64) -> sqlx::Result<u64> 
 }
 
 pub async fn get_profile(conn: &mut AnyConnection, id: &str) -> sqlx::Result<Option<ProfileRow>> {
-    sqlx::query_as("SELECT id, display_name, role, status, created_at FROM profiles WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(
+        "SELECT id, display_name, role, status, created_at, \
+         (SELECT s.score FROM agent_scores s WHERE s.profile_id = profiles.id) AS score \
+         FROM profiles WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn profile_exists(pool: &AnyPool, id: &str) -> sqlx::Result<bool> {

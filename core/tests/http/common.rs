@@ -781,6 +781,51 @@ pub async fn gateway_call(
     }
 }
 
+/// The same call again, paying with `relay_id` (`X-Crochet-Relay-Request-Id`).
+pub async fn retry(
+    app: &Client,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+    relay_id: &str,
+) -> Reply {
+    gateway_call(
+        app,
+        buyer,
+        listing,
+        body,
+        &[("X-Crochet-Relay-Request-Id", relay_id)],
+    )
+    .await
+}
+
+/// The whole paid flow: 402, settle, retry with the relay request id. Returns the relay
+/// request id and the retry's reply (whatever its status).
+pub async fn pay_and_call(
+    app: &Client,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+) -> (String, Reply) {
+    let r = gateway_call(app, buyer, listing, body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(app, buyer, &r, "settled").await;
+    let reply = retry(app, buyer, listing, body, &relay_id).await;
+    (relay_id, reply)
+}
+
+/// Completes the mock payment of a 402 with `outcome`.
+pub async fn settle(app: &Client, buyer: &Agent, reply: &Reply, outcome: &str) -> String {
+    let payment = &reply.body["error"]["details"]["payment"];
+    let url = payment["requirements"]["settle_url"].as_str().unwrap();
+    let path = &url[app.base.len()..];
+    app.post(path, buyer.key(), json!({"outcome": outcome}))
+        .await
+        .expect(200);
+    payment["relay_request_id"].as_str().unwrap().to_owned()
+}
+
 /// A published listing with the given price in USD (None = free) and seller path.
 pub async fn priced_listing(app: &Client, price: Option<f64>, path: &str) -> Published {
     app.publish_with("Capability", path, |body| match price {

@@ -229,6 +229,9 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/ledger"),
     ("get", "/api/v1/receipts"),
     ("get", "/api/v1/receipts/{id}"),
+    ("get", "/api/v1/reviews/{listing_id}"),
+    ("post", "/api/v1/reviews/{listing_id}"),
+    ("get", "/api/v1/agents/{id}/score"),
 ];
 
 #[tokio::test]

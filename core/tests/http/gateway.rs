@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    Agent, Reply, TestApp, Wallet, gateway_call as call, priced_listing as listing,
+    Reply, TestApp, Wallet, gateway_call as call, pay_and_call, priced_listing as listing, retry,
+    settle,
 };
 use crate::on_both_backends;
 
@@ -23,34 +24,6 @@ on_both_backends!(
     batched_history_rows_are_never_lost,
 );
 
-/// The same call again, paying with `relay_id` (`X-Crochet-Relay-Request-Id`).
-async fn retry(app: &TestApp, buyer: &Agent, listing: &str, body: &Value, relay_id: &str) -> Reply {
-    call(
-        app,
-        buyer,
-        listing,
-        body,
-        &[("X-Crochet-Relay-Request-Id", relay_id)],
-    )
-    .await
-}
-
-/// The whole paid flow: 402, settle, retry with the relay request id. Returns the relay
-/// request id and the retry's reply (whatever its status).
-async fn pay_and_call(
-    app: &TestApp,
-    buyer: &Agent,
-    listing: &str,
-    body: &Value,
-) -> (String, Reply) {
-    let r = call(app, buyer, listing, body, &[])
-        .await
-        .expect_error(402, "PAYMENT_REQUIRED");
-    let relay_id = settle(app, buyer, &r, "settled").await;
-    let reply = retry(app, buyer, listing, body, &relay_id).await;
-    (relay_id, reply)
-}
-
 /// How many ledger entries a payment produced.
 async fn ledger_entries_for(app: &TestApp, relay_id: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE relay_request_id = $1")
@@ -58,17 +31,6 @@ async fn ledger_entries_for(app: &TestApp, relay_id: &str) -> i64 {
         .fetch_one(app.state().db.pool())
         .await
         .unwrap()
-}
-
-/// Completes the mock payment of a 402 with `outcome`.
-async fn settle(app: &TestApp, buyer: &Agent, reply: &Reply, outcome: &str) -> String {
-    let payment = &reply.body["error"]["details"]["payment"];
-    let url = payment["requirements"]["settle_url"].as_str().unwrap();
-    let path = &url[app.base.len()..];
-    app.post(path, buyer.key(), json!({"outcome": outcome}))
-        .await
-        .expect(200);
-    payment["relay_request_id"].as_str().unwrap().to_owned()
 }
 
 async fn free_listing_forwards_signed_exact_body(app: TestApp) {

@@ -10,3 +10,4 @@ mod instances;
 mod payments;
 mod plugins;
 mod process;
+mod reputation;

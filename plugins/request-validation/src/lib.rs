@@ -10,7 +10,8 @@
 //! Listing configuration (the listing's own JSON for this plugin; optional):
 //!
 //! ```json
-//! {"schema": {"type": "object", "required": ["input"]}, "required_fields": ["/input"]}
+//! {"schema": {"type": "object", "required": ["input"]}, "required_fields": ["/input"],
+//!  "min_buyer_score": 400}
 //! ```
 //!
 //! `required_fields` are JSON pointers that must exist in the body. The schema subset:
@@ -19,8 +20,12 @@
 //! schema), `enum`, `const`, `minLength`/`maxLength` (characters), `minimum`/`maximum`,
 //! `minItems`/`maxItems`. Other keywords are ignored; `true`/`false` are schemas too.
 //!
-//! Every refusal is `422 VALIDATION_FAILED` with `field` set to the JSON pointer of the
-//! failing place (`""` for the body itself).
+//! Every body refusal is `422 VALIDATION_FAILED` with `field` set to the JSON pointer of
+//! the failing place (`""` for the body itself).
+//!
+//! `min_buyer_score` admits only buyers whose Crochet Score (given by the host in the
+//! call context) is at least that (400 = Moderate); others, and buyers whose score the
+//! host could not give, get `403 BUYER_SCORE_TOO_LOW`.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -78,6 +83,30 @@ impl OperatorConfig {
 pub struct ListingConfig {
     pub schema: Option<Value>,
     pub required_fields: Vec<String>,
+    /// Lowest buyer Crochet Score admitted (0-1000).
+    pub min_buyer_score: Option<u32>,
+}
+
+/// The refusal of a buyer below the listing's `min_buyer_score`, if any.
+/// `buyer` is the buyer's score and tier when the host knows them.
+pub fn admit(listing: &ListingConfig, buyer: Option<(u32, &str)>) -> Option<Denial> {
+    let min = listing.min_buyer_score?;
+    let message = match buyer {
+        Some((score, _)) if score >= min => return None,
+        Some((score, tier)) => format!(
+            "this listing admits buyers with a Crochet Score of at least {min}; yours is {score} ({tier})"
+        ),
+        None => format!(
+            "this listing admits buyers with a Crochet Score of at least {min}; yours is not available"
+        ),
+    };
+    Some(Denial {
+        status: 403,
+        code: "BUYER_SCORE_TOO_LOW".to_owned(),
+        message,
+        field: None,
+        retry_after_seconds: None,
+    })
 }
 
 impl ListingConfig {
@@ -484,6 +513,10 @@ impl Guest for Component {
             let listing_id = ctx.listing_id.as_deref().unwrap_or("?");
             host::log(LogLevel::Warn, &format!("listing {listing_id}: {warning}"));
         }
+        let buyer = ctx.buyer_score.as_ref().map(|s| (s.score, s.tier.as_str()));
+        if let Some(denial) = admit(&listing, buyer) {
+            return Decision::Deny(denial);
+        }
         decide(&operator, &listing, ctx.kind, ctx.body_size, &ctx.body_json)
     }
 }
@@ -502,8 +535,27 @@ mod tests {
     fn with_schema(schema: Value) -> ListingConfig {
         ListingConfig {
             schema: Some(schema),
-            required_fields: Vec::new(),
+            ..ListingConfig::default()
         }
+    }
+
+    #[test]
+    fn buyers_below_the_minimum_score_are_refused() {
+        let open = ListingConfig::default();
+        assert!(admit(&open, None).is_none());
+        let moderate = ListingConfig::parse(Some(r#"{"min_buyer_score": 400}"#)).0;
+        assert_eq!(moderate.min_buyer_score, Some(400));
+        assert!(admit(&moderate, Some((400, "Moderate"))).is_none());
+        let low = admit(&moderate, Some((327, "Low"))).expect("refused");
+        assert_eq!(
+            (low.status, low.code.as_str()),
+            (403, "BUYER_SCORE_TOO_LOW")
+        );
+        assert!(low.message.contains("327 (Low)"), "{}", low.message);
+        assert!(
+            admit(&moderate, None).is_some(),
+            "an unknown score is refused"
+        );
     }
 
     fn fails(schema: Value, body: Value) -> Failure {
@@ -649,6 +701,7 @@ mod tests {
         let listing = ListingConfig {
             schema: None,
             required_fields: vec!["/input/text".to_owned()],
+            min_buyer_score: None,
         };
         let failure = run(&operator, &listing, r#"{"task": "x"}"#).unwrap_err();
         assert_eq!(failure.field, "/input");
