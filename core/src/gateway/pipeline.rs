@@ -773,7 +773,7 @@ impl Gateway {
                         gateway_request_id: Some(&request_id),
                         amount_cents: p.charged_cents,
                         rating: None,
-                        created_at: now,
+                        created_at: now_ms(),
                     },
                 )
                 .await?;

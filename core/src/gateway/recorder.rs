@@ -107,6 +107,9 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>) {
 
 async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()> {
     let mut tx = db.pool().begin().await?;
+    // Score events carry the time they are recorded, not the call's start (see
+    // `reputation::events`).
+    let recorded_at = crate::storage::now_ms();
     for r in rows {
         sqlx::query(
             "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, \
@@ -144,7 +147,7 @@ async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()>
                     gateway_request_id: Some(&r.id),
                     amount_cents: 0,
                     rating: None,
-                    created_at: r.created_at,
+                    created_at: recorded_at,
                 },
             )
             .await?;

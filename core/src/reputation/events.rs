@@ -73,6 +73,9 @@ pub struct ScoreEvent<'a> {
     /// Cents charged (0 for free calls); for reviews, the qualifying call's charge.
     pub amount_cents: i64,
     pub rating: Option<i64>,
+    /// When the event is recorded (ms), not when the call started: a score computed
+    /// while a call was in flight must see the call's event as newer than itself, so
+    /// that the background rescoring picks the agent up again.
     pub created_at: i64,
 }
 

@@ -214,8 +214,12 @@ pub async fn save_snapshot(conn: &mut AnyConnection, s: &SnapshotRow) -> sqlx::R
     Ok(())
 }
 
-/// Agents with score events since `since` (ms) that are newer than their current
-/// score, buyers and sellers alike; at most `limit`.
+/// How much older than a score an event may be and still have been missed by it: events
+/// are stamped when recorded but committed a moment later (a batch, a transaction).
+const COMMIT_SLACK_MS: i64 = 5_000;
+
+/// Agents with score events since `since` (ms) that their current score may not
+/// include, buyers and sellers alike; at most `limit`.
 pub async fn stale_agents(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT agent FROM ( \
@@ -225,11 +229,12 @@ pub async fn stale_agents(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Resul
              SELECT e.actor_id AS agent, MAX(e.created_at) AS last FROM score_events e \
              WHERE e.created_at >= $1 GROUP BY e.actor_id \
          ) AS t LEFT JOIN agent_scores a ON a.profile_id = t.agent \
-         WHERE a.computed_at IS NULL OR a.computed_at < t.last \
+         WHERE a.computed_at IS NULL OR a.computed_at < t.last + $3 \
          GROUP BY agent LIMIT $2",
     )
     .bind(since)
     .bind(limit)
+    .bind(COMMIT_SLACK_MS)
     .fetch_all(pool)
     .await
 }

@@ -12,6 +12,7 @@ on_both_backends!(
     reviews_need_a_recent_successful_call_and_come_once,
     good_and_bad_sellers_score_apart,
     self_dealing_and_bursts_do_not_pump_the_score,
+    background_rescoring_follows_new_events,
 );
 
 /// The host again, recomputing scores on every request (no caching between steps).
@@ -356,4 +357,43 @@ async fn self_dealing_and_bursts_do_not_pump_the_score(app: TestApp) {
     gateway_call(&app, &newcomer, &strict.id, &json!({"task": "t"}), &[])
         .await
         .expect_error(402, "PAYMENT_REQUIRED");
+}
+
+async fn background_rescoring_follows_new_events(app: TestApp) {
+    let app = app
+        .restart(|c| c.reputation.refresh_interval_seconds = 1)
+        .await;
+    let p = priced_listing(&app, None, "/ok").await;
+    let shown = app
+        .get(&format!("/listings/{}", p.id), None)
+        .await
+        .expect(200);
+    assert_eq!(shown.data()["seller_score"], Value::Null, "not scored yet");
+    let buyer = app.register(Wallet::evm()).await;
+    for i in 0..3 {
+        gateway_call(&app, &buyer, &p.id, &json!({"n": i}), &[])
+            .await
+            .expect(200);
+    }
+    // Nobody asks for the score, but the policy plugins had it computed at the first
+    // call, before that call's event existed: the refresher must see the events as
+    // newer and count them (1 active day: 3 points).
+    let mut scored = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let shown = app
+            .get(&format!("/listings/{}", p.id), None)
+            .await
+            .expect(200);
+        scored = shown.data()["seller_score"].clone();
+        if scored["score"] == 303 {
+            break;
+        }
+    }
+    assert_eq!(
+        scored["score"], 303,
+        "the seller was rescored in the background"
+    );
+    let me = app.get("/me", buyer.key()).await.expect(200);
+    assert_eq!(me.data()["profile"]["crochet_score"]["tier"], "Low");
 }
