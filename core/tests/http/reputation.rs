@@ -265,8 +265,7 @@ async fn good_and_bad_sellers_score_apart(app: TestApp) {
     assert_eq!(profile["crochet_score"]["score"], good_score);
     assert_eq!(profile["verified"], false);
 
-    // The verified mark follows the score alone: a human claim does not set it, and a
-    // score of 800 does.
+    // The verified mark follows the stored score alone: at 800 it is shown.
     sqlx::query("UPDATE agent_scores SET score = 850 WHERE profile_id = $1")
         .bind(&good.agent.profile_id)
         .execute(app.state().db.pool())
@@ -396,4 +395,22 @@ async fn background_rescoring_follows_new_events(app: TestApp) {
     );
     let me = app.get("/me", buyer.key()).await.expect(200);
     assert_eq!(me.data()["profile"]["crochet_score"]["tier"], "Low");
+}
+
+/// The scorer is the operator's choice (`plugins.scorer`); one that is not a scorer
+/// stops start-up with a message naming the setting.
+#[tokio::test]
+async fn a_scorer_of_the_wrong_world_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-scorer.wasm");
+    std::fs::write(&file, crochet::plugins::bundled::RATE_LIMIT).unwrap();
+    let mut config = crate::common::test_config(format!(
+        "sqlite://{}",
+        dir.path().join("crochet.db").display()
+    ));
+    config.plugins.scorer = file.display().to_string();
+    let err = crochet::app::start(config).await.err().expect("refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("plugins.scorer"), "{text}");
+    assert!(text.contains("scorer"), "{text}");
 }
