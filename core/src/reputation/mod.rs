@@ -80,8 +80,9 @@ struct Inner {
     settings: ReputationSettings,
     /// The gateway's batched history writer: flushed before anything reads call events.
     recorder: Recorder,
-    /// Scores for policy plugins, by agent, with when they were looked up.
-    badges: Mutex<HashMap<String, (Instant, ScoreInfo)>>,
+    /// Scores for policy plugins, by agent, with when they were looked up; `None` when
+    /// the lookup failed (not retried on every call while the scorer is down).
+    badges: Mutex<HashMap<String, (Instant, Option<ScoreInfo>)>>,
 }
 
 impl Reputation {
@@ -260,7 +261,7 @@ impl Reputation {
         let mut tx = self.0.db.pool().begin().await?;
         store::save_snapshot(&mut tx, &row).await?;
         tx.commit().await?;
-        self.remember(agent_id, score);
+        self.remember(agent_id, Some(score));
         Ok(AgentScore {
             agent_id: agent_id.to_owned(),
             score,
@@ -274,18 +275,19 @@ impl Reputation {
     }
 
     /// The agent's score and tier for policy plugins: cached for `score_max_age`, and
-    /// `None` (logged) when it cannot be had, so a scorer problem never blocks a call.
+    /// `None` (logged, and remembered as long) when it cannot be had, so a scorer
+    /// problem never blocks or slows every call.
     pub async fn badge(&self, agent_id: &str) -> Option<ScoreInfo> {
         let fresh = |at: &Instant| at.elapsed() < self.0.settings.score_max_age;
         if let Ok(badges) = self.0.badges.lock()
             && let Some((at, info)) = badges.get(agent_id)
             && fresh(at)
         {
-            return Some(info.clone());
+            return info.clone();
         }
         match self.score(agent_id).await {
             Ok(s) => {
-                self.remember(agent_id, s.score);
+                self.remember(agent_id, Some(s.score));
                 Some(ScoreInfo {
                     score: s.score,
                     tier: s.tier.to_owned(),
@@ -293,21 +295,22 @@ impl Reputation {
             }
             Err(error) => {
                 tracing::warn!(%error, agent_id, "no Crochet Score for the policy context");
+                self.remember(agent_id, None);
                 None
             }
         }
     }
 
-    fn remember(&self, agent_id: &str, score: u32) {
+    fn remember(&self, agent_id: &str, score: Option<u32>) {
         let ttl = self.0.settings.score_max_age;
         if let Ok(mut badges) = self.0.badges.lock() {
             if badges.len() >= BADGE_CACHE_PRUNE_AT {
                 badges.retain(|_, (at, _)| at.elapsed() < ttl);
             }
-            let info = ScoreInfo {
+            let info = score.map(|score| ScoreInfo {
                 score,
                 tier: tier(score).to_owned(),
-            };
+            });
             badges.insert(agent_id.to_owned(), (Instant::now(), info));
         }
     }
