@@ -12,7 +12,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::reputation::events::{self, EventKind, ScoreEvent};
-use crate::storage::Database;
+use crate::storage::{Database, ROWS_PER_INSERT, values_list};
 
 /// Rows per transaction, at most.
 pub const MAX_BATCH: usize = 512;
@@ -106,52 +106,58 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>) {
 }
 
 async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()> {
+    // Multi-row statements: one round through the driver per chunk, not per row.
+    const TUPLE: &str =
+        "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)";
     let mut tx = db.pool().begin().await?;
-    // Score events carry the time they are recorded, not the call's start (see
-    // `reputation::events`).
-    let recorded_at = crate::storage::now_ms();
-    for r in rows {
-        sqlx::query(
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
             "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, \
              charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, response_bytes, \
              response_sha256, seller_status_code, latency_ms, error_code, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&r.id)
-        .bind(&r.buyer_id)
-        .bind(&r.seller_id)
-        .bind(&r.listing_id)
-        .bind(r.relay_request_id.as_deref())
-        .bind(r.status)
-        .bind(&r.currency)
-        .bind(r.request_bytes)
-        .bind(&r.request_sha256)
-        .bind(r.response_bytes)
-        .bind(r.response_sha256.as_deref())
-        .bind(r.seller_status_code)
-        .bind(r.latency_ms)
-        .bind(r.error_code)
-        .bind(r.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(kind) = EventKind::of_call(r.status, r.error_code) {
-            events::record(
-                &mut tx,
-                &ScoreEvent {
-                    id: &r.id,
-                    kind,
-                    subject_id: &r.seller_id,
-                    actor_id: &r.buyer_id,
-                    listing_id: &r.listing_id,
-                    gateway_request_id: Some(&r.id),
-                    amount_cents: 0,
-                    rating: None,
-                    created_at: recorded_at,
-                },
-            )
-            .await?;
+             VALUES {} ON CONFLICT (id) DO NOTHING",
+            values_list(TUPLE, 15, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(&r.id)
+                .bind(&r.buyer_id)
+                .bind(&r.seller_id)
+                .bind(&r.listing_id)
+                .bind(r.relay_request_id.as_deref())
+                .bind(r.status)
+                .bind(&r.currency)
+                .bind(r.request_bytes)
+                .bind(&r.request_sha256)
+                .bind(r.response_bytes)
+                .bind(r.response_sha256.as_deref())
+                .bind(r.seller_status_code)
+                .bind(r.latency_ms)
+                .bind(r.error_code)
+                .bind(r.created_at);
         }
+        q.execute(&mut *tx).await?;
     }
+    // Score events carry the time they are recorded, not the call's start (see
+    // `reputation::events`).
+    let recorded_at = crate::storage::now_ms();
+    let events: Vec<ScoreEvent<'_>> = rows
+        .iter()
+        .filter_map(|r| {
+            EventKind::of_call(r.status, r.error_code).map(|kind| ScoreEvent {
+                id: &r.id,
+                kind,
+                subject_id: &r.seller_id,
+                actor_id: &r.buyer_id,
+                listing_id: &r.listing_id,
+                gateway_request_id: Some(&r.id),
+                amount_cents: 0,
+                rating: None,
+                created_at: recorded_at,
+            })
+        })
+        .collect();
+    events::record_many(&mut tx, &events).await?;
     tx.commit().await
 }

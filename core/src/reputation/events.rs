@@ -8,6 +8,8 @@
 
 use sqlx::AnyConnection;
 
+use crate::storage::{ROWS_PER_INSERT, values_list};
+
 /// Milliseconds in a UTC day: `day` = `created_at / DAY_MS`.
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -81,23 +83,35 @@ pub struct ScoreEvent<'a> {
 
 /// Appends an event; an event already recorded under the same id is left as it is.
 pub async fn record(conn: &mut AnyConnection, e: &ScoreEvent<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO score_events (id, kind, subject_id, actor_id, listing_id, gateway_request_id, \
-         amount_cents, rating, day, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(e.id)
-    .bind(e.kind.as_str())
-    .bind(e.subject_id)
-    .bind(e.actor_id)
-    .bind(e.listing_id)
-    .bind(e.gateway_request_id)
-    .bind(e.amount_cents)
-    .bind(e.rating)
-    .bind(e.created_at.div_euclid(DAY_MS))
-    .bind(e.created_at)
-    .execute(conn)
-    .await?;
+    record_many(conn, std::slice::from_ref(e)).await
+}
+
+/// Appends events in as few statements as possible (the batched history writer's
+/// path); events already recorded under the same id are left as they are.
+pub async fn record_many(conn: &mut AnyConnection, all: &[ScoreEvent<'_>]) -> sqlx::Result<()> {
+    const TUPLE: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    for chunk in all.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO score_events (id, kind, subject_id, actor_id, listing_id, gateway_request_id, \
+             amount_cents, rating, day, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+            values_list(TUPLE, 10, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(e.id)
+                .bind(e.kind.as_str())
+                .bind(e.subject_id)
+                .bind(e.actor_id)
+                .bind(e.listing_id)
+                .bind(e.gateway_request_id)
+                .bind(e.amount_cents)
+                .bind(e.rating)
+                .bind(e.created_at.div_euclid(DAY_MS))
+                .bind(e.created_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -127,6 +127,36 @@ impl Database {
     }
 }
 
+/// Rows per multi-row `INSERT`, at most: well under SQLite's 32766 and PostgreSQL's
+/// 65535 bind parameters for the widest row written this way.
+pub const ROWS_PER_INSERT: usize = 256;
+
+/// The `VALUES` list of a multi-row insert: `tuple` (one row, placeholders `$1..$k`
+/// where `k` = `params_per_row`) repeated `rows` times, each copy's placeholders shifted
+/// past the previous row's. Placeholders may repeat or sit beside literals.
+pub fn values_list(tuple: &str, params_per_row: usize, rows: usize) -> String {
+    let mut out = String::with_capacity((tuple.len() + 8) * rows);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        let base = row * params_per_row;
+        let mut chars = tuple.chars().peekable();
+        while let Some(c) = chars.next() {
+            out.push(c);
+            if c == '$' {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                out.push_str(&(base + n).to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Current time as Unix milliseconds, the unit every timestamp column uses.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -190,6 +220,16 @@ mod tests {
     fn rfc3339_formats_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn values_lists_shift_placeholders_per_row() {
+        assert_eq!(values_list("($1, 0, $2, $2)", 2, 1), "($1, 0, $2, $2)");
+        assert_eq!(
+            values_list("($1, 0, $2, $2)", 2, 3),
+            "($1, 0, $2, $2), ($3, 0, $4, $4), ($5, 0, $6, $6)"
+        );
+        assert_eq!(values_list("($1,$10)", 10, 2), "($1,$10), ($11,$20)");
     }
 
     #[tokio::test]
