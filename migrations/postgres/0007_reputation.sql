@@ -23,6 +23,8 @@ ALTER TABLE listings ADD COLUMN rating_sum BIGINT NOT NULL DEFAULT 0;
 -- Behaviour as it happens: `call_succeeded`, `seller_error`, `seller_timeout`,
 -- `invalid_response` (subject: the seller, actor: the buyer) and `review` (subject: the
 -- reviewed seller, actor: the reviewer). `day` is the UTC day number of `created_at`.
+-- `n` events of one kind between the same two agents on one listing, recorded in one
+-- batch of unpaid calls, are one row (`amount_cents` is their total).
 CREATE TABLE score_events (
     id                 TEXT PRIMARY KEY,
     kind               TEXT    NOT NULL CHECK (kind IN ('call_succeeded', 'seller_error', 'seller_timeout', 'invalid_response', 'review')),
@@ -31,6 +33,7 @@ CREATE TABLE score_events (
     listing_id         TEXT    NOT NULL,
     gateway_request_id TEXT,
     amount_cents       BIGINT NOT NULL,
+    n                  BIGINT NOT NULL DEFAULT 1 CHECK (n > 0),
     rating             BIGINT,
     day                BIGINT NOT NULL,
     created_at         BIGINT NOT NULL

@@ -771,6 +771,7 @@ impl Gateway {
                         actor_id: &call.buyer.profile_id,
                         listing_id: &listing.id,
                         gateway_request_id: Some(&request_id),
+                        n: 1,
                         amount_cents: p.charged_cents,
                         rating: None,
                         created_at: now_ms(),

@@ -9,6 +9,8 @@
 //! history reads and shutdown call [`Recorder::flush`], which returns once every row
 //! sent before it is committed.
 
+use std::collections::HashMap;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::reputation::events::{self, EventKind, ScoreEvent};
@@ -140,24 +142,34 @@ async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()>
         q.execute(&mut *tx).await?;
     }
     // Score events carry the time they are recorded, not the call's start (see
-    // `reputation::events`).
+    // `reputation::events`); one row per kind, seller, buyer and listing in this batch.
     let recorded_at = crate::storage::now_ms();
-    let events: Vec<ScoreEvent<'_>> = rows
-        .iter()
-        .filter_map(|r| {
-            EventKind::of_call(r.status, r.error_code).map(|kind| ScoreEvent {
-                id: &r.id,
-                kind,
-                subject_id: &r.seller_id,
-                actor_id: &r.buyer_id,
-                listing_id: &r.listing_id,
-                gateway_request_id: Some(&r.id),
-                amount_cents: 0,
-                rating: None,
-                created_at: recorded_at,
-            })
-        })
-        .collect();
+    let mut events: Vec<ScoreEvent<'_>> = Vec::new();
+    let mut index: HashMap<(EventKind, &str, &str, &str), usize> = HashMap::new();
+    for r in rows {
+        let Some(kind) = EventKind::of_call(r.status, r.error_code) else {
+            continue;
+        };
+        let key = (kind, &*r.seller_id, &*r.buyer_id, &*r.listing_id);
+        match index.get(&key) {
+            Some(&i) => events[i].n += 1,
+            None => {
+                index.insert(key, events.len());
+                events.push(ScoreEvent {
+                    id: &r.id,
+                    kind,
+                    subject_id: &r.seller_id,
+                    actor_id: &r.buyer_id,
+                    listing_id: &r.listing_id,
+                    gateway_request_id: Some(&r.id),
+                    n: 1,
+                    amount_cents: 0,
+                    rating: None,
+                    created_at: recorded_at,
+                });
+            }
+        }
+    }
     events::record_many(&mut tx, &events).await?;
     tx.commit().await
 }

@@ -4,7 +4,9 @@
 //! The gateway writes one event per forwarded call in the same transaction as the call's
 //! history row (the batched recorder for unpaid calls, the settlement path for paid
 //! ones); reviews write one with the review. A call event's id is its gateway request id,
-//! so a retried write never counts a call twice.
+//! so a retried write never counts a call twice. The batched writer folds the unpaid
+//! calls of one batch that share kind, seller, buyer and listing into one row with a
+//! count `n` (under load, one busy pair costs one row per batch, not one per call).
 
 use sqlx::AnyConnection;
 
@@ -14,7 +16,7 @@ use crate::storage::{ROWS_PER_INSERT, values_list};
 pub const DAY_MS: i64 = 86_400_000;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// The seller answered with JSON and a 2xx status.
     CallSucceeded,
@@ -72,7 +74,10 @@ pub struct ScoreEvent<'a> {
     pub actor_id: &'a str,
     pub listing_id: &'a str,
     pub gateway_request_id: Option<&'a str>,
-    /// Cents charged (0 for free calls); for reviews, the qualifying call's charge.
+    /// How many events of this kind this row stands for: 1, except for unpaid calls
+    /// between the same two agents on one listing recorded in one batch.
+    pub n: i64,
+    /// Cents charged in all (0 for free calls); for reviews, the qualifying call's charge.
     pub amount_cents: i64,
     pub rating: Option<i64>,
     /// When the event is recorded (ms), not when the call started: a score computed
@@ -89,12 +94,12 @@ pub async fn record(conn: &mut AnyConnection, e: &ScoreEvent<'_>) -> sqlx::Resul
 /// Appends events in as few statements as possible (the batched history writer's
 /// path); events already recorded under the same id are left as they are.
 pub async fn record_many(conn: &mut AnyConnection, all: &[ScoreEvent<'_>]) -> sqlx::Result<()> {
-    const TUPLE: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    const TUPLE: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     for chunk in all.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO score_events (id, kind, subject_id, actor_id, listing_id, gateway_request_id, \
-             amount_cents, rating, day, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_list(TUPLE, 10, chunk.len())
+             n, amount_cents, rating, day, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+            values_list(TUPLE, 11, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in chunk {
@@ -105,6 +110,7 @@ pub async fn record_many(conn: &mut AnyConnection, all: &[ScoreEvent<'_>]) -> sq
                 .bind(e.actor_id)
                 .bind(e.listing_id)
                 .bind(e.gateway_request_id)
+                .bind(e.n)
                 .bind(e.amount_cents)
                 .bind(e.rating)
                 .bind(e.created_at.div_euclid(DAY_MS))

@@ -178,6 +178,7 @@ impl Reputation {
                 actor_id: &row.buyer_id,
                 listing_id: &row.listing_id,
                 gateway_request_id: Some(&row.gateway_request_id),
+                n: 1,
                 amount_cents: charged,
                 rating: Some(row.rating),
                 created_at: now,

@@ -53,8 +53,8 @@ pub async fn aggregate(
                 CAST(COALESCE(SUM(CASE WHEN p > {DAILY_CAP} THEN {DAILY_CAP} ELSE p END), 0) AS BIGINT), \
                 CAST(COALESCE(SUM(v), 0) AS BIGINT), \
                 COUNT(DISTINCT CASE WHEN p > 0 THEN actor_id END) \
-         FROM (SELECT actor_id, day, COUNT(*) AS n, \
-                      SUM(CASE WHEN amount_cents > 0 THEN 1 ELSE 0 END) AS p, \
+         FROM (SELECT actor_id, day, SUM(n) AS n, \
+                      SUM(CASE WHEN amount_cents > 0 THEN n ELSE 0 END) AS p, \
                       SUM(amount_cents) AS v \
                FROM score_events \
                WHERE subject_id = $1 AND actor_id <> $1 AND kind = 'call_succeeded' \
@@ -65,7 +65,7 @@ pub async fn aggregate(
     .await?;
 
     let failures: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT kind, COUNT(*) FROM score_events \
+        "SELECT kind, CAST(SUM(n) AS BIGINT) FROM score_events \
          WHERE subject_id = $1 AND actor_id <> $1 \
            AND kind IN ('seller_error', 'seller_timeout', 'invalid_response') \
          GROUP BY kind",
@@ -81,7 +81,7 @@ pub async fn aggregate(
     };
 
     let (reviews, rating_sum, paid_reviewers): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(rating), 0) AS BIGINT), \
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT), CAST(COALESCE(SUM(rating * n), 0) AS BIGINT), \
                 COUNT(DISTINCT CASE WHEN amount_cents > 0 THEN actor_id END) \
          FROM score_events WHERE subject_id = $1 AND actor_id <> $1 AND kind = 'review'",
     )
@@ -92,7 +92,7 @@ pub async fn aggregate(
     let (purchases, sellers): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT CAST(COALESCE(SUM(CASE WHEN n > {DAILY_CAP} THEN {DAILY_CAP} ELSE n END), 0) AS BIGINT), \
                 COUNT(DISTINCT subject_id) \
-         FROM (SELECT subject_id, day, COUNT(*) AS n FROM score_events \
+         FROM (SELECT subject_id, day, SUM(n) AS n FROM score_events \
                WHERE actor_id = $1 AND subject_id <> $1 AND kind = 'call_succeeded' AND amount_cents > 0 \
                GROUP BY subject_id, day) AS g"
     )))
@@ -182,6 +182,7 @@ mod tests {
                     actor_id: actor,
                     listing_id: "listing",
                     gateway_request_id: None,
+                    n: 1,
                     amount_cents: cents,
                     rating: (kind == EventKind::Review).then_some(5),
                     created_at: NOW - days_ago * DAY_MS,
@@ -248,6 +249,37 @@ mod tests {
         assert_eq!((b.purchases, b.distinct_sellers), (13, 1));
         assert_eq!(b.active_days, 2);
         assert_eq!(b.successful_calls, 0);
+    }
+
+    #[tokio::test]
+    async fn folded_rows_count_as_many_events() {
+        let (_dir, db) = db().await;
+        let mut conn = db.pool().acquire().await.unwrap();
+        for (id, kind, n) in [
+            ("a", EventKind::CallSucceeded, 25),
+            ("b", EventKind::SellerError, 7),
+        ] {
+            events::record(
+                &mut conn,
+                &ScoreEvent {
+                    id,
+                    kind,
+                    subject_id: "seller",
+                    actor_id: "buyer",
+                    listing_id: "listing",
+                    gateway_request_id: Some(id),
+                    n,
+                    amount_cents: 0,
+                    rating: None,
+                    created_at: NOW,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        drop(conn);
+        let s = aggregate(db.pool(), "seller", NOW).await.unwrap().unwrap();
+        assert_eq!((s.successful_calls, s.seller_errors), (10, 7));
     }
 
     #[tokio::test]
