@@ -259,7 +259,10 @@ fn build(workspace: &Path, target_dir: &Path) {
         .env("CARGO_BUILD_BUILD_DIR", target_dir)
         // Small components: no debug info (names stay, for backtraces).
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        // A 64 KiB shadow stack instead of Rust's 1 MiB default: every instance starts
+        // with that much less linear memory, which the pool resets after each call.
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536");
 
     let output = command
         .output()
