@@ -124,6 +124,32 @@ async fn request_validation_loads_and_allows_an_object() {
     }
 }
 
+/// The guests' 64 KiB stack still holds the deepest bodies validation accepts, and the
+/// deepest JSON the parser reads (a schema walk over it included).
+#[tokio::test]
+async fn request_validation_handles_the_deepest_bodies_in_its_small_stack() {
+    let operator = r#"{"max_depth": 128}"#.to_owned();
+    let policy = shared_host()
+        .policy("request-validation", bundled::REQUEST_VALIDATION, operator)
+        .unwrap();
+    for (depth, allowed) in [(100, true), (127, true), (128, false), (5000, false)] {
+        let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let mut ctx = gateway_ctx("b");
+        ctx.body_size = body.len() as u64;
+        ctx.body_json = body;
+        ctx.listing_config =
+            Some(r#"{"schema": {"type": "array", "items": {"type": "array"}}}"#.into());
+        match policy.check(&ctx).await {
+            Ok(Decision::Allow) => assert!(allowed, "depth {depth} allowed"),
+            Ok(Decision::Deny(d)) => {
+                assert!(!allowed, "depth {depth} refused: {d:?}");
+                assert_eq!(d.code, "VALIDATION_FAILED");
+            }
+            Err(e) => panic!("depth {depth}: the plugin failed: {e}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn scoring_gives_300_for_zero_stats() {
     let scorer = shared_host()
