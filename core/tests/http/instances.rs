@@ -4,10 +4,30 @@
 
 use serde_json::json;
 
-use crate::common::{Backend, TestApp, Wallet, gateway_call, priced_listing, test_redis_url};
+use crate::common::{
+    Backend, Reply, TestApp, Wallet, gateway_call, priced_listing, test_redis_url,
+};
+
+/// How long a peer may take to hear an invalidation (a pub/sub or NOTIFY message,
+/// milliseconds in practice); far below the caches' 30 s expiry, so a lost message
+/// still fails the test.
+const PROPAGATION: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Calls `call` until it answers `status` or [`PROPAGATION`] has passed; the last reply.
+async fn within_propagation(mut call: impl AsyncFnMut() -> Reply, status: u16) -> Reply {
+    let deadline = std::time::Instant::now() + PROPAGATION;
+    loop {
+        let reply = call().await;
+        if reply.status == status || std::time::Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
 
 /// One instance changes things; the other, whose caches hold the old state, must
-/// honour every change on its next call.
+/// honour every change as soon as the invalidation message reaches it (the writing
+/// instance publishes before it answers; delivery to the peer is asynchronous).
 async fn changes_reach_the_other_instance(app: TestApp) {
     let peer = app.peer().await;
     let p = priced_listing(&app, None, "/ok").await;
@@ -30,11 +50,16 @@ async fn changes_reach_the_other_instance(app: TestApp) {
         .expect(200);
     p.seller
         .set_secret(rotated.data()["signing_secret"].as_str().unwrap());
-    via_peer().await.expect(200);
-    assert!(
-        p.seller.requests().last().unwrap().signature_valid,
-        "the peer signed with the rotated secret"
-    );
+    let deadline = std::time::Instant::now() + PROPAGATION;
+    loop {
+        via_peer().await.expect(200);
+        let valid = p.seller.requests().last().unwrap().signature_valid;
+        if valid || std::time::Instant::now() > deadline {
+            assert!(valid, "the peer signed with the rotated secret");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // Pausing the endpoint on one instance: the other refuses at once.
     app.send(
@@ -45,11 +70,21 @@ async fn changes_reach_the_other_instance(app: TestApp) {
     )
     .await
     .expect(200);
-    let calls_before = p.seller.requests().len();
-    via_peer()
-        .await
-        .expect_error(503, "SELLER_ENDPOINT_UNAVAILABLE");
-    assert_eq!(p.seller.requests().len(), calls_before);
+    let mut calls_before = 0;
+    within_propagation(
+        async || {
+            calls_before = p.seller.requests().len();
+            via_peer().await
+        },
+        503,
+    )
+    .await
+    .expect_error(503, "SELLER_ENDPOINT_UNAVAILABLE");
+    assert_eq!(
+        p.seller.requests().len(),
+        calls_before,
+        "refused unforwarded"
+    );
     app.send(
         reqwest::Method::PUT,
         &format!("/listings/{}/endpoint", p.id),
@@ -58,7 +93,9 @@ async fn changes_reach_the_other_instance(app: TestApp) {
     )
     .await
     .expect(200);
-    via_peer().await.expect(200);
+    within_propagation(async || via_peer().await, 200)
+        .await
+        .expect(200);
 
     // Revoking the key on one instance: the other refuses it on the next request.
     let me = app.get("/me", buyer.key()).await.expect(200);
@@ -66,7 +103,9 @@ async fn changes_reach_the_other_instance(app: TestApp) {
     app.delete(&format!("/api-keys/{key_id}"), buyer.key())
         .await
         .expect(200);
-    via_peer().await.expect_error(401, "INVALID_API_KEY");
+    within_propagation(async || via_peer().await, 401)
+        .await
+        .expect_error(401, "INVALID_API_KEY");
 
     // Suspending the listing on one instance: the other refuses it.
     let other = app.register(Wallet::solana()).await;
@@ -76,7 +115,11 @@ async fn changes_reach_the_other_instance(app: TestApp) {
     app.delete(&format!("/listings/{}", p.id), p.agent.key())
         .await
         .expect(200);
-    let r = gateway_call(&peer, &other, &p.id, &body, &[]).await;
+    let r = within_propagation(
+        async || gateway_call(&peer, &other, &p.id, &body, &[]).await,
+        409,
+    )
+    .await;
     assert_eq!(r.status, 409, "{:?}", r.body);
 }
 
