@@ -826,6 +826,24 @@ pub async fn settle(app: &Client, buyer: &Agent, reply: &Reply, outcome: &str) -
     payment["relay_request_id"].as_str().unwrap().to_owned()
 }
 
+/// Calls `call` until `done` holds for its reply or `within` has passed (for effects
+/// that arrive asynchronously: another instance's invalidation, a background task);
+/// returns the last reply, for the caller to assert on.
+pub async fn poll_until(
+    within: Duration,
+    mut call: impl AsyncFnMut() -> Reply,
+    done: impl Fn(&Reply) -> bool,
+) -> Reply {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let reply = call().await;
+        if done(&reply) || std::time::Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A published listing with the given price in USD (None = free) and seller path.
 pub async fn priced_listing(app: &Client, price: Option<f64>, path: &str) -> Published {
     app.publish_with("Capability", path, |body| match price {

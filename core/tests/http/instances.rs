@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::common::{
-    Backend, Reply, TestApp, Wallet, gateway_call, priced_listing, test_redis_url,
+    Backend, Reply, TestApp, Wallet, gateway_call, poll_until, priced_listing, test_redis_url,
 };
 
 /// How long a peer may take to hear an invalidation (a pub/sub or NOTIFY message,
@@ -13,16 +13,9 @@ use crate::common::{
 /// still fails the test.
 const PROPAGATION: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Calls `call` until it answers `status` or [`PROPAGATION`] has passed; the last reply.
-async fn within_propagation(mut call: impl AsyncFnMut() -> Reply, status: u16) -> Reply {
-    let deadline = std::time::Instant::now() + PROPAGATION;
-    loop {
-        let reply = call().await;
-        if reply.status == status || std::time::Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+/// `call`'s reply once it answers `status`, or its last one after [`PROPAGATION`].
+async fn within_propagation(call: impl AsyncFnMut() -> Reply, status: u16) -> Reply {
+    poll_until(PROPAGATION, call, |r| r.status == status).await
 }
 
 /// One instance changes things; the other, whose caches hold the old state, must
@@ -50,16 +43,14 @@ async fn changes_reach_the_other_instance(app: TestApp) {
         .expect(200);
     p.seller
         .set_secret(rotated.data()["signing_secret"].as_str().unwrap());
-    let deadline = std::time::Instant::now() + PROPAGATION;
-    loop {
-        via_peer().await.expect(200);
-        let valid = p.seller.requests().last().unwrap().signature_valid;
-        if valid || std::time::Instant::now() > deadline {
-            assert!(valid, "the peer signed with the rotated secret");
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let signed_anew = |_: &Reply| p.seller.requests().last().unwrap().signature_valid;
+    poll_until(PROPAGATION, async || via_peer().await, signed_anew)
+        .await
+        .expect(200);
+    assert!(
+        p.seller.requests().last().unwrap().signature_valid,
+        "the peer signed with the rotated secret"
+    );
 
     // Pausing the endpoint on one instance: the other refuses at once.
     app.send(

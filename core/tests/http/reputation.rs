@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    Agent, Published, TestApp, Wallet, gateway_call, pay_and_call, priced_listing,
+    Agent, Published, TestApp, Wallet, gateway_call, pay_and_call, poll_until, priced_listing,
 };
 use crate::on_both_backends;
 
@@ -377,18 +377,15 @@ async fn background_rescoring_follows_new_events(app: TestApp) {
     // Nobody asks for the score, but the policy plugins had it computed at the first
     // call, before that call's event existed: the refresher must see the events as
     // newer and count them (1 active day: 3 points).
-    let mut scored = Value::Null;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let shown = app
-            .get(&format!("/listings/{}", p.id), None)
-            .await
-            .expect(200);
-        scored = shown.data()["seller_score"].clone();
-        if scored["score"] == 303 {
-            break;
-        }
-    }
+    let listing = format!("/listings/{}", p.id);
+    let shown = poll_until(
+        std::time::Duration::from_secs(10),
+        async || app.get(&listing, None).await,
+        |r| r.data()["seller_score"]["score"] == 303,
+    )
+    .await
+    .expect(200);
+    let scored = &shown.data()["seller_score"];
     assert_eq!(
         scored["score"], 303,
         "the seller was rescored in the background"
