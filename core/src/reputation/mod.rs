@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::catalog::store::ListingRow;
 use crate::gateway::recorder::Recorder;
 use crate::identity::Principal;
 use crate::plugins::{AgentStats, ScoreInfo, ScorerPlugin};
@@ -128,9 +129,7 @@ impl Reputation {
             ));
         }
         let pool = self.0.db.pool();
-        let listing = store::listing(pool, listing_ref)
-            .await?
-            .ok_or(ReputationError::ListingNotFound)?;
+        let listing = listing(pool, listing_ref).await?;
         if listing.seller_id == who.profile_id {
             return Err(ReputationError::OwnListing);
         }
@@ -197,9 +196,7 @@ impl Reputation {
         q: ReviewQuery,
     ) -> Result<(Vec<Review>, Page, RatingSummary)> {
         let pool = self.0.db.pool();
-        let listing = store::listing(pool, listing_ref)
-            .await?
-            .ok_or(ReputationError::ListingNotFound)?;
+        let listing = listing(pool, listing_ref).await?;
         let page = Page::new(q.page, q.limit);
         let items = store::reviews(pool, &listing.id, page).await?;
         let summary = store::summary(pool, &listing).await?;
@@ -362,6 +359,14 @@ impl Reputation {
         }
         Ok(done)
     }
+}
+
+/// The listing `listing_ref` (UUID or slug) names, whatever its status.
+async fn listing(pool: &sqlx::AnyPool, listing_ref: &str) -> Result<ListingRow> {
+    crate::catalog::store::listing_by_ref(pool, listing_ref)
+        .await?
+        .map(|l| l.listing)
+        .ok_or(ReputationError::ListingNotFound)
 }
 
 /// An [`AgentScore`] from a stored snapshot.

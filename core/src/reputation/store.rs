@@ -4,26 +4,8 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::model::{RatingSummary, Review};
+use crate::catalog::store::ListingRow;
 use crate::storage::{Page, rfc3339};
-
-/// The listing a review is about.
-#[derive(Debug, FromRow)]
-pub struct ListingRef {
-    pub id: String,
-    pub seller_id: String,
-    pub review_count: i64,
-    pub rating_sum: i64,
-}
-
-/// A listing by UUID or slug.
-pub async fn listing(pool: &AnyPool, id_or_slug: &str) -> sqlx::Result<Option<ListingRef>> {
-    sqlx::query_as(
-        "SELECT id, seller_id, review_count, rating_sum FROM listings WHERE id = $1 OR slug = $1",
-    )
-    .bind(id_or_slug)
-    .fetch_optional(pool)
-    .await
-}
 
 /// The buyer's qualifying call: a successful call to the listing since `since` (ms),
 /// a paid one when there is one. Returns its id and charge.
@@ -132,8 +114,9 @@ pub async fn reviews(pool: &AnyPool, listing_id: &str, page: Page) -> sqlx::Resu
     Ok(rows.into_iter().map(Review::from).collect())
 }
 
-/// The rating summary of a listing.
-pub async fn summary(pool: &AnyPool, listing: &ListingRef) -> sqlx::Result<RatingSummary> {
+/// The rating summary of a listing (its review count and rating sum are kept on the
+/// listing row).
+pub async fn summary(pool: &AnyPool, listing: &ListingRow) -> sqlx::Result<RatingSummary> {
     let counts: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT rating, COUNT(*) FROM reviews WHERE listing_id = $1 GROUP BY rating",
     )
