@@ -283,9 +283,10 @@ pub async fn search_listings(
         ListingSort::Newest => "l.created_at DESC, l.id",
         ListingSort::PriceAsc => "l.price_cents ASC, l.created_at DESC, l.id",
         ListingSort::PriceDesc => "l.price_cents DESC, l.created_at DESC, l.id",
-        // Unscored sellers last; ties by rating, then newest.
+        // Unscored sellers last (`seller_score` is the output column of
+        // LISTING_COLUMNS); ties by rating, then newest.
         ListingSort::Score => {
-            "COALESCE((SELECT s.score FROM agent_scores s WHERE s.profile_id = l.seller_id), -1) DESC, \
+            "seller_score DESC NULLS LAST, \
              l.rating_sum * 1000 / CASE WHEN l.review_count = 0 THEN 1 ELSE l.review_count END DESC, \
              l.created_at DESC, l.id"
         }
