@@ -31,13 +31,13 @@ use crate::catalog::store::ListingRow;
 use crate::gateway::recorder::Recorder;
 use crate::identity::Principal;
 use crate::plugins::{AgentStats, ScoreInfo, ScorerPlugin};
-use crate::storage::{Database, Page, now_ms, rfc3339};
+use crate::storage::{Database, Page, now_ms};
 
 pub use error::ReputationError;
 use events::{EventKind, ScoreEvent};
 use model::{
     AgentScore, CreateReviewRequest, RatingSummary, Review, ReviewQuery, ScoreComponent,
-    ScoreInputs, tier, verified,
+    ScoreInputs, tier,
 };
 
 pub type Result<T> = std::result::Result<T, ReputationError>;
@@ -214,20 +214,23 @@ impl Reputation {
         {
             return snapshot_score(s);
         }
-        match self.compute(agent_id).await {
-            Err(ReputationError::Scorer(error)) if latest.is_some() => {
+        match (self.compute(agent_id).await, &latest) {
+            (Err(ReputationError::Scorer(error)), Some(s)) => {
                 tracing::warn!(%error, agent_id, "scorer failed; answering the last snapshot");
-                latest
-                    .as_ref()
-                    .map_or_else(|| Err(ReputationError::AgentNotFound), snapshot_score)
+                snapshot_score(s)
             }
-            other => other,
+            (result, _) => result,
         }
     }
 
     /// Computes the agent's score now and keeps it as a snapshot.
     pub async fn compute(&self, agent_id: &str) -> Result<AgentScore> {
         self.0.recorder.flush().await;
+        self.compute_flushed(agent_id).await
+    }
+
+    /// [`Reputation::compute`] once the history writer has been flushed.
+    async fn compute_flushed(&self, agent_id: &str) -> Result<AgentScore> {
         let now = now_ms();
         let inputs = stats::aggregate(self.0.db.pool(), agent_id, now)
             .await?
@@ -260,16 +263,14 @@ impl Reputation {
         store::save_snapshot(&mut tx, &row).await?;
         tx.commit().await?;
         self.remember(agent_id, Some(score));
-        Ok(AgentScore {
-            agent_id: agent_id.to_owned(),
+        Ok(AgentScore::new(
+            row.profile_id,
             score,
-            tier: tier(score),
-            verified: verified(score),
             inputs,
             components,
-            scorer: row.scorer,
-            computed_at: rfc3339(now),
-        })
+            row.scorer,
+            now,
+        ))
     }
 
     /// The agent's score and tier for policy plugins: cached for `score_max_age`, and
@@ -351,7 +352,7 @@ impl Reputation {
         let agents = store::stale_agents(self.0.db.pool(), since, REFRESH_BATCH).await?;
         let mut done = 0;
         for agent in agents {
-            match self.compute(&agent).await {
+            match self.compute_flushed(&agent).await {
                 Ok(_) => done += 1,
                 Err(ReputationError::AgentNotFound) => {}
                 Err(e) => return Err(e),
@@ -373,16 +374,14 @@ async fn listing(pool: &sqlx::AnyPool, listing_ref: &str) -> Result<ListingRow> 
 fn snapshot_score(s: &store::SnapshotRow) -> Result<AgentScore> {
     let corrupt = |e: serde_json::Error| ReputationError::Corrupt(e.to_string());
     let score = u32::try_from(s.score.clamp(0, 1000)).unwrap_or(0);
-    Ok(AgentScore {
-        agent_id: s.profile_id.clone(),
+    Ok(AgentScore::new(
+        s.profile_id.clone(),
         score,
-        tier: tier(score),
-        verified: verified(score),
-        inputs: serde_json::from_str(&s.inputs).map_err(corrupt)?,
-        components: serde_json::from_str(&s.components).map_err(corrupt)?,
-        scorer: s.scorer.clone(),
-        computed_at: rfc3339(s.computed_at),
-    })
+        serde_json::from_str(&s.inputs).map_err(corrupt)?,
+        serde_json::from_str(&s.components).map_err(corrupt)?,
+        s.scorer.clone(),
+        s.computed_at,
+    ))
 }
 
 /// The scorer's record of the statistics.

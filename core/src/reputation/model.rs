@@ -140,6 +140,29 @@ pub struct AgentScore {
     pub computed_at: String,
 }
 
+impl AgentScore {
+    /// A score with its tier and verified mark derived from it.
+    pub fn new(
+        agent_id: String,
+        score: u32,
+        inputs: ScoreInputs,
+        components: Vec<ScoreComponent>,
+        scorer: String,
+        computed_at_ms: i64,
+    ) -> Self {
+        Self {
+            agent_id,
+            score,
+            tier: tier(score),
+            verified: verified(score),
+            inputs,
+            components,
+            scorer,
+            computed_at: crate::storage::rfc3339(computed_at_ms),
+        }
+    }
+}
+
 /// A score as listings and profiles show it.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct ScoreBadge {
