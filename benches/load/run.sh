@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load run: wrk against the same trivial JSON seller three ways, on this machine:
-#   1. directly, 2. through nginx proxy_pass (the reference proxy), 3. through the
-#   Crochet gateway on a free listing (authenticated, signed, recorded).
-# Prints requests/s and p50/p99 latency for each. Bounded: DURATION per target, loopback only.
+#   1. directly, 2. through nginx proxy_pass (the reference proxy), 3. through a bare
+#   relay on the gateway's own stack (axum + reqwest, no per-call work: the floor),
+#   4. through the Crochet gateway on a free listing (authenticated, signed, recorded).
+# Prints requests/s, p50/p99 latency and the CPU time the proxy spent per request for
+# each. Bounded: DURATION per target, loopback only.
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
 # LOAD_DATABASE_URL=postgres://… runs the gateway on that database instead of a fresh
 # SQLite file (use an empty database or schema).
@@ -12,14 +14,14 @@ root=$PWD
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
-SELLER=127.0.0.1:18081 NGINX=127.0.0.1:18082 GATEWAY=127.0.0.1:18083
+SELLER=127.0.0.1:18081 NGINX=127.0.0.1:18082 GATEWAY=127.0.0.1:18083 BARE=127.0.0.1:18084
 
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need nginx nginx
 need jq jq
 
-cargo build --release -q -p crochet --bin crochet -p crochet-benches --bin json-seller
+cargo build --release -q -p crochet --bin crochet -p crochet-benches --bin json-seller --bin bare-proxy
 
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -27,10 +29,14 @@ trap cleanup EXIT
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
 port_free() { if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then echo "$1 is already in use: stop what listens there first" >&2; exit 1; fi; }
-for p in "$SELLER" "$NGINX" "$GATEWAY"; do port_free "$p"; done
+for p in "$SELLER" "$NGINX" "$GATEWAY" "$BARE"; do port_free "$p"; done
 
 target/release/json-seller "$SELLER" &
+seller_pid=$!
 wait_port "$SELLER"
+target/release/bare-proxy "$BARE" "http://$SELLER/run" &
+bare_pid=$!
+wait_port "$BARE"
 
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<CONF
@@ -54,7 +60,9 @@ http {
 }
 CONF
 nginx -c "$work/nginx.conf" &
+nginx_pid=$!
 wait_port "$NGINX"
+nginx_pids="$nginx_pid $(pgrep -d ' ' -P "$nginx_pid")"
 
 # The bundled policy plugins run on every call, with limits far above what this run
 # sends (the defaults would rightly refuse one buyer's thousands of calls a second).
@@ -78,6 +86,7 @@ fi
 # exec: the background job is the server itself, so cleanup stops it.
 (cd "$work" && CROCHET_DATABASE_URL=${LOAD_DATABASE_URL:-sqlite://crochet.db} CROCHET_BIND=$GATEWAY \
   CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$root/target/release/crochet" serve >serve.out 2>serve.err) &
+gateway_pid=$!
 wait_port "$GATEWAY"
 
 # A registered agent and a free listing pointed at the seller.
@@ -101,28 +110,47 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = os.getenv("WRK_AUTH") or ""
 LUA
 
+# CPU time (user + system, in clock ticks) the given processes have used so far.
+cpu_ticks() {
+  local total=0 p f
+  for p in "$@"; do
+    read -r -a f < "/proc/$p/stat"
+    total=$((total + f[13] + f[14]))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+# run NAME URL AUTH PIDS: one wrk run; besides throughput and latency it reports the CPU
+# time PIDS (the proxy under test; the seller for the direct run) spent per request,
+# a figure that, unlike req/s, hardly depends on what else this machine is doing.
 run() {
-  local name=$1 url=$2 auth=${3:-}
-  local out
+  local name=$1 url=$2 auth=$3 pids=$4
+  local out before after
+  before=$(cpu_ticks $pids)
   out=$(WRK_AUTH=$auth wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/post.lua" "$url")
-  local rps p50 p99 non2xx
+  after=$(cpu_ticks $pids)
+  local rps p50 p99 non2xx requests cpu_us
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '| %-26s | %10s | %8s | %8s | %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0} non-2xx"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')
+  printf '| %-26s | %10s | %8s | %8s | %10s | %s\n' "$name" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0} non-2xx"
 }
 
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, POST of a 54-byte JSON body, all on this machine"
-printf '| %-26s | %10s | %8s | %8s |\n' target "req/s" p50 p99
-run "direct to seller" "http://$SELLER/run"
-run "nginx proxy_pass" "http://$NGINX/run"
-run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH"
+printf '| %-26s | %10s | %8s | %8s | %10s |\n' target "req/s" p50 p99 "CPU µs/req"
+run "direct to seller" "http://$SELLER/run" "" "$seller_pid"
+run "nginx proxy_pass" "http://$NGINX/run" "" "$nginx_pids"
+run "bare axum+reqwest proxy" "http://$BARE/run" "" "$bare_pid"
+run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid"
 # Moderate load: what the gateway adds to a call's latency when nothing queues.
 echo
 echo "moderate load: wrk -t1 -c${MODERATE_CONNS:-4} -d$DURATION"
-THREADS=1 CONNS=${MODERATE_CONNS:-4} run "nginx proxy_pass" "http://$NGINX/run"
-THREADS=1 CONNS=${MODERATE_CONNS:-4} run "direct to seller" "http://$SELLER/run"
-THREADS=1 CONNS=${MODERATE_CONNS:-4} run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "nginx proxy_pass" "http://$NGINX/run" "" "$nginx_pids"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "direct to seller" "http://$SELLER/run" "" "$seller_pid"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid"
 recorded=$(curl -sf "$api/gateway-requests?role=buyer&limit=1" -H "Authorization: $AUTH" | jq .pagination.total)
 echo "gateway requests recorded: $recorded"

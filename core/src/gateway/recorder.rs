@@ -3,23 +3,32 @@
 //!
 //! Those rows go through a bounded channel to one writer task that commits up to
 //! [`MAX_BATCH`] rows per transaction: on SQLite, one writer with batched commits
-//! instead of a write transaction per call. Paid calls never use it: their request row,
+//! instead of a write transaction per call. After the first row of a batch the writer
+//! waits [`LINGER`] for more, so that under load a commit carries hundreds of rows rather
+//! than a handful (each commit rewrites the same index pages to the WAL and wakes the
+//! database thread several times). Paid calls never use it: their request row,
 //! ledger entries and receipt are written synchronously in the transaction that consumes
 //! the payment. Nothing is dropped: a full channel makes callers wait (backpressure);
-//! history reads and shutdown call [`Recorder::flush`], which returns once every row
-//! sent before it is committed.
+//! history reads and shutdown call [`Recorder::flush`], which cuts the wait short and
+//! returns once every row sent before it is committed. A crash loses at most the rows
+//! of calls that moved no money from the last [`LINGER`] (and whatever was queued).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::reputation::events::{self, EventKind, ScoreEvent};
-use crate::storage::{Database, ROWS_PER_INSERT, values_list};
+use crate::storage::{Database, insert_runs};
 
 /// Rows per transaction, at most.
 pub const MAX_BATCH: usize = 512;
 /// Rows waiting for the writer, at most, before callers wait.
 const CHANNEL: usize = 8192;
+/// How long the writer lets a batch gather after its first row (unless the previous
+/// batch was full, or a flush is asked for).
+pub const LINGER: Duration = Duration::from_millis(10);
 
 /// A finished attempt, complete, ready to insert.
 #[derive(Debug, Clone)]
@@ -50,14 +59,17 @@ enum Msg {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Msg>,
+    /// Wakes a lingering writer when a flush is asked for.
+    flush_now: Arc<Notify>,
 }
 
 impl Recorder {
     /// Starts the writer task on the current runtime.
     pub fn start(db: Database) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        tokio::spawn(writer(db, rx));
-        Self { tx }
+        let flush_now = Arc::new(Notify::new());
+        tokio::spawn(writer(db, rx, flush_now.clone()));
+        Self { tx, flush_now }
     }
 
     /// Queues a row (waits while the queue is full).
@@ -71,15 +83,25 @@ impl Recorder {
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            self.flush_now.notify_one();
             let _ = wait.await;
         }
     }
 }
 
-async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>) {
+async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify>) {
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
+    let mut last_batch_full = false;
     while let Some(first) = rx.recv().await {
+        if matches!(first, Msg::Row(_)) && !last_batch_full {
+            // A flush asked for before this wait began left a permit: it ends the wait
+            // at once, which only costs a smaller batch.
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                () = flush_now.notified() => {}
+            }
+        }
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -90,6 +112,7 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>) {
                 next = rx.try_recv().ok();
             }
         }
+        last_batch_full = rows.len() >= MAX_BATCH;
         if !rows.is_empty() {
             // One retry covers a transient lock timeout; a second failure is logged loudly.
             let mut result = write(&db, &rows).await;
@@ -110,15 +133,16 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>) {
 async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()> {
     // Multi-row statements: one round through the driver per chunk, not per row.
     const TUPLE: &str =
-        "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)";
+        "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
     let mut tx = db.pool().begin().await?;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    let backend = db.backend();
+    for chunk in insert_runs(rows) {
         let sql = format!(
             "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, \
              charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, response_bytes, \
              response_sha256, seller_status_code, latency_ms, error_code, created_at, updated_at) \
              VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_list(TUPLE, 15, chunk.len())
+            backend.values_list(TUPLE, 16, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {
@@ -137,6 +161,7 @@ async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()>
                 .bind(r.seller_status_code)
                 .bind(r.latency_ms)
                 .bind(r.error_code)
+                .bind(r.created_at)
                 .bind(r.created_at);
         }
         q.execute(&mut *tx).await?;

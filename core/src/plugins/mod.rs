@@ -129,7 +129,7 @@ struct HostInner {
     limits: PluginLimits,
     counters: Counters,
     cache: cache::ComponentCache,
-    /// Epoch deadline of a call, in ticks of [`engine::EPOCH_TICK`].
+    /// Epoch deadline of a call, in ticks of [`engine::epoch_tick`].
     deadline_ticks: u64,
     _ticker: engine::EpochTicker,
 }
@@ -162,11 +162,11 @@ impl PluginHost {
         })
         .map_err(link)?;
         let cache = cache::ComponentCache::new(&engine, cache_dir, cache_key)?;
-        let tick = engine::EPOCH_TICK.as_nanos();
-        let deadline_ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick))
+        let tick = engine::epoch_tick(limits.timeout);
+        let deadline_ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick.as_nanos()))
             .unwrap_or(u64::MAX)
             .max(1);
-        let ticker = engine::EpochTicker::start(&engine)?;
+        let ticker = engine::EpochTicker::start(&engine, tick)?;
         Ok(Self(Arc::new(HostInner {
             engine,
             linker,

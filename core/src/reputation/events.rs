@@ -10,7 +10,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::storage::{ROWS_PER_INSERT, values_list};
+use crate::storage::{Backend, insert_runs};
 
 /// Milliseconds in a UTC day: `day` = `created_at / DAY_MS`.
 pub const DAY_MS: i64 = 86_400_000;
@@ -95,11 +95,12 @@ pub async fn record(conn: &mut AnyConnection, e: &ScoreEvent<'_>) -> sqlx::Resul
 /// path); events already recorded under the same id are left as they are.
 pub async fn record_many(conn: &mut AnyConnection, all: &[ScoreEvent<'_>]) -> sqlx::Result<()> {
     const TUPLE: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-    for chunk in all.chunks(ROWS_PER_INSERT) {
+    let backend = Backend::of(conn);
+    for chunk in insert_runs(all) {
         let sql = format!(
             "INSERT INTO score_events (id, kind, subject_id, actor_id, listing_id, gateway_request_id, \
              n, amount_cents, rating, day, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_list(TUPLE, 11, chunk.len())
+            backend.values_list(TUPLE, 11, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in chunk {
