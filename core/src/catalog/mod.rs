@@ -336,7 +336,7 @@ impl Catalog {
             secret_rotated_at: now,
             updated_at: now,
         };
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let mut attempts = 0;
         while !store::insert_listing(&mut tx, &row).await? {
             // Slug taken: keep the readable stem, add a random suffix.
@@ -494,7 +494,7 @@ impl Catalog {
         let now = now_ms();
         row.updated_at = now;
         endpoint.updated_at = now;
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         store::update_listing(&mut tx, &row).await?;
         if req.private_endpoint_url.is_some() {
             store::update_endpoint(&mut tx, &endpoint).await?;
@@ -507,7 +507,7 @@ impl Catalog {
     /// Deletes a draft; suspends anything published (the gateway then refuses it).
     pub async fn delete_listing(&self, who: &Principal, id: &str) -> Result<DeleteOutcome> {
         let mut row = self.owned(who, id).await?.listing;
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let status = if row.status == "draft" {
             store::delete_listing(&mut tx, &row.id).await?;
             "deleted"

@@ -135,6 +135,11 @@ impl Target {
     }
 }
 
+/// A new gateway request id: `gw_req_` and a time-ordered UUID ([`crate::storage::append_id`]).
+fn new_request_id() -> String {
+    format!("gw_req_{}", crate::storage::append_id().simple())
+}
+
 /// A payment that may be forwarded.
 struct Paid {
     relay_request_id: String,
@@ -223,7 +228,7 @@ impl Gateway {
     ) -> Result<()> {
         self.recorder
             .record(super::recorder::FinishedRequest {
-                id: format!("gw_req_{}", uuid::Uuid::new_v4().simple()),
+                id: new_request_id(),
                 buyer_id: call.buyer.profile_id.clone(),
                 seller_id: target.listing().seller_id.clone(),
                 listing_id: target.listing().id.clone(),
@@ -404,7 +409,7 @@ impl Gateway {
             requirements: &requirement.requirements.to_string(),
             now,
         };
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         super::store::insert_payment(&mut tx, &stored).await?;
         if let Some(key) = &call.idempotency_key
             && !super::store::insert_idempotency(
@@ -589,7 +594,7 @@ impl Gateway {
         target: &Target,
         paid: Option<Paid>,
     ) -> Result<Outcome> {
-        let request_id = format!("gw_req_{}", uuid::Uuid::new_v4().simple());
+        let request_id = new_request_id();
         let listing = &target.listing();
         let now = now_ms();
         let (charged, currency) = paid
@@ -616,7 +621,7 @@ impl Gateway {
         // and the receipt in one transaction, before anything is forwarded. Free calls are
         // recorded after the forward, through the batched recorder.
         if let Some(p) = &paid {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin().await?;
             // The one decision point for racing retries: only one UPDATE matches 'issued'.
             if !super::store::consume_payment(&mut tx, &p.relay_request_id, &request_id, now)
                 .await?
@@ -749,7 +754,7 @@ impl Gateway {
         };
         if let Some(p) = &paid {
             // The outcome and its score event land together.
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin().await?;
             super::store::finish_request(
                 &mut tx,
                 &request_id,

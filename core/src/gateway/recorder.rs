@@ -134,7 +134,7 @@ async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()>
     // Multi-row statements: one round through the driver per chunk, not per row.
     const TUPLE: &str =
         "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let backend = db.backend();
     for chunk in insert_runs(rows) {
         let sql = format!(

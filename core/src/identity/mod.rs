@@ -249,7 +249,7 @@ impl Identity {
         let profile_id = uuid::Uuid::new_v4().to_string();
         let key = NewApiKey::generate();
         let key_id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         store::insert_profile(&mut tx, &profile_id, display_name.as_deref(), req.role, now).await?;
         let wallet_id = uuid::Uuid::new_v4().to_string();
         let inserted = store::insert_wallet(
@@ -320,7 +320,7 @@ impl Identity {
     async fn issue_key(&self, profile_id: &str, name: Option<&str>, now: i64) -> Result<IssuedKey> {
         let key = NewApiKey::generate();
         let key_id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         store::insert_api_key(
             &mut tx,
             &key_id,
@@ -488,7 +488,7 @@ impl Identity {
 
         let now = now_ms();
         let id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         store::lock_profile(&mut tx, pid, now).await?;
         let inserted = store::insert_wallet(
             &mut tx,
@@ -549,7 +549,7 @@ impl Identity {
         }
 
         let now = now_ms();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         store::lock_profile(&mut tx, pid, now).await?;
         let mut row = store::wallet_by_id(&mut tx, pid, id)
             .await?

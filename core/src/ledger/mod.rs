@@ -120,7 +120,7 @@ pub async fn record_settled_call(
             "INSERT INTO ledger_entries (id, gateway_request_id, profile_id, entry_type, amount_cents, \
              currency, relay_request_id, listing_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(crate::storage::append_id().to_string())
         .bind(c.gateway_request_id)
         .bind(profile)
         .bind(kind.as_str())

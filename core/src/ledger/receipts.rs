@@ -133,7 +133,7 @@ pub async fn issue(
     signer: &ReceiptSigner,
     f: &ReceiptFacts<'_>,
 ) -> sqlx::Result<String> {
-    let id = format!("rcpt_{}", uuid::Uuid::new_v4().simple());
+    let id = format!("rcpt_{}", crate::storage::append_id().simple());
     let payload = serde_json::to_string(&Payload {
         kind: "crochet.receipt.v1",
         receipt_id: &id,

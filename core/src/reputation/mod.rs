@@ -153,7 +153,7 @@ impl Reputation {
             paid: i64::from(charged > 0),
             created_at: now,
         };
-        let mut tx = pool.begin().await?;
+        let mut tx = self.0.db.begin().await?;
         if store::has_review(&mut tx, &listing.id, &who.profile_id).await? {
             return Err(ReputationError::DuplicateReview);
         }
@@ -259,7 +259,7 @@ impl Reputation {
                 .map_err(|e| ReputationError::Corrupt(e.to_string()))?,
             computed_at: now,
         };
-        let mut tx = self.0.db.pool().begin().await?;
+        let mut tx = self.0.db.begin().await?;
         store::save_snapshot(&mut tx, &row).await?;
         tx.commit().await?;
         self.remember(agent_id, Some(score));

@@ -115,6 +115,18 @@ impl Database {
         &self.pool
     }
 
+    /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, which
+    /// takes the write lock first: a deferred transaction reads a snapshot before it asks
+    /// for the lock, and if another connection (the history writer, another instance on
+    /// the same file) commits while it waits, SQLite fails it with `SQLITE_BUSY_SNAPSHOT`
+    /// at once instead of waiting out the busy timeout.
+    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -206,6 +218,14 @@ impl Backend {
         }
         out
     }
+}
+
+/// A new id for a row of an append-only, high-volume table (gateway requests, ledger
+/// entries, receipts): a UUID v7, whose leading bits are the time, so new rows land at
+/// the right edge of the primary-key index instead of on a random page of it (with v4
+/// ids every history batch rewrote one index page per row).
+pub fn append_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
 }
 
 /// Current time as Unix milliseconds, the unit every timestamp column uses.
