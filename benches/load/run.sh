@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load run: wrk against the same trivial JSON seller three ways, on this machine:
+# Load run: wrk against the same trivial JSON seller four ways, on this machine:
 #   1. directly, 2. through nginx proxy_pass (the reference proxy), 3. through a bare
 #   relay on the gateway's own stack (axum + reqwest, no per-call work: the floor),
 #   4. through the Crochet gateway on a free listing (authenticated, signed, recorded).
@@ -62,7 +62,6 @@ CONF
 nginx -c "$work/nginx.conf" &
 nginx_pid=$!
 wait_port "$NGINX"
-nginx_pids="$nginx_pid $(pgrep -d ' ' -P "$nginx_pid")"
 
 # The bundled policy plugins run on every call, with limits far above what this run
 # sends (the defaults would rightly refuse one buyer's thousands of calls a second).
@@ -123,7 +122,7 @@ hz=$(getconf CLK_TCK)
 
 # run NAME URL AUTH PIDS: one wrk run; besides throughput and latency it reports the CPU
 # time PIDS (the proxy under test; the seller for the direct run) spent per request,
-# a figure that, unlike req/s, hardly depends on what else this machine is doing.
+# a figure that depends much less than req/s on what else this machine is doing.
 run() {
   local name=$1 url=$2 auth=$3 pids=$4
   local out before after
@@ -139,6 +138,9 @@ run() {
   cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')
   printf '| %-26s | %10s | %8s | %8s | %10s | %s\n' "$name" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0} non-2xx"
 }
+
+# nginx's workers, looked up now: the master forks them after it starts listening.
+nginx_pids="$nginx_pid $(pgrep -d ' ' -P "$nginx_pid")"
 
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, POST of a 54-byte JSON body, all on this machine"
 printf '| %-26s | %10s | %8s | %8s | %10s |\n' target "req/s" p50 p99 "CPU µs/req"

@@ -142,7 +142,7 @@ async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()>
              charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, response_bytes, \
              response_sha256, seller_status_code, latency_ms, error_code, created_at, updated_at) \
              VALUES {} ON CONFLICT (id) DO NOTHING",
-            backend.values_list(TUPLE, 16, chunk.len())
+            backend.values_list(TUPLE, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {

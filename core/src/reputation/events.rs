@@ -100,7 +100,7 @@ pub async fn record_many(conn: &mut AnyConnection, all: &[ScoreEvent<'_>]) -> sq
         let sql = format!(
             "INSERT INTO score_events (id, kind, subject_id, actor_id, listing_id, gateway_request_id, \
              n, amount_cents, rating, day, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
-            backend.values_list(TUPLE, 11, chunk.len())
+            backend.values_list(TUPLE, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in chunk {
