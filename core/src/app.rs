@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -380,6 +381,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         });
         let refresher = reputation.spawn_refresher();
+        // Replies go out as soon as they are written (as nginx's `tcp_nodelay on`):
+        // with Nagle a reply can wait for the client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let result = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -3,10 +3,15 @@
 //! answer back. No authentication, signing, validation or recording. The load run puts
 //! it beside nginx and the gateway, so what the gateway's own work costs per request is
 //! the difference between the two. `bare-proxy 127.0.0.1:18084 http://127.0.0.1:18081/run`.
+//! Same allocator and TCP_NODELAY as the `crochet` binary.
 
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt as _;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -45,6 +50,8 @@ async fn main() -> std::io::Result<()> {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await
 }

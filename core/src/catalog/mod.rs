@@ -13,7 +13,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderName, HeaderValue};
 use rand::RngCore as _;
+use reqwest::Url;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -123,8 +125,10 @@ pub struct DeleteOutcome {
 /// A listing's endpoint with its secrets decrypted, for the gateway's forwarding path.
 #[derive(Debug, Clone)]
 pub struct ResolvedEndpoint {
-    pub url: Option<String>,
-    pub auth_header: Option<(String, String)>,
+    /// Parsed once; checked again against the host's policy on every send.
+    pub url: Option<Url>,
+    /// The seller's upstream auth header, parsed once (the value is marked sensitive).
+    pub auth_header: Option<(HeaderName, HeaderValue)>,
     pub signing_secret: String,
     pub timeout: Duration,
     pub max_request_bytes: usize,
@@ -136,6 +140,17 @@ pub struct ResolvedEndpoint {
 struct StoredAuth {
     name: String,
     value: String,
+}
+
+impl StoredAuth {
+    /// As a header; both parts were checked by `check_auth_header` when they were set.
+    fn header(self) -> Result<(HeaderName, HeaderValue)> {
+        let invalid = || CatalogError::Internal("stored upstream auth header is invalid".into());
+        let name = HeaderName::try_from(self.name).map_err(|_| invalid())?;
+        let mut value = HeaderValue::try_from(self.value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        Ok((name, value))
+    }
 }
 
 fn ctx(listing_id: &str, field: &str) -> String {
@@ -671,13 +686,19 @@ impl Catalog {
     fn resolve(&self, e: &EndpointRow) -> Result<ResolvedEndpoint> {
         let listing_id = e.listing_id.as_str();
         let url = match &e.url_enc {
-            Some(enc) => Some(self.cipher.decrypt(enc, &ctx(listing_id, "url"))?),
+            Some(enc) => {
+                let raw = self.cipher.decrypt(enc, &ctx(listing_id, "url"))?;
+                // Checked by `check_url` when it was set, so it parses.
+                Some(Url::parse(&raw).map_err(|_| {
+                    CatalogError::Internal("stored endpoint URL does not parse".into())
+                })?)
+            }
             None => None,
         };
         let size = |v: i64| usize::try_from(v).unwrap_or(0);
         Ok(ResolvedEndpoint {
             url,
-            auth_header: self.auth_of(e)?.map(|a| (a.name, a.value)),
+            auth_header: self.auth_of(e)?.map(StoredAuth::header).transpose()?,
             signing_secret: self
                 .cipher
                 .decrypt(&e.signing_secret_enc, &ctx(listing_id, "signing_secret"))?,
@@ -701,31 +722,23 @@ impl Catalog {
             "request_id": request_id,
             "sent_at": rfc3339(now),
         })
-        .to_string()
-        .into_bytes();
+        .to_string();
         let signed = SignedHeaders::new(
             &ep.signing_secret,
             now / 1000,
             &request_id,
             &listing.id,
             &who.profile_id,
-            &body,
+            body.as_bytes(),
         );
-        let mut headers: Vec<_> = signed
-            .pairs()
-            .into_iter()
-            .map(|(k, v)| (k.into(), v))
-            .collect();
-        if let Some((name, value)) = ep.auth_header {
-            headers.push((name.into(), value));
-        }
+        let headers = signed.header_map(ep.auth_header.as_ref());
         let started = std::time::Instant::now();
         let outcome = self
             .upstream
             .send(UpstreamRequest {
                 url: &url,
                 headers,
-                body,
+                body: body.into(),
                 timeout: ep.timeout,
                 max_response_bytes: ep.max_response_bytes,
             })

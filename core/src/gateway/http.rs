@@ -3,7 +3,8 @@
 use axum::Json;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +28,32 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::ledger::http::get_receipt))
 }
 
+/// The gateway's optional request headers, read in place (extracting the whole
+/// `HeaderMap` would copy it on every call).
+struct CallHeaders {
+    relay_request_id: Option<String>,
+    idempotency_key: Option<String>,
+    origin_currency: Option<String>,
+    origin_chain_id: Option<String>,
+    origin_wallet_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CallHeaders {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| header(&parts.headers, name);
+        Ok(Self {
+            relay_request_id: header("x-crochet-relay-request-id"),
+            idempotency_key: header("idempotency-key"),
+            origin_currency: header("x-crochet-origin-currency"),
+            origin_chain_id: header("x-crochet-origin-chain-id"),
+            origin_wallet_id: header("x-crochet-origin-wallet-id"),
+        })
+    }
+}
+
+/// A header's trimmed text; absent, empty or not visible ASCII: `None`.
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -60,7 +87,7 @@ async fn call(
     Auth(buyer): Auth,
     ApiPath(listing_id): ApiPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    headers: CallHeaders,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let outcome = s
@@ -68,12 +95,12 @@ async fn call(
         .call(GatewayCall {
             buyer,
             listing_ref: listing_id,
-            body: body.to_vec(),
-            relay_request_id: header(&headers, "x-crochet-relay-request-id"),
-            idempotency_key: header(&headers, "idempotency-key"),
-            origin_currency: header(&headers, "x-crochet-origin-currency"),
-            origin_chain_id: header(&headers, "x-crochet-origin-chain-id"),
-            origin_wallet_id: header(&headers, "x-crochet-origin-wallet-id"),
+            body,
+            relay_request_id: headers.relay_request_id,
+            idempotency_key: headers.idempotency_key,
+            origin_currency: headers.origin_currency,
+            origin_chain_id: headers.origin_chain_id,
+            origin_wallet_id: headers.origin_wallet_id,
             client_ip: peer.ip().to_string(),
         })
         .await?;

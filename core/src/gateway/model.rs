@@ -53,8 +53,9 @@ pub struct GatewaySuccess {
     pub charged_amount: ChargedAmount,
     pub fees: Fees,
     pub seller_status_code: u16,
+    /// The seller's JSON exactly as it answered (numbers, key order and duplicates kept).
     #[schema(value_type = Object)]
-    pub seller_response: Value,
+    pub seller_response: Box<serde_json::value::RawValue>,
 }
 
 /// The 202 answer while settlement is pending.

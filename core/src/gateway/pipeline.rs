@@ -24,13 +24,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::body::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::GatewayError;
 use super::model::*;
 use super::policy::PolicyChain;
-use super::signing::SignedHeaders;
+use super::signing::{self, SignedHeaders};
 use super::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::catalog::store::ListingRow;
 use crate::catalog::{Catalog, ListingForCall, PricingModel, ResolvedEndpoint};
@@ -51,7 +53,8 @@ type Result<T, E = GatewayError> = std::result::Result<T, E>;
 pub struct GatewayCall {
     pub buyer: Principal,
     pub listing_ref: String,
-    pub body: Vec<u8>,
+    /// The buyer's exact body, forwarded without a copy.
+    pub body: Bytes,
     pub relay_request_id: Option<String>,
     pub idempotency_key: Option<String>,
     pub origin_currency: Option<String>,
@@ -118,11 +121,11 @@ struct Adapter {
 /// What phase 2 resolved.
 struct Target {
     resolved: Arc<ListingForCall>,
-    url: String,
+    url: reqwest::Url,
     body_sha256: String,
     adapter: Option<Adapter>,
     /// What the adapter made of the body; `None`: the buyer's body as sent.
-    adapted_body: Option<Vec<u8>>,
+    adapted_body: Option<Bytes>,
 }
 
 impl Target {
@@ -271,7 +274,7 @@ impl Gateway {
         serde_json::from_slice::<serde::de::IgnoredAny>(&call.body)
             .map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
         Ok(Target {
-            body_sha256: hex::encode(Sha256::digest(&call.body)),
+            body_sha256: signing::body_sha256(&call.body),
             resolved,
             url,
             adapter: None,
@@ -335,7 +338,7 @@ impl Gateway {
         serde_json::from_str::<serde::de::IgnoredAny>(&adapted).map_err(|_| {
             GatewayError::AdapterRejected("the adapter did not produce JSON".into())
         })?;
-        target.adapted_body = Some(adapted.into_bytes());
+        target.adapted_body = Some(adapted.into());
         target.adapter = Some(adapter);
         Ok(())
     }
@@ -667,31 +670,27 @@ impl Gateway {
             tx.commit().await?;
         }
 
-        let body = target.adapted_body.as_deref().unwrap_or(&call.body);
-        let secret = &target.endpoint().signing_secret;
-        let signed = SignedHeaders::new(
-            secret,
+        // The buyer's body was hashed in phase 2; an adapted one is hashed here.
+        let (body, body_sha256) = match &target.adapted_body {
+            Some(adapted) => (adapted.clone(), signing::body_sha256(adapted)),
+            None => (call.body.clone(), target.body_sha256.clone()),
+        };
+        let signed = SignedHeaders::for_body_hash(
+            &target.endpoint().signing_secret,
             now / 1000,
             &request_id,
             &listing.id,
             &call.buyer.profile_id,
-            body,
+            body_sha256,
         );
-        let mut headers: Vec<_> = signed
-            .pairs()
-            .into_iter()
-            .map(|(k, v)| (k.into(), v))
-            .collect();
-        if let Some((name, value)) = &target.endpoint().auth_header {
-            headers.push((name.clone().into(), value.clone()));
-        }
+        let headers = signed.header_map(target.endpoint().auth_header.as_ref());
         let started = Instant::now();
         let answer = self
             .upstream
             .send(UpstreamRequest {
                 url: &target.url,
                 headers,
-                body: body.to_vec(),
+                body,
                 timeout: target.endpoint().timeout,
                 max_response_bytes: target.endpoint().max_response_bytes,
             })
@@ -824,7 +823,10 @@ impl Gateway {
                     seller_receives_cents: charged - fee,
                 },
                 seller_status_code: r.status,
-                seller_response: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                // Relayed verbatim; it was checked to be JSON (by the client, or after
+                // the adapter), so the fallback cannot happen.
+                seller_response: serde_json::from_slice(&r.body)
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             }))),
             (code, r) => {
                 let mut context = context;

@@ -53,6 +53,7 @@
 //! assert!(!verify_crochet_request("cgs_example", &lookup, br#"{"task":"tampered"}"#, 1_760_000_010));
 //! ```
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -113,7 +114,25 @@ impl SignedHeaders {
         buyer_id: &str,
         body: &[u8],
     ) -> Self {
-        let body_sha256 = body_sha256(body);
+        Self::for_body_hash(
+            secret,
+            timestamp,
+            request_id,
+            listing_id,
+            buyer_id,
+            body_sha256(body),
+        )
+    }
+
+    /// Signs one request whose body's lowercase hex SHA-256 is already known.
+    pub fn for_body_hash(
+        secret: &str,
+        timestamp: i64,
+        request_id: &str,
+        listing_id: &str,
+        buyer_id: &str,
+        body_sha256: String,
+    ) -> Self {
         let signature = sign(secret, timestamp, request_id, listing_id, &body_sha256);
         Self {
             request_id: request_id.to_owned(),
@@ -135,6 +154,30 @@ impl SignedHeaders {
             (BODY_SHA256, self.body_sha256.clone()),
             (SIGNATURE, self.signature.clone()),
         ]
+    }
+
+    /// The six headers for the outgoing request, plus the seller's upstream auth header
+    /// when it has one. The values are ids, digits and hex, so none is ever refused.
+    pub fn header_map(&self, upstream_auth: Option<&(HeaderName, HeaderValue)>) -> HeaderMap {
+        // HTTP/1 header names are case-insensitive; static lowercase names cost nothing.
+        const NAMES: [HeaderName; 6] = [
+            HeaderName::from_static("x-crochet-request-id"),
+            HeaderName::from_static("x-crochet-listing-id"),
+            HeaderName::from_static("x-crochet-buyer-id"),
+            HeaderName::from_static("x-crochet-timestamp"),
+            HeaderName::from_static("x-crochet-body-sha256"),
+            HeaderName::from_static("x-crochet-signature"),
+        ];
+        let mut map = HeaderMap::with_capacity(8);
+        for (name, (_, value)) in NAMES.into_iter().zip(self.pairs()) {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                map.insert(name, value);
+            }
+        }
+        if let Some((name, value)) = upstream_auth {
+            map.insert(name.clone(), value.clone());
+        }
+        map
     }
 }
 
@@ -161,5 +204,26 @@ mod tests {
             sign("cgs_k", 2, "r", "l", &sha),
             sign("cgs_k", 1, "r", "l", &sha)
         );
+    }
+
+    #[test]
+    fn header_map_carries_the_documented_pairs_and_the_upstream_auth() {
+        let signed = SignedHeaders::new("cgs_k", 7, "gw_req_1", "l-1", "b-1", b"{}");
+        assert_eq!(
+            signed.body_sha256,
+            SignedHeaders::for_body_hash("cgs_k", 7, "gw_req_1", "l-1", "b-1", body_sha256(b"{}"))
+                .body_sha256
+        );
+        let auth = (
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_static("k"),
+        );
+        let map = signed.header_map(Some(&auth));
+        assert_eq!(map.len(), 7);
+        for (name, value) in signed.pairs() {
+            assert_eq!(map[name], value.as_str(), "{name}");
+        }
+        assert_eq!(map["x-api-key"], "k");
+        assert_eq!(signed.header_map(None).len(), 6);
     }
 }

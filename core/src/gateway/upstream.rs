@@ -9,16 +9,16 @@
 //!
 //! Seller URLs are secrets: no error or log line produced here contains one.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
 /// Longest seller endpoint URL accepted, in bytes.
 const MAX_URL_LEN: usize = 2048;
@@ -68,6 +68,14 @@ pub fn check_url(raw: &str, policy: &EndpointPolicy) -> Result<Url, EndpointUrlE
     }
     // url::ParseError messages are fixed strings; they never echo the input.
     let url = Url::parse(raw).map_err(|e| EndpointUrlError::Invalid(e.to_string()))?;
+    check_parsed_url(&url, policy)?;
+    Ok(url)
+}
+
+/// The rules of [`check_url`] on a URL parsed earlier. Every call checks its (cached)
+/// endpoint URL again: the host's policy may be stricter than when the URL was stored.
+pub fn check_parsed_url(url: &Url, policy: &EndpointPolicy) -> Result<(), EndpointUrlError> {
+    let invalid = |why: &str| EndpointUrlError::Invalid(why.to_owned());
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("scheme must be http or https"));
     }
@@ -93,7 +101,7 @@ pub fn check_url(raw: &str, policy: &EndpointPolicy) -> Result<Url, EndpointUrlE
             return Err(EndpointUrlError::HostNotAllowed(rule.to_owned()));
         }
     }
-    Ok(url)
+    Ok(())
 }
 
 /// The local-only name rule a host matches, if any (case-insensitive, trailing dot ignored).
@@ -242,12 +250,11 @@ impl Resolve for GuardedResolver {
 /// One request to a seller.
 pub struct UpstreamRequest<'a> {
     /// The seller's endpoint URL (a secret: never logged or echoed in errors).
-    pub url: &'a str,
-    /// Sent as given (signature headers, an upstream `Authorization`, …). Names are
-    /// usually static; a seller-chosen upstream auth header name is owned.
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    pub url: &'a Url,
+    /// Sent as given (signature headers, an upstream `Authorization`, …).
+    pub headers: HeaderMap,
     /// Sent exactly, with `Content-Type: application/json`.
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// Bound on the whole exchange: connect, send and reading the full response.
     pub timeout: Duration,
     /// Larger responses fail with [`UpstreamError::ResponseTooLarge`]; never buffered whole.
@@ -374,19 +381,17 @@ impl UpstreamClient {
     /// Redirects are returned as ordinary 3xx responses, never followed.
     pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
         // Also catches IP literals, which reqwest connects to without asking the resolver.
-        let url = check_url(req.url, &self.policy)?;
+        check_parsed_url(req.url, &self.policy)?;
         let client = self
             .client
             .as_ref()
             .ok_or_else(|| UpstreamError::Other("HTTP client unavailable".into()))?;
         let limit = req.max_response_bytes;
-        let mut builder = client
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
+        let builder = client
+            .post(req.url.clone())
+            .headers(req.headers)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(req.body);
-        for (name, value) in req.headers {
-            builder = builder.header(name.as_ref(), value);
-        }
         let started = Instant::now();
         let exchange = async {
             let mut resp = builder.send().await.map_err(map_reqwest)?;
@@ -421,7 +426,6 @@ impl UpstreamClient {
 mod tests {
     use super::*;
     use axum::Router;
-    use axum::body::Bytes;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::routing::{any, post};
@@ -617,11 +621,11 @@ mod tests {
         (port, seen)
     }
 
-    fn request(url: &str) -> UpstreamRequest<'_> {
+    fn request(url: &Url) -> UpstreamRequest<'_> {
         UpstreamRequest {
             url,
-            headers: vec![],
-            body: b"{}".to_vec(),
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"{}"),
             timeout: Duration::from_secs(5),
             max_response_bytes: 1 << 20,
         }
@@ -632,14 +636,14 @@ mod tests {
         let (port, seen) = spawn_seller().await;
         let client = UpstreamClient::new(DEV, HashMap::new());
         assert_eq!(client.policy(), DEV);
-        let url = format!("http://127.0.0.1:{port}/json");
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/json")).unwrap();
         let body = br#"{"task":"run", "x": [1,2]}"#.to_vec();
         let mut req = request(&url);
-        req.headers = vec![
-            ("X-Crochet-Signature".into(), "abc123".into()),
-            ("Authorization".into(), "Bearer t".into()),
-        ];
-        req.body = body.clone();
+        req.headers
+            .insert("x-crochet-signature", HeaderValue::from_static("abc123"));
+        req.headers
+            .insert("authorization", HeaderValue::from_static("Bearer t"));
+        req.body = body.clone().into();
         let resp = client.send(req).await.unwrap();
         assert_eq!((resp.status, resp.is_json), (200, true));
         assert_eq!(resp.body, br#"{"ok":true,"n":1}"#);
@@ -656,12 +660,12 @@ mod tests {
         );
 
         for path in ["text", "bad-json"] {
-            let url = format!("http://127.0.0.1:{port}/{path}");
+            let url = Url::parse(&format!("http://127.0.0.1:{port}/{path}")).unwrap();
             let resp = client.send(request(&url)).await.unwrap();
             assert_eq!((resp.status, resp.is_json), (200, false), "{path}");
         }
 
-        let url = format!("http://127.0.0.1:{port}/redirect");
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/redirect")).unwrap();
         let resp = client.send(request(&url)).await.unwrap();
         assert_eq!(resp.status, 302);
         assert_eq!(
@@ -676,7 +680,7 @@ mod tests {
         let (port, _) = spawn_seller().await;
         let client = UpstreamClient::new(DEV, HashMap::new());
 
-        let url = format!("http://127.0.0.1:{port}/slow");
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/slow")).unwrap();
         let mut req = request(&url);
         req.timeout = Duration::from_millis(300);
         let started = Instant::now();
@@ -685,7 +689,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(err.code(), "SELLER_TIMEOUT");
 
-        let url = format!("http://127.0.0.1:{port}/large");
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/large")).unwrap();
         let mut req = request(&url);
         req.max_response_bytes = 1024;
         let err = client.send(req).await.unwrap_err();
@@ -697,11 +701,11 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let closed_port = closed.local_addr().unwrap().port();
         drop(closed);
-        let url = format!("http://127.0.0.1:{closed_port}/json");
+        let url = Url::parse(&format!("http://127.0.0.1:{closed_port}/json")).unwrap();
         let err = client.send(request(&url)).await.unwrap_err();
         assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
         assert_eq!(err.code(), "SELLER_UNREACHABLE");
-        assert!(!err.to_string().contains(&url), "{err}");
+        assert!(!err.to_string().contains(url.as_str()), "{err}");
     }
 
     #[tokio::test]
@@ -727,7 +731,7 @@ mod tests {
             let _ = sock.write_all(&vec![b' '; 200_000]);
         });
         let client = UpstreamClient::new(DEV, HashMap::new());
-        let url = format!("http://127.0.0.1:{port}/");
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
         let mut req = request(&url);
         req.max_response_bytes = 1024;
         let err = client.send(req).await.unwrap_err();
@@ -741,7 +745,7 @@ mod tests {
     async fn production_refuses_rebinding_and_literals() {
         let (port, seen) = spawn_seller().await;
         let client = UpstreamClient::new(PROD_HTTP, rebind());
-        let url = format!("http://rebind.test:{port}/json");
+        let url = Url::parse(&format!("http://rebind.test:{port}/json")).unwrap();
         let err = client.send(request(&url)).await.unwrap_err();
         assert!(matches!(err, UpstreamError::AddressNotAllowed), "{err:?}");
         assert_eq!(err.code(), "ENDPOINT_ADDRESS_NOT_ALLOWED");
@@ -750,7 +754,7 @@ mod tests {
             "seller must not be reached"
         );
 
-        let url = format!("http://127.0.0.1:{port}/json");
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/json")).unwrap();
         let err = client.send(request(&url)).await.unwrap_err();
         assert!(
             matches!(err, UpstreamError::Url(EndpointUrlError::AddressNotAllowed(a)) if a == ip("127.0.0.1")),
@@ -759,7 +763,7 @@ mod tests {
 
         // The same name is reachable in development.
         let dev = UpstreamClient::new(DEV, rebind());
-        let url = format!("http://rebind.test:{port}/json");
+        let url = Url::parse(&format!("http://rebind.test:{port}/json")).unwrap();
         assert_eq!(dev.send(request(&url)).await.unwrap().status, 200);
     }
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -170,7 +169,7 @@ pub fn router(state: AppState) -> axum::Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
-                .layer(middleware::from_fn(ensure_json_errors))
+                .map_response(ensure_json_errors)
                 .layer(DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
@@ -225,8 +224,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// Turns any error response that is not JSON (from a layer or an extractor this code
 /// does not own) into an envelope, so clients never see a plain-text body.
-async fn ensure_json_errors(req: Request<axum::body::Body>, next: Next) -> Response {
-    let response = next.run(req).await;
+fn ensure_json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

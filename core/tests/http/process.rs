@@ -29,13 +29,24 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
+    // Both pipes are drained from the start: a debug log outgrows the pipe's buffer, and a
+    // server blocked on writing its log would stop answering.
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        BufReader::new(stderr).read_to_string(&mut logs).unwrap();
+        logs
     });
-    let line = tokio::time::timeout(Duration::from_secs(60), line)
+    let stdout = child.stdout.take().unwrap();
+    let (first_line, first_line_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let _ = first_line.send(line);
+        std::io::copy(&mut stdout, &mut std::io::sink()).unwrap();
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), first_line_rx)
         .await
         .unwrap()
         .unwrap();
@@ -86,13 +97,12 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
             .unwrap()
             .success()
     );
-    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+    let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
-    assert!(status.status.success(), "exit status {:?}", status.status);
-    let mut logs = String::new();
-    status.stderr.as_slice().read_to_string(&mut logs).unwrap();
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "exit status {status:?}\n{logs}");
     assert!(logs.contains("request_id"), "requests are logged with ids");
     assert!(!logs.contains(&agent.api_key), "no API key in logs");
     assert!(!logs.contains(&agent.api_key[5..20]));
