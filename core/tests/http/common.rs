@@ -571,6 +571,10 @@ pub struct SellerState {
 ///
 /// Routes: `/ok` answers JSON echoing the request, `/fail` 500 JSON, `/text` plain text,
 /// `/slow` sleeps 2 s, `/redirect` 302 to `/ok`, `/big` 64 KiB of JSON.
+/// What the test seller's `/exact` path answers: JSON that a parse into a tree and
+/// back would change (a number beyond `f64`, a duplicate key).
+pub const EXACT_JSON: &str = r#"{"n":123456789012345678901234567890,"k":1,"k":2}"#;
+
 pub struct Seller {
     pub base: String,
     pub state: std::sync::Arc<SellerState>,
@@ -608,6 +612,11 @@ impl Seller {
                 )
                     .into_response(),
                 "/text" => "plain text, not JSON".into_response(),
+                "/exact" => (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    EXACT_JSON,
+                )
+                    .into_response(),
                 "/slow" => {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     axum::Json(json!({"late": true})).into_response()

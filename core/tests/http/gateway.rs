@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    Reply, TestApp, Wallet, gateway_call as call, pay_and_call, priced_listing as listing, retry,
-    settle,
+    EXACT_JSON, Reply, TestApp, Wallet, gateway_call as call, pay_and_call,
+    priced_listing as listing, retry, settle,
 };
 use crate::on_both_backends;
 
@@ -84,6 +84,24 @@ async fn free_listing_forwards_signed_exact_body(app: TestApp) {
     assert_eq!(
         app.get("/gateway-requests", stranger.key()).await.body["pagination"]["total"],
         0
+    );
+
+    // The seller's JSON is relayed byte for byte, not re-encoded.
+    let exact = listing(&app, None, "/exact").await;
+    let text = app
+        .http
+        .post(app.url(&format!("/gateway/{}", exact.id)))
+        .bearer_auth(&buyer.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(r#""seller_response":{EXACT_JSON}"#)),
+        "{text}"
     );
 }
 
