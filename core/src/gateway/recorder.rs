@@ -3,7 +3,10 @@
 //!
 //! Those rows go through a bounded channel to one writer task that commits up to
 //! [`MAX_BATCH`] rows per transaction: on SQLite, one writer with batched commits
-//! instead of a write transaction per call. After the first row of a batch the writer
+//! instead of a write transaction per call. On PostgreSQL up to [`PG_BATCHES_IN_FLIGHT`]
+//! batches commit at once (their rows never touch the same rows, so they cannot
+//! deadlock); one at a time capped the history, and so the gateway, at one batch per
+//! insert-and-commit round on the server. After the first row of a batch the writer
 //! waits [`LINGER`] for more, so that under load a commit carries hundreds of rows rather
 //! than a handful (each commit rewrites the same index pages to the WAL and wakes the
 //! database thread several times). Paid calls never use it: their request row,
@@ -18,12 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::reputation::events::{self, EventKind, ScoreEvent};
-use crate::storage::{Database, insert_runs};
+use crate::storage::{Backend, Database, insert_runs};
 
 /// Rows per transaction, at most.
 pub const MAX_BATCH: usize = 512;
+/// Batches being committed at once on PostgreSQL (SQLite: one, its single writer).
+pub const PG_BATCHES_IN_FLIGHT: usize = 4;
 /// Rows waiting for the writer, at most, before callers wait.
 const CHANNEL: usize = 8192;
 /// How long the writer lets a batch gather after its first row (unless the previous
@@ -90,6 +96,11 @@ impl Recorder {
 }
 
 async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify>) {
+    let max_in_flight = match db.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => PG_BATCHES_IN_FLIGHT,
+    };
+    let mut in_flight = JoinSet::new();
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
     let mut last_batch_full = false;
@@ -105,7 +116,7 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Row(r) => rows.push(r),
+                Msg::Row(r) => rows.push(*r),
                 Msg::Flush(ack) => acks.push(ack),
             }
             if rows.len() < MAX_BATCH {
@@ -114,23 +125,36 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         }
         last_batch_full = rows.len() >= MAX_BATCH;
         if !rows.is_empty() {
-            // One retry covers a transient lock timeout; a second failure is logged loudly.
-            let mut result = write(&db, &rows).await;
-            if result.is_err() {
-                result = write(&db, &rows).await;
+            while in_flight.len() >= max_in_flight {
+                in_flight.join_next().await;
             }
-            if let Err(e) = result {
-                tracing::error!(error = %e, rows = rows.len(), "could not record gateway history rows");
+            let batch = std::mem::replace(&mut rows, Vec::with_capacity(MAX_BATCH));
+            in_flight.spawn(commit(db.clone(), batch));
+        }
+        if !acks.is_empty() {
+            // Every row queued before these flushes is in a batch spawned by now.
+            while in_flight.join_next().await.is_some() {}
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
             }
-            rows.clear();
         }
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// Commits one batch. One retry covers a transient lock timeout; a second failure is
+/// logged loudly.
+async fn commit(db: Database, rows: Vec<FinishedRequest>) {
+    let mut result = write(&db, &rows).await;
+    if result.is_err() {
+        result = write(&db, &rows).await;
+    }
+    if let Err(e) = result {
+        tracing::error!(error = %e, rows = rows.len(), "could not record gateway history rows");
     }
 }
 
-async fn write(db: &Database, rows: &[Box<FinishedRequest>]) -> sqlx::Result<()> {
+async fn write(db: &Database, rows: &[FinishedRequest]) -> sqlx::Result<()> {
     // Multi-row statements: one round through the driver per chunk, not per row.
     const TUPLE: &str =
         "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
