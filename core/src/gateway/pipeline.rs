@@ -27,7 +27,6 @@ use std::time::Instant;
 use axum::body::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::error::GatewayError;
 use super::model::*;
@@ -746,7 +745,7 @@ impl Gateway {
         let (bytes, sha, seller_status) = match &response {
             Some(r) => (
                 Some(r.body.len()),
-                Some(hex::encode(Sha256::digest(&r.body))),
+                Some(signing::body_sha256(&r.body)),
                 Some(r.status),
             ),
             None => (None, None, None),

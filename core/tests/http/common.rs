@@ -566,15 +566,16 @@ pub struct SellerState {
     seen: std::sync::Mutex<Vec<SeenRequest>>,
 }
 
-/// A real seller: an axum server on an ephemeral port that verifies the gateway's HMAC
-/// headers on every request (computed here, independently of the host's signer).
-///
-/// Routes: `/ok` answers JSON echoing the request, `/fail` 500 JSON, `/text` plain text,
-/// `/slow` sleeps 2 s, `/redirect` 302 to `/ok`, `/big` 64 KiB of JSON.
 /// What the test seller's `/exact` path answers: JSON that a parse into a tree and
 /// back would change (a number beyond `f64`, a duplicate key).
 pub const EXACT_JSON: &str = r#"{"n":123456789012345678901234567890,"k":1,"k":2}"#;
 
+/// A real seller: an axum server on an ephemeral port that verifies the gateway's HMAC
+/// headers on every request (computed here, independently of the host's signer).
+///
+/// Routes: `/ok` answers JSON echoing the request, `/fail` 500 JSON, `/text` plain text,
+/// `/exact` [`EXACT_JSON`], `/slow` sleeps 2 s, `/redirect` 302 to `/ok`, `/big` 64 KiB
+/// of JSON.
 pub struct Seller {
     pub base: String,
     pub state: std::sync::Arc<SellerState>,
