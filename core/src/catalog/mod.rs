@@ -731,7 +731,7 @@ impl Catalog {
             &who.profile_id,
             body.as_bytes(),
         );
-        let headers = signed.header_map(ep.auth_header.as_ref());
+        let headers = signed.into_header_map(ep.auth_header.as_ref());
         let started = std::time::Instant::now();
         let outcome = self
             .upstream

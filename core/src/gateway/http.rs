@@ -90,20 +90,20 @@ async fn call(
     headers: CallHeaders,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let outcome = s
-        .gateway
-        .call(GatewayCall {
-            buyer,
-            listing_ref: listing_id,
-            body,
-            relay_request_id: headers.relay_request_id,
-            idempotency_key: headers.idempotency_key,
-            origin_currency: headers.origin_currency,
-            origin_chain_id: headers.origin_chain_id,
-            origin_wallet_id: headers.origin_wallet_id,
-            client_ip: peer.ip().to_string(),
-        })
-        .await?;
+    // Boxed once here, so the router's own boxing of this handler's future moves a
+    // pointer rather than the whole pipeline's state.
+    let outcome = Box::pin(s.gateway.call(GatewayCall {
+        buyer,
+        listing_ref: listing_id,
+        body,
+        relay_request_id: headers.relay_request_id,
+        idempotency_key: headers.idempotency_key,
+        origin_currency: headers.origin_currency,
+        origin_chain_id: headers.origin_chain_id,
+        origin_wallet_id: headers.origin_wallet_id,
+        client_ip: peer.ip(),
+    }))
+    .await?;
     Ok(match outcome {
         Outcome::Forwarded(success) => ok(*success).into_response(),
         Outcome::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),

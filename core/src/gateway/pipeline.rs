@@ -60,7 +60,7 @@ pub struct GatewayCall {
     pub origin_chain_id: Option<String>,
     pub origin_wallet_id: Option<String>,
     /// The client's address, for policies.
-    pub client_ip: String,
+    pub client_ip: std::net::IpAddr,
 }
 
 /// A call's result that is not an error.
@@ -187,19 +187,24 @@ impl Gateway {
     }
 
     /// Runs one call through every phase.
+    ///
+    /// The phases a free call without policies skips (policies, payment, the paid
+    /// call's transactions) are boxed: their state would otherwise make this future
+    /// several kilobytes, copied whole each time the router boxes or moves it.
     pub async fn call(&self, call: GatewayCall) -> Result<Outcome> {
         let mut target = self.resolve(&call).await?;
-        self.policy(&call, &target).await?;
+        if !self.policies.is_empty() {
+            Box::pin(self.policy(&call, &target)).await?;
+        }
         self.adapt_request(&call, &mut target).await?;
         let paid = match target.listing().pricing_model() {
             PricingModel::Free => None,
             PricingModel::PerCall => {
                 let payment = match &call.relay_request_id {
-                    None => Err(self
-                        .require_payment(&call, &target)
+                    None => Err(Box::pin(self.require_payment(&call, &target))
                         .await
                         .unwrap_or_else(|e| e)),
-                    Some(id) => self.verify_payment(&call, &target, id).await,
+                    Some(id) => Box::pin(self.verify_payment(&call, &target, id)).await,
                 };
                 match payment {
                     Ok(Verified::Paid(p)) => Some(p),
@@ -284,14 +289,11 @@ impl Gateway {
     /// Phase 3: the policy plugins, in configured order (after authentication, before
     /// payment).
     async fn policy(&self, call: &GatewayCall, target: &Target) -> Result<()> {
-        if self.policies.is_empty() {
-            return Ok(());
-        }
         let listing = target.listing();
         let mut ctx = super::policy::context(
             CallKind::Gateway,
             "POST /api/v1/gateway/{listing_id}",
-            call.client_ip.clone(),
+            call.client_ip.to_string(),
         );
         ctx.buyer_id = Some(call.buyer.profile_id.clone());
         ctx.seller_id = Some(listing.seller_id.clone());
@@ -621,52 +623,57 @@ impl Gateway {
         };
         // Accounted calls: consume the payment, write the request row, the ledger entries
         // and the receipt in one transaction, before anything is forwarded. Free calls are
-        // recorded after the forward, through the batched recorder.
+        // recorded after the forward, through the batched recorder. (Boxed, like the
+        // finishing transaction below: see `call`.)
         if let Some(p) = &paid {
-            let mut tx = self.db.begin().await?;
-            // The one decision point for racing retries: only one UPDATE matches 'issued'.
-            if !super::store::consume_payment(&mut tx, &p.relay_request_id, &request_id, now)
-                .await?
-            {
-                tx.rollback().await?;
-                let used = super::store::payment(self.db.pool(), &p.relay_request_id).await?;
-                return Err(GatewayError::PaymentConsumed(
-                    used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
-                ));
-            }
-            super::store::insert_request(&mut tx, &row).await?;
-            ledger::record_settled_call(
-                &mut tx,
-                &ledger::SettledCall {
-                    gateway_request_id: &request_id,
-                    buyer_id: &call.buyer.profile_id,
-                    seller_id: &listing.seller_id,
-                    listing_id: &listing.id,
-                    relay_request_id: &p.relay_request_id,
-                    charged_cents: p.charged_cents,
-                    currency: &p.currency,
-                    now,
-                },
-            )
+            Box::pin(async {
+                let mut tx = self.db.begin().await?;
+                // The one decision point for racing retries: only one UPDATE matches 'issued'.
+                if !super::store::consume_payment(&mut tx, &p.relay_request_id, &request_id, now)
+                    .await?
+                {
+                    tx.rollback().await?;
+                    let used = super::store::payment(self.db.pool(), &p.relay_request_id).await?;
+                    return Err(GatewayError::PaymentConsumed(
+                        used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
+                    ));
+                }
+                super::store::insert_request(&mut tx, &row).await?;
+                ledger::record_settled_call(
+                    &mut tx,
+                    &ledger::SettledCall {
+                        gateway_request_id: &request_id,
+                        buyer_id: &call.buyer.profile_id,
+                        seller_id: &listing.seller_id,
+                        listing_id: &listing.id,
+                        relay_request_id: &p.relay_request_id,
+                        charged_cents: p.charged_cents,
+                        currency: &p.currency,
+                        now,
+                    },
+                )
+                .await?;
+                ledger::receipts::issue(
+                    &mut tx,
+                    &self.receipts,
+                    &ledger::receipts::ReceiptFacts {
+                        gateway_request_id: &request_id,
+                        listing_id: &listing.id,
+                        buyer_id: &call.buyer.profile_id,
+                        seller_id: &listing.seller_id,
+                        relay_request_id: &p.relay_request_id,
+                        charged_cents: p.charged_cents,
+                        fee_cents: fee,
+                        currency: &p.currency,
+                        issuer: &self.issuer,
+                        now,
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            })
             .await?;
-            ledger::receipts::issue(
-                &mut tx,
-                &self.receipts,
-                &ledger::receipts::ReceiptFacts {
-                    gateway_request_id: &request_id,
-                    listing_id: &listing.id,
-                    buyer_id: &call.buyer.profile_id,
-                    seller_id: &listing.seller_id,
-                    relay_request_id: &p.relay_request_id,
-                    charged_cents: p.charged_cents,
-                    fee_cents: fee,
-                    currency: &p.currency,
-                    issuer: &self.issuer,
-                    now,
-                },
-            )
-            .await?;
-            tx.commit().await?;
         }
 
         // The buyer's body was hashed in phase 2; an adapted one is hashed here.
@@ -682,7 +689,7 @@ impl Gateway {
             &call.buyer.profile_id,
             body_sha256,
         );
-        let headers = signed.header_map(target.endpoint().auth_header.as_ref());
+        let headers = signed.into_header_map(target.endpoint().auth_header.as_ref());
         let started = Instant::now();
         let answer = self
             .upstream
@@ -699,14 +706,6 @@ impl Gateway {
         let payment = paid.as_ref().map(|p| PaymentStatus {
             status: "verified",
             relay_request_id: p.relay_request_id.clone(),
-        });
-        let context = json!({
-            "request_id": request_id,
-            "listing_id": listing.id,
-            "relay_request_id": paid.as_ref().map(|p| p.relay_request_id.clone()),
-            "charged_amount": {"amount_cents": charged, "currency": currency},
-            "payment_settled": paid.is_some(),
-            "seller_endpoint_called": true,
         });
         let (status, code, message, response) = match answer {
             Ok(r) if (200..300).contains(&r.status) && r.is_json => {
@@ -752,37 +751,41 @@ impl Gateway {
         };
         if let Some(p) = &paid {
             // The outcome and its score event land together.
-            let mut tx = self.db.begin().await?;
-            super::store::finish_request(
-                &mut tx,
-                &request_id,
-                status,
-                bytes,
-                sha.as_deref(),
-                seller_status,
-                latency_ms,
-                code,
-            )
-            .await?;
-            if let Some(kind) = EventKind::of_call(status, code) {
-                events::record(
+            Box::pin(async {
+                let mut tx = self.db.begin().await?;
+                super::store::finish_request(
                     &mut tx,
-                    &ScoreEvent {
-                        id: &request_id,
-                        kind,
-                        subject_id: &listing.seller_id,
-                        actor_id: &call.buyer.profile_id,
-                        listing_id: &listing.id,
-                        gateway_request_id: Some(&request_id),
-                        n: 1,
-                        amount_cents: p.charged_cents,
-                        rating: None,
-                        created_at: now_ms(),
-                    },
+                    &request_id,
+                    status,
+                    bytes,
+                    sha.as_deref(),
+                    seller_status,
+                    latency_ms,
+                    code,
                 )
                 .await?;
-            }
-            tx.commit().await?;
+                if let Some(kind) = EventKind::of_call(status, code) {
+                    events::record(
+                        &mut tx,
+                        &ScoreEvent {
+                            id: &request_id,
+                            kind,
+                            subject_id: &listing.seller_id,
+                            actor_id: &call.buyer.profile_id,
+                            listing_id: &listing.id,
+                            gateway_request_id: Some(&request_id),
+                            n: 1,
+                            amount_cents: p.charged_cents,
+                            rating: None,
+                            created_at: now_ms(),
+                        },
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, GatewayError>(())
+            })
+            .await?;
         } else {
             let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             self.recorder
@@ -828,7 +831,14 @@ impl Gateway {
                     .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             }))),
             (code, r) => {
-                let mut context = context;
+                let mut context = json!({
+                    "request_id": request_id,
+                    "listing_id": listing.id,
+                    "relay_request_id": paid.as_ref().map(|p| p.relay_request_id.clone()),
+                    "charged_amount": {"amount_cents": charged, "currency": currency},
+                    "payment_settled": paid.is_some(),
+                    "seller_endpoint_called": true,
+                });
                 if let Some(r) = r {
                     context["seller_status_code"] = json!(r.status);
                     if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {

@@ -71,7 +71,7 @@ impl ApiKeyHasher {
 fn hmac_hex(key: &[u8; 32], raw: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(raw.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    crate::storage::lower_hex(&mac.finalize().into_bytes())
 }
 
 /// What is wrong with an `Authorization` header.
