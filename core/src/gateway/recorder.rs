@@ -6,7 +6,10 @@
 //! instead of a write transaction per call. On PostgreSQL up to [`PG_BATCHES_IN_FLIGHT`]
 //! batches commit at once (their rows never touch the same rows, so they cannot
 //! deadlock); one at a time capped the history, and so the gateway, at one batch per
-//! insert-and-commit round on the server. After the first row of a batch the writer
+//! insert-and-commit round on the server. On SQLite the writer keeps one connection for
+//! its batches: each SQLite connection has its own page cache, which another
+//! connection's commit invalidates, so a pooled connection taken per batch re-read the
+//! history's index pages from the WAL every time. After the first row of a batch the writer
 //! waits [`LINGER`] for more, so that under load a commit carries hundreds of rows rather
 //! than a handful (each commit rewrites the same index pages to the WAL and wakes the
 //! database thread several times). Paid calls never use it: their request row,
@@ -20,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -101,6 +105,8 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         Backend::Postgres => PG_BATCHES_IN_FLIGHT,
     };
     let mut in_flight = JoinSet::new();
+    // SQLite: the writer's own connection, between batches (see the module docs).
+    let mut own: Option<PoolConnection<sqlx::Any>> = None;
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
     let mut last_batch_full = false;
@@ -126,14 +132,20 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         last_batch_full = rows.len() >= MAX_BATCH;
         if !rows.is_empty() {
             while in_flight.len() >= max_in_flight {
-                in_flight.join_next().await;
+                if let Some(Ok(conn)) = in_flight.join_next().await {
+                    own = own.or(conn);
+                }
             }
             let batch = std::mem::replace(&mut rows, Vec::with_capacity(MAX_BATCH));
-            in_flight.spawn(commit(db.clone(), batch));
+            in_flight.spawn(commit(db.clone(), own.take(), batch));
         }
         if !acks.is_empty() {
             // Every row queued before these flushes is in a batch spawned by now.
-            while in_flight.join_next().await.is_some() {}
+            while let Some(done) = in_flight.join_next().await {
+                if let Ok(conn) = done {
+                    own = own.or(conn);
+                }
+            }
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
@@ -142,23 +154,47 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
     while in_flight.join_next().await.is_some() {}
 }
 
-/// Commits one batch. One retry covers a transient lock timeout; a second failure is
-/// logged loudly.
-async fn commit(db: Database, rows: Vec<FinishedRequest>) {
-    let mut result = write(&db, &rows).await;
-    if result.is_err() {
-        result = write(&db, &rows).await;
+/// Commits one batch on `conn` (or a connection from the pool). One retry, on a fresh
+/// connection, covers a transient lock timeout or a broken connection; a second failure
+/// is logged loudly. On SQLite the connection is handed back for the next batch.
+async fn commit(
+    db: Database,
+    mut conn: Option<PoolConnection<sqlx::Any>>,
+    rows: Vec<FinishedRequest>,
+) -> Option<PoolConnection<sqlx::Any>> {
+    let mut last_error = None;
+    for _ in 0..2 {
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match db.pool().acquire().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            },
+        };
+        match write(&db, &mut c, &rows).await {
+            Ok(()) => return (db.backend() == Backend::Sqlite).then_some(c),
+            // Dropped: the retry takes a fresh connection.
+            Err(e) => last_error = Some(e),
+        }
     }
-    if let Err(e) = result {
+    if let Some(e) = last_error {
         tracing::error!(error = %e, rows = rows.len(), "could not record gateway history rows");
     }
+    None
 }
 
-async fn write(db: &Database, rows: &[FinishedRequest]) -> sqlx::Result<()> {
+async fn write(
+    db: &Database,
+    conn: &mut sqlx::AnyConnection,
+    rows: &[FinishedRequest],
+) -> sqlx::Result<()> {
     // Multi-row statements: one round through the driver per chunk, not per row.
     const TUPLE: &str =
         "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_on(conn).await?;
     let backend = db.backend();
     for chunk in insert_runs(rows) {
         let sql = format!(

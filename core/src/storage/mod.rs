@@ -136,6 +136,18 @@ impl Database {
         }
     }
 
+    /// [`Self::begin`] on a connection the caller holds.
+    pub async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> sqlx::Result<sqlx::Transaction<'c, sqlx::Any>> {
+        use sqlx::Connection as _;
+        match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => conn.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
