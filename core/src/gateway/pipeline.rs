@@ -32,7 +32,7 @@ use super::error::GatewayError;
 use super::model::*;
 use super::policy::PolicyChain;
 use super::signing::{self, SignedHeaders};
-use super::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
+use super::upstream::{EndpointUrlError, UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::catalog::store::ListingRow;
 use crate::catalog::{Catalog, ListingForCall, PricingModel, ResolvedEndpoint};
 use crate::identity::{Identity, Principal};
@@ -120,7 +120,6 @@ struct Adapter {
 /// What phase 2 resolved.
 struct Target {
     resolved: Arc<ListingForCall>,
-    url: reqwest::Url,
     body_sha256: String,
     adapter: Option<Adapter>,
     /// What the adapter made of the body; `None`: the buyer's body as sent.
@@ -134,6 +133,11 @@ impl Target {
 
     fn endpoint(&self) -> &ResolvedEndpoint {
         &self.resolved.endpoint
+    }
+
+    /// The endpoint's URL; `resolve` only builds a target whose endpoint has one.
+    fn url(&self) -> Option<&reqwest::Url> {
+        self.resolved.endpoint.url.as_ref()
     }
 }
 
@@ -268,10 +272,9 @@ impl Gateway {
             "draft" => return Err(GatewayError::ListingNotFound),
             other => return Err(GatewayError::ListingNotActive(other.to_owned())),
         }
-        let url = match (&endpoint.url, endpoint.active) {
-            (Some(url), true) => url.clone(),
-            _ => return Err(GatewayError::EndpointUnavailable),
-        };
+        if endpoint.url.is_none() || !endpoint.active {
+            return Err(GatewayError::EndpointUnavailable);
+        }
         if call.body.len() > endpoint.max_request_bytes {
             return Err(GatewayError::BodyTooLarge(endpoint.max_request_bytes));
         }
@@ -280,7 +283,6 @@ impl Gateway {
         Ok(Target {
             body_sha256: signing::body_sha256(&call.body),
             resolved,
-            url,
             adapter: None,
             adapted_body: None,
         })
@@ -691,16 +693,22 @@ impl Gateway {
         );
         let headers = signed.into_header_map(target.endpoint().auth_header.as_ref());
         let started = Instant::now();
-        let answer = self
-            .upstream
-            .send(UpstreamRequest {
-                url: &target.url,
-                headers,
-                body,
-                timeout: target.endpoint().timeout,
-                max_response_bytes: target.endpoint().max_response_bytes,
-            })
-            .await;
+        let answer = match target.url() {
+            Some(url) => {
+                self.upstream
+                    .send(UpstreamRequest {
+                        url,
+                        headers,
+                        body,
+                        timeout: target.endpoint().timeout,
+                        max_response_bytes: target.endpoint().max_response_bytes,
+                    })
+                    .await
+            }
+            None => Err(UpstreamError::Url(EndpointUrlError::Invalid(
+                "the endpoint has no URL".into(),
+            ))),
+        };
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
 
         let payment = paid.as_ref().map(|p| PaymentStatus {
@@ -800,7 +808,7 @@ impl Gateway {
                     request_bytes: as_i64(call.body.len()),
                     request_sha256: target.body_sha256.clone(),
                     response_bytes: bytes.map(as_i64),
-                    response_sha256: sha.clone(),
+                    response_sha256: sha,
                     seller_status_code: seller_status.map(i64::from),
                     latency_ms: Some(latency_ms),
                     error_code: code,
