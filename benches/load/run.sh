@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load run: wrk against the same trivial JSON seller four ways, on this machine:
 #   1. directly, 2. through nginx proxy_pass (the reference proxy), 3. through a bare
-#   relay on the gateway's own stack (axum + reqwest, no per-call work: the floor),
+#   relay on the gateway's own stack (axum + hyper-util, no per-call work: the floor),
 #   4. through the Crochet gateway on a free listing (authenticated, signed, recorded).
 # Prints requests/s, p50/p99 latency and the CPU time the proxy spent per request for
 # each. Bounded: DURATION per target, loopback only.
@@ -146,7 +146,7 @@ echo "wrk -t$THREADS -c$CONNS -d$DURATION, POST of a 54-byte JSON body, all on t
 printf '| %-26s | %10s | %8s | %8s | %10s |\n' target "req/s" p50 p99 "CPU µs/req"
 run "direct to seller" "http://$SELLER/run" "" "$seller_pid"
 run "nginx proxy_pass" "http://$NGINX/run" "" "$nginx_pids"
-run "bare axum+reqwest proxy" "http://$BARE/run" "" "$bare_pid"
+run "bare axum+hyper relay" "http://$BARE/run" "" "$bare_pid"
 run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid"
 # Moderate load: what the gateway adds to a call's latency when nothing queues.
 echo

@@ -9,7 +9,8 @@
 //! insert-and-commit round on the server. On SQLite the writer keeps one connection for
 //! its batches: each SQLite connection has its own page cache, which another
 //! connection's commit invalidates, so a pooled connection taken per batch re-read the
-//! history's index pages from the WAL every time. After the first row of a batch the writer
+//! history's index pages from the WAL every time. It goes back to the pool after a flush
+//! and after [`IDLE_RELEASE`] without rows. After the first row of a batch the writer
 //! waits [`LINGER`] for more, so that under load a commit carries hundreds of rows rather
 //! than a handful (each commit rewrites the same index pages to the WAL and wakes the
 //! database thread several times). Paid calls never use it: their request row,
@@ -39,6 +40,8 @@ const CHANNEL: usize = 8192;
 /// How long the writer lets a batch gather after its first row (unless the previous
 /// batch was full, or a flush is asked for).
 pub const LINGER: Duration = Duration::from_millis(10);
+/// How long the SQLite writer keeps its connection with nothing to write.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// A finished attempt, complete, ready to insert.
 #[derive(Debug, Clone)]
@@ -110,7 +113,24 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
     let mut last_batch_full = false;
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = if own.is_some() || !in_flight.is_empty() {
+            match tokio::time::timeout(IDLE_RELEASE, rx.recv()).await {
+                Ok(first) => first,
+                Err(_) => {
+                    // Idle: the kept connection goes back to the pool (closing the pool
+                    // waits for every connection).
+                    while let Some(done) = in_flight.join_next().await {
+                        drop(done);
+                    }
+                    own = None;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = first else { break };
         if matches!(first, Msg::Row(_)) && !last_batch_full {
             // A flush asked for before this wait began left a permit: it ends the wait
             // at once, which only costs a smaller batch.
@@ -141,11 +161,9 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         }
         if !acks.is_empty() {
             // Every row queued before these flushes is in a batch spawned by now.
-            while let Some(done) = in_flight.join_next().await {
-                if let Ok(conn) = done {
-                    own = own.or(conn);
-                }
-            }
+            while in_flight.join_next().await.is_some() {}
+            // Shutdown flushes, then closes the pool, which waits for this connection.
+            own = None;
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
