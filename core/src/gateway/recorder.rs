@@ -276,3 +276,64 @@ async fn write(
     events::record_many(&mut tx, &events).await?;
     tx.commit().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(id: &str) -> FinishedRequest {
+        FinishedRequest {
+            id: id.to_owned(),
+            buyer_id: "buyer".into(),
+            seller_id: "seller".into(),
+            listing_id: "listing".into(),
+            relay_request_id: None,
+            status: "payment_required",
+            currency: "USD".into(),
+            request_bytes: 2,
+            request_sha256: "00".into(),
+            response_bytes: None,
+            response_sha256: None,
+            seller_status_code: None,
+            latency_ms: None,
+            error_code: None,
+            created_at: 1,
+        }
+    }
+
+    async fn rows(db: &Database) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM gateway_requests")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_writer_gives_its_connection_back_after_a_flush_and_when_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Database::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let recorder = Recorder::start(db.clone());
+        recorder.record(attempt("gw_req_1")).await;
+        recorder.flush().await;
+        // The writer kept its connection for the batch; a flush hands it back, so the
+        // pool can close at once (shutdown flushes, then closes).
+        recorder.record(attempt("gw_req_2")).await;
+        recorder.flush().await;
+        recorder.record(attempt("gw_req_3")).await;
+        // No flush this time: once the row is in, the writer still holds the connection
+        // it committed with, and gives it back after IDLE_RELEASE.
+        let committed = async {
+            while rows(&db).await < 3 {
+                tokio::time::sleep(LINGER).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), committed)
+            .await
+            .expect("the third row was committed");
+        tokio::time::timeout(IDLE_RELEASE * 10, db.close())
+            .await
+            .expect("the writer gave its connection back once idle");
+    }
+}
