@@ -310,10 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_writer_gives_its_connection_back_after_a_flush_and_when_idle() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Database::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (_dir, db) = crate::storage::temp_sqlite().await;
         let recorder = Recorder::start(db.clone());
         recorder.record(attempt("gw_req_1")).await;
         recorder.flush().await;

@@ -142,10 +142,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     async fn db() -> (tempfile::TempDir, Database) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Database::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (dir, db) = crate::storage::temp_sqlite().await;
         for (id, age_days) in [("seller", 45), ("buyer", 1), ("other", 1)] {
             sqlx::query(
                 "INSERT INTO profiles (id, role, status, created_at, updated_at) \

@@ -250,6 +250,18 @@ pub fn lower_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// A migrated SQLite database in a fresh temporary directory, for unit tests.
+#[cfg(test)]
+pub(crate) async fn temp_sqlite() -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Database::connect(&url)
+        .await
+        .expect("temporary SQLite database");
+    db.migrate().await.expect("migrations");
+    (dir, db)
+}
+
 /// Current time as Unix milliseconds, the unit every timestamp column uses.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -394,10 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_migrates_and_pings() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Database::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (_dir, db) = temp_sqlite().await;
         db.migrate().await.unwrap(); // idempotent
         assert!(db.ping().await);
     }
