@@ -7,7 +7,8 @@
 # each. Bounded: DURATION per target, loopback only.
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
 # LOAD_DATABASE_URL=postgres://… runs the gateway on that database instead of a fresh
-# SQLite file (use an empty database or schema).
+# SQLite file (use an empty database or schema), and counts the local PostgreSQL
+# server's CPU per request beside the gateway's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -120,15 +121,31 @@ cpu_ticks() {
 }
 hz=$(getconf CLK_TCK)
 
+# With LOAD_DATABASE_URL, the database server's CPU counts too: it shares this machine.
+# Every local `postgres` process, those forked during the run (new backends) included.
+db_ticks() {
+  local p
+  for p in $(pgrep -x postgres); do
+    [ -r "/proc/$p/stat" ] && awk -v p="$p" '{print p, $14 + $15}' "/proc/$p/stat"
+  done
+}
+db_us_per_req() {
+  local before=$1 after=$2 n=$3
+  awk -v hz="$hz" -v n="$n" 'NR == FNR { b[$1] = $2; next } { t += $2 - b[$1] }
+    END { printf "%.1f", n ? t * 1e6 / hz / n : 0 }' <(echo "$before") <(echo "$after")
+}
+
 # run NAME URL AUTH PIDS: one wrk run; besides throughput and latency it reports the CPU
 # time PIDS (the proxy under test; the seller for the direct run) spent per request,
 # a figure that depends much less than req/s on what else this machine is doing.
 run() {
   local name=$1 url=$2 auth=$3 pids=$4
-  local out before after
+  local out before after db_before db_after db=""
   before=$(cpu_ticks $pids)
+  [ -n "${5:-}" ] && db_before=$(db_ticks)
   out=$(WRK_AUTH=$auth wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/post.lua" "$url")
   after=$(cpu_ticks $pids)
+  [ -n "${5:-}" ] && db_after=$(db_ticks)
   local rps p50 p99 non2xx requests cpu_us
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -136,7 +153,8 @@ run() {
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')
-  printf '| %-26s | %10s | %8s | %8s | %10s | %s\n' "$name" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0} non-2xx"
+  [ -n "${5:-}" ] && db=", plus $(db_us_per_req "$db_before" "$db_after" "$requests") µs/req in postgres"
+  printf '| %-26s | %10s | %8s | %8s | %10s | %s\n' "$name" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0} non-2xx$db"
 }
 
 # nginx's workers, looked up now: the master forks them after it starts listening.
@@ -147,12 +165,12 @@ printf '| %-26s | %10s | %8s | %8s | %10s |\n' target "req/s" p50 p99 "CPU µs/r
 run "direct to seller" "http://$SELLER/run" "" "$seller_pid"
 run "nginx proxy_pass" "http://$NGINX/run" "" "$nginx_pids"
 run "bare axum+hyper relay" "http://$BARE/run" "" "$bare_pid"
-run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid"
+run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid" "${LOAD_DATABASE_URL:-}"
 # Moderate load: what the gateway adds to a call's latency when nothing queues.
 echo
 echo "moderate load: wrk -t1 -c${MODERATE_CONNS:-4} -d$DURATION"
 THREADS=1 CONNS=${MODERATE_CONNS:-4} run "nginx proxy_pass" "http://$NGINX/run" "" "$nginx_pids"
 THREADS=1 CONNS=${MODERATE_CONNS:-4} run "direct to seller" "http://$SELLER/run" "" "$seller_pid"
-THREADS=1 CONNS=${MODERATE_CONNS:-4} run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid"
+THREADS=1 CONNS=${MODERATE_CONNS:-4} run "crochet gateway (free)" "$api/gateway/$listing" "$AUTH" "$gateway_pid" "${LOAD_DATABASE_URL:-}"
 recorded=$(curl -sf "$api/gateway-requests?role=buyer&limit=1" -H "Authorization: $AUTH" | jq .pagination.total)
 echo "gateway requests recorded: $recorded"
