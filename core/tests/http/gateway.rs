@@ -75,6 +75,27 @@ async fn free_listing_forwards_signed_exact_body(app: TestApp) {
         serde_json::to_vec(&body).unwrap().len()
     );
     assert!(mine.data()[0].get("request_body").is_none());
+    // The row as the batched writer stored it, every column.
+    let row = &mine.data()[0];
+    let sent = serde_json::to_vec(&body).unwrap();
+    assert_eq!(row["id"], d["request_id"]);
+    assert_eq!(row["buyer_id"], buyer.profile_id.as_str());
+    assert_eq!(row["seller_id"], p.agent.profile_id.as_str());
+    assert_eq!(row["listing_id"], p.id.as_str());
+    assert!(row["relay_request_id"].is_null() && row["error_code"].is_null());
+    assert_eq!(
+        (&row["billable"], &row["charged_cents"], &row["fee_cents"]),
+        (&json!(0), &json!(0), &json!(0))
+    );
+    assert_eq!(
+        row["request_sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sent))
+    );
+    assert_eq!(row["seller_status_code"], 200);
+    assert!(row["response_bytes"].as_i64().unwrap() > 0);
+    assert_eq!(row["response_sha256"].as_str().unwrap().len(), 64);
+    assert!(row["latency_ms"].as_i64().unwrap() >= 0);
+    assert_eq!(row["created_at"], row["updated_at"]);
     let theirs = app
         .get("/gateway-requests?role=seller", p.agent.key())
         .await
