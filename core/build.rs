@@ -77,7 +77,8 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
     println!("cargo:rerun-if-changed=build.rs");
-    for path in ["wit", "Cargo.toml", "Cargo.lock"] {
+    // `migrations`: `sqlx::migrate!` embeds the folder, and a new file must rebuild it.
+    for path in ["wit", "migrations", "Cargo.toml", "Cargo.lock"] {
         rerun_if_changed(&workspace.join(path));
     }
     for plugin in PLUGINS {

@@ -370,6 +370,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (tx, rx) = oneshot::channel::<()>();
     let purge = state.identity.clone();
     let reputation = state.reputation.clone();
+    let pruner = state.reputation.clone();
     let task = tokio::spawn(async move {
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
@@ -377,6 +378,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 tick.tick().await;
                 if let Err(e) = purge.purge_expired_challenges().await {
                     tracing::warn!(error = %e, "could not purge expired challenges");
+                }
+                match pruner.prune_snapshots().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(snapshots = n, "pruned old score snapshots"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune score snapshots"),
                 }
             }
         });

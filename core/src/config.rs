@@ -85,6 +85,9 @@ pub struct ReputationConfig {
     /// How often agents with new score events are rescored in the background, so that
     /// listing sorts and verified marks follow behaviour; 0 turns it off.
     pub refresh_interval_seconds: u64,
+    /// Score snapshots older than this many days are deleted, except each agent's
+    /// current one; 0 keeps every snapshot.
+    pub snapshot_retention_days: u32,
 }
 
 impl Default for ReputationConfig {
@@ -94,6 +97,7 @@ impl Default for ReputationConfig {
             review_comment_max_chars: 2000,
             score_max_age_seconds: 60,
             refresh_interval_seconds: 60,
+            snapshot_retention_days: 30,
         }
     }
 }

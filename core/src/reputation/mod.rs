@@ -10,11 +10,12 @@
 //!   each forwarded call and by reviews.
 //! - **The score** ([`Reputation::score`]): events are aggregated with the host's
 //!   anti-gaming rules ([`stats`]), the configured scorer plugin (bundled `scoring` by
-//!   default) turns them into 0-1000, the host clamps the result, and every computation
+//!   default) turns them into 0-1000, the host clamps the result, and each computation
 //!   is kept as a snapshot; `agent_scores` points at each agent's newest one for listing
 //!   sorts and verified marks. A score older than `score_max_age_seconds` is recomputed
 //!   when asked for, and a background task rescores agents with new events every
-//!   `refresh_interval_seconds`.
+//!   `refresh_interval_seconds`. Snapshots older than `snapshot_retention_days` are
+//!   pruned ([`Reputation::prune_snapshots`]), never an agent's current one.
 
 mod error;
 pub mod events;
@@ -46,6 +47,8 @@ pub type Result<T> = std::result::Result<T, ReputationError>;
 const BADGE_CACHE_PRUNE_AT: usize = 10_000;
 /// Agents rescored per background pass, at most.
 const REFRESH_BATCH: i64 = 500;
+/// Snapshots deleted per statement when pruning (keeps each transaction short).
+const PRUNE_BATCH: i64 = 1000;
 
 /// The rules of the reputation domain (`[reputation]` in `crochet.toml`).
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct ReputationSettings {
     pub score_max_age: Duration,
     /// Background rescoring period; zero turns it off.
     pub refresh_interval: Duration,
+    /// How long snapshots other than an agent's current one are kept; `None`: forever.
+    pub snapshot_retention: Option<Duration>,
 }
 
 impl From<&crate::config::ReputationConfig> for ReputationSettings {
@@ -65,6 +70,8 @@ impl From<&crate::config::ReputationConfig> for ReputationSettings {
             comment_max_chars: c.review_comment_max_chars,
             score_max_age: Duration::from_secs(c.score_max_age_seconds),
             refresh_interval: Duration::from_secs(c.refresh_interval_seconds),
+            snapshot_retention: (c.snapshot_retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(c.snapshot_retention_days) * 86_400)),
         }
     }
 }
@@ -343,6 +350,26 @@ impl Reputation {
                 since = started.saturating_sub(margin);
             }
         }))
+    }
+
+    /// Deletes the snapshots older than the retention window that are no agent's current
+    /// score, a batch at a time; returns how many went. Run by the host's periodic
+    /// janitor: at about one snapshot a minute per active agent, keeping them all would
+    /// grow the database without bound.
+    pub async fn prune_snapshots(&self) -> Result<u64> {
+        let Some(retention) = self.0.settings.snapshot_retention else {
+            return Ok(0);
+        };
+        let before =
+            now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let mut pruned = 0;
+        loop {
+            let n = store::prune_snapshots(self.0.db.pool(), before, PRUNE_BATCH).await?;
+            pruned += n;
+            if n < PRUNE_BATCH.unsigned_abs() {
+                return Ok(pruned);
+            }
+        }
     }
 
     /// Rescores agents with events since `since` newer than their score; returns how

@@ -166,6 +166,21 @@ pub async fn latest_snapshot(
     .await
 }
 
+/// Deletes up to `limit` snapshots computed before `before` that no agent's current
+/// score points at; returns how many were deleted. (A snapshot that old never becomes
+/// current again: `save_snapshot` only moves an agent to a newer one.)
+pub async fn prune_snapshots(pool: &AnyPool, before: i64, limit: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM score_snapshots WHERE id IN (SELECT id FROM score_snapshots \
+         WHERE computed_at < $1 AND id NOT IN (SELECT snapshot_id FROM agent_scores) LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Keeps a snapshot and makes it the agent's current score (unless a newer one won).
 pub async fn save_snapshot(conn: &mut AnyConnection, s: &SnapshotRow) -> sqlx::Result<()> {
     sqlx::query(

@@ -13,6 +13,7 @@ on_both_backends!(
     good_and_bad_sellers_score_apart,
     self_dealing_and_bursts_do_not_pump_the_score,
     background_rescoring_follows_new_events,
+    old_snapshots_are_pruned_but_never_the_current_one,
 );
 
 /// The host again, recomputing scores on every request (no caching between steps).
@@ -392,6 +393,78 @@ async fn background_rescoring_follows_new_events(app: TestApp) {
     );
     let me = app.get("/me", buyer.key()).await.expect(200);
     assert_eq!(me.data()["profile"]["crochet_score"]["tier"], "Low");
+}
+
+/// Inserts a snapshot of `agent` computed `days_ago`, that no score points at.
+async fn old_snapshot(app: &TestApp, id: &str, agent: &str, days_ago: i64) {
+    sqlx::query(
+        "INSERT INTO score_snapshots (id, profile_id, score, tier, scorer, inputs, components, \
+         computed_at) VALUES ($1, $2, 0, 'Low', 'bundled:scoring', '{}', '[]', $3)",
+    )
+    .bind(id)
+    .bind(agent)
+    .bind(crochet::storage::now_ms() - days_ago * 86_400_000)
+    .execute(app.state().db.pool())
+    .await
+    .unwrap();
+}
+
+async fn snapshot_ids(app: &TestApp, agent: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT id FROM score_snapshots WHERE profile_id = $1 ORDER BY id")
+        .bind(agent)
+        .fetch_all(app.state().db.pool())
+        .await
+        .unwrap()
+}
+
+/// Snapshots past `snapshot_retention_days` (30 by default) are deleted, except an
+/// agent's current one, however old; 0 keeps them all.
+async fn old_snapshots_are_pruned_but_never_the_current_one(app: TestApp) {
+    let app = fresh_scores(app).await;
+    let busy = app.register(Wallet::solana()).await;
+    let quiet = app.register(Wallet::evm()).await;
+    score(&app, &busy.profile_id).await;
+    score(&app, &quiet.profile_id).await;
+    let busy_current = snapshot_ids(&app, &busy.profile_id).await;
+    assert_eq!(busy_current.len(), 1);
+    old_snapshot(&app, "old-1", &busy.profile_id, 31).await;
+    old_snapshot(&app, "old-2", &busy.profile_id, 400).await;
+    old_snapshot(&app, "recent", &busy.profile_id, 29).await;
+    // The quiet agent's only snapshot, its current score, is past the window too.
+    let ninety_days_ago = crochet::storage::now_ms() - 90 * 86_400_000;
+    for table in ["score_snapshots", "agent_scores"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET computed_at = $1 WHERE profile_id = $2"
+        )))
+        .bind(ninety_days_ago)
+        .bind(&quiet.profile_id)
+        .execute(app.state().db.pool())
+        .await
+        .unwrap();
+    }
+
+    let reputation = &app.state().reputation;
+    assert_eq!(reputation.prune_snapshots().await.unwrap(), 2);
+    let mut kept = busy_current.clone();
+    kept.push("recent".into());
+    kept.sort();
+    assert_eq!(snapshot_ids(&app, &busy.profile_id).await, kept);
+    assert_eq!(snapshot_ids(&app, &quiet.profile_id).await.len(), 1);
+    assert_eq!(reputation.prune_snapshots().await.unwrap(), 0);
+    let still = score(&app, &quiet.profile_id).await;
+    assert_eq!(still["tier"], "Low");
+
+    // Retention 0: nothing is ever pruned.
+    old_snapshot(&app, "old-3", &busy.profile_id, 365).await;
+    let app = app
+        .restart(|c| c.reputation.snapshot_retention_days = 0)
+        .await;
+    assert_eq!(app.state().reputation.prune_snapshots().await.unwrap(), 0);
+    assert!(
+        snapshot_ids(&app, &busy.profile_id)
+            .await
+            .contains(&"old-3".to_owned())
+    );
 }
 
 /// The scorer is the operator's choice (`plugins.scorer`); one that is not a scorer
