@@ -365,6 +365,8 @@ impl Catalog {
             row.slug = format!("{}-{}", slugify(&row.name), random_hex(3));
         }
         store::insert_endpoint(&mut tx, &endpoint, now).await?;
+        // Shown as reads show it: a seller scored before this listing has its badge.
+        row.seller_score = store::seller_score(&mut tx, &row.seller_id).await?;
         tx.commit().await?;
         tracing::info!(listing_id = %row.id, seller_id = %row.seller_id, "listing created");
         Ok(CreatedListing {

@@ -362,6 +362,14 @@ impl EndpointRow {
     }
 }
 
+/// The seller's current Crochet Score, as listing reads show it beside each listing.
+pub async fn seller_score(conn: &mut AnyConnection, seller_id: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT score FROM agent_scores WHERE profile_id = $1")
+        .bind(seller_id)
+        .fetch_optional(conn)
+        .await
+}
+
 pub async fn insert_endpoint(
     conn: &mut AnyConnection,
     e: &EndpointRow,

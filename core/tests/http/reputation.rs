@@ -259,6 +259,15 @@ async fn good_and_bad_sellers_score_apart(app: TestApp) {
     assert_eq!(shown.data()["seller_score"]["score"], good_score);
     assert_eq!(shown.data()["seller_score"]["tier"], "Moderate");
     assert_eq!(shown.data()["seller_verified"], false);
+    // A new listing of a scored seller shows the badge from its creation response on.
+    let another = app
+        .create_listing(
+            &good.agent,
+            crate::common::listing_body("Another", "http://127.0.0.1:9/run"),
+        )
+        .await
+        .expect(201);
+    assert_eq!(another.data()["seller_score"], shown.data()["seller_score"]);
     assert_eq!(shown.data()["rating"]["average_rating"], 5.0);
     app.get("/listings?sort=loudest", None).await.expect(400);
     let me = app.get("/me", good.agent.key()).await.expect(200);
