@@ -120,9 +120,7 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
                 Err(_) => {
                     // Idle: the kept connection goes back to the pool (closing the pool
                     // waits for every connection).
-                    while let Some(done) = in_flight.join_next().await {
-                        drop(done);
-                    }
+                    while in_flight.join_next().await.is_some() {}
                     own = None;
                     continue;
                 }
