@@ -185,6 +185,7 @@ impl AppState {
             policies: plugins.policies.clone(),
             recorder,
             reputation: reputation.clone(),
+            recovery: recovery_settings(&config)?,
         });
         Ok(Self(Arc::new(AppInner {
             config,
@@ -249,6 +250,34 @@ impl AppState {
             )
             .collect()
     }
+}
+
+/// The `[gateway]` recovery settings, and the test-only fault point (development only).
+fn recovery_settings(
+    config: &Config,
+) -> anyhow::Result<crate::gateway::recovery::RecoverySettings> {
+    use crate::gateway::recovery::{FaultPoint, RecoverySettings};
+    let fault = match std::env::var(FaultPoint::ENV) {
+        Err(_) => None,
+        Ok(_) if config.environment == Environment::Production => {
+            anyhow::bail!(
+                "{} is a test setting and is refused in production",
+                FaultPoint::ENV
+            )
+        }
+        Ok(name) => Some(
+            FaultPoint::parse(&name)
+                .with_context(|| format!("{}: unknown fault point `{name}`", FaultPoint::ENV))?,
+        ),
+    };
+    if let Some(point) = fault {
+        tracing::warn!(?point, "a test fault point is armed: the host aborts there");
+    }
+    Ok(RecoverySettings {
+        lease_grace: std::time::Duration::from_secs(config.gateway.lease_grace_seconds),
+        interrupted_after: std::time::Duration::from_secs(config.gateway.interrupted_after_seconds),
+        fault,
+    })
 }
 
 /// The built-in categories followed by the operator's (an operator entry with a built-in
@@ -371,6 +400,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let purge = state.identity.clone();
     let reputation = state.reputation.clone();
     let pruner = state.reputation.clone();
+    let gateway = state.gateway.clone();
     let task = tokio::spawn(async move {
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
@@ -387,6 +417,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         });
         let refresher = reputation.spawn_refresher();
+        let recovery = gateway.spawn_recovery_janitor();
         // Replies go out as soon as they are written (as nginx's `tcp_nodelay on`):
         // with Nagle a reply can wait for the client's delayed ACK.
         let listener = listener.tap_io(|tcp| {
@@ -403,6 +434,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         })
         .await;
         janitor.abort();
+        recovery.abort();
         if let Some(refresher) = refresher {
             refresher.abort();
         }

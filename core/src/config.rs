@@ -69,6 +69,30 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Reviews and the Crochet Score (`[reputation]` in `crochet.toml`).
     pub reputation: ReputationConfig,
+    /// Recovery of paid calls interrupted by a crash (`[gateway]` in `crochet.toml`).
+    pub gateway: GatewayConfig,
+}
+
+/// How long a forwarding attempt owns a paid call, and when an abandoned call is
+/// resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// A paid call's forwarding attempt holds it for the endpoint's timeout plus this
+    /// margin; after that a retry of the same payment may forward it again.
+    pub lease_grace_seconds: u64,
+    /// A call still unfinished this long after its lease passed, and not retried, is
+    /// marked `interrupted` and its charge reversed.
+    pub interrupted_after_seconds: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            lease_grace_seconds: 30,
+            interrupted_after_seconds: 900,
+        }
+    }
 }
 
 /// Review rules and how fresh a Crochet Score is kept.
@@ -226,6 +250,7 @@ impl Default for Config {
             relay: None,
             plugins: PluginsConfig::default(),
             reputation: ReputationConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }

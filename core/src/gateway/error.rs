@@ -45,10 +45,23 @@ pub enum GatewayError {
     ProviderUnavailable(String),
     #[error("the payment provider is rate limiting; retry in {0} s")]
     ProviderRateLimited(u64),
-    #[error("the seller failed after payment: {message}")]
+    #[error(
+        "the call of this payment is still being forwarded (gateway request {request_id}); retry in {retry_after_seconds} s"
+    )]
+    CallInProgress {
+        request_id: String,
+        retry_after_seconds: u64,
+    },
+    #[error(
+        "the call of this payment was interrupted and its charge reversed (gateway request {0})"
+    )]
+    CallInterrupted(String),
+    #[error("{}: {message}", if *.paid { "the seller failed after payment" } else { "the seller failed" })]
     SellerFailed {
         code: &'static str,
         message: String,
+        /// Whether the call was paid (the charge stands).
+        paid: bool,
         context: Box<Value>,
     },
     #[error(transparent)]

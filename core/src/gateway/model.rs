@@ -92,6 +92,9 @@ pub struct GatewayRequestRow {
     pub seller_status_code: Option<i64>,
     pub latency_ms: Option<i64>,
     pub error_code: Option<String>,
+    /// How many attempts forwarded this call (more than 1 when a retry took over an
+    /// attempt that never finished).
+    pub attempts: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -112,7 +115,8 @@ pub enum HistoryRole {
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     pub role: Option<HistoryRole>,
-    /// `completed`, `payment_required`, `payment_pending`, `payment_failed`, `seller_error`, …
+    /// `completed`, `forwarding`, `interrupted`, `payment_required`, `payment_pending`,
+    /// `payment_failed`, `seller_error`, `seller_timeout`, …
     pub status: Option<String>,
     /// Unix milliseconds, inclusive.
     pub from: Option<i64>,

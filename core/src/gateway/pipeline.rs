@@ -13,7 +13,9 @@
 //!    reused for a repeated `Idempotency-Key`. With one, the provider reports settlement.
 //!    A settled payment is consumed by one conditional `UPDATE`, in the same
 //!    transaction that writes its three ledger entries, its signed receipt and its
-//!    request row, so however many retries race, exactly one forwards.
+//!    request row, so however many retries race, exactly one forwards. The row is
+//!    leased to the forwarding attempt; a retry of a consumed payment whose call never
+//!    finished takes it over once the lease has passed ([`super::recovery`]).
 //! 5. **sign and forward / adapt response**: the exact (adapted) body is signed
 //!    (`signing`) and sent through the guarded client (`upstream`); the adapter turns
 //!    the seller's reply back into what the buyer receives.
@@ -74,7 +76,7 @@ pub enum Outcome {
 /// The gateway service.
 #[derive(Clone)]
 pub struct Gateway {
-    db: Database,
+    pub(super) db: Database,
     catalog: Catalog,
     identity: Identity,
     payments: Payments,
@@ -91,6 +93,8 @@ pub struct Gateway {
     /// Compiled seller adapters by `<source>:<sha256>:<updated_at>` (any change to a
     /// listing's adapter makes a new key).
     adapters: Arc<Mutex<HashMap<String, Adapter>>>,
+    /// Leases of paid calls and the resolution of abandoned ones.
+    pub(super) recovery: Arc<super::recovery::Recovery>,
 }
 
 /// What the gateway is built from.
@@ -108,6 +112,7 @@ pub struct GatewayParts {
     /// The batched history writer (shared with reputation, which flushes it).
     pub recorder: super::recorder::Recorder,
     pub reputation: Reputation,
+    pub recovery: super::recovery::RecoverySettings,
 }
 
 /// A listing's seller adapter with its configuration.
@@ -118,7 +123,7 @@ struct Adapter {
 }
 
 /// What phase 2 resolved.
-struct Target {
+pub(super) struct Target {
     resolved: Arc<ListingForCall>,
     body_sha256: String,
     adapter: Option<Adapter>,
@@ -131,7 +136,7 @@ impl Target {
         &self.resolved.listing
     }
 
-    fn endpoint(&self) -> &ResolvedEndpoint {
+    pub(super) fn endpoint(&self) -> &ResolvedEndpoint {
         &self.resolved.endpoint
     }
 
@@ -147,10 +152,19 @@ fn new_request_id() -> String {
 }
 
 /// A payment that may be forwarded.
-struct Paid {
-    relay_request_id: String,
-    charged_cents: i64,
-    currency: String,
+pub(super) struct Paid {
+    pub(super) relay_request_id: String,
+    pub(super) charged_cents: i64,
+    pub(super) currency: String,
+    /// Set when this attempt took over a call whose earlier attempt never finished: its
+    /// row, ledger entries and receipt exist, and it is forwarded under the same id.
+    pub(super) resumed: Option<Resumed>,
+}
+
+/// A call taken over from an attempt that never finished.
+pub(super) struct Resumed {
+    pub(super) request_id: String,
+    pub(super) attempt: i64,
 }
 
 impl Gateway {
@@ -167,6 +181,7 @@ impl Gateway {
             policies,
             recorder,
             reputation,
+            recovery,
         } = parts;
         Self {
             db,
@@ -181,6 +196,7 @@ impl Gateway {
             plugins,
             reputation,
             adapters: Arc::default(),
+            recovery: Arc::new(super::recovery::Recovery::new(recovery)),
         }
     }
 
@@ -557,7 +573,7 @@ impl Gateway {
             .clone()
             .filter(|_| payment.status == "consumed")
         {
-            return Err(GatewayError::PaymentConsumed(gr));
+            return self.resume(target, payment, gr).await.map(Verified::Paid);
         }
         let query = SettlementQuery {
             request_id: payment.request_id.clone(),
@@ -589,6 +605,7 @@ impl Gateway {
                 relay_request_id: payment.request_id,
                 charged_cents: payment.amount_cents,
                 currency: payment.currency,
+                resumed: None,
             })),
         }
     }
@@ -600,9 +617,13 @@ impl Gateway {
         target: &Target,
         paid: Option<Paid>,
     ) -> Result<Outcome> {
-        let request_id = new_request_id();
         let listing = &target.listing();
         let now = now_ms();
+        let resumed = paid.as_ref().and_then(|p| p.resumed.as_ref());
+        let (request_id, attempt) = match resumed {
+            Some(r) => (r.request_id.clone(), r.attempt),
+            None => (new_request_id(), 1),
+        };
         let (charged, currency) = paid
             .as_ref()
             .map_or((0, listing.pricing_currency.clone()), |p| {
@@ -622,12 +643,14 @@ impl Gateway {
             request_bytes: call.body.len(),
             request_sha256: &target.body_sha256,
             now,
+            lease_owner: self.recovery.instance(),
+            lease_until: now + self.recovery.lease_ms(target.endpoint().timeout),
         };
         // Accounted calls: consume the payment, write the request row, the ledger entries
         // and the receipt in one transaction, before anything is forwarded. Free calls are
-        // recorded after the forward, through the batched recorder. (Boxed, like the
-        // finishing transaction below: see `call`.)
-        if let Some(p) = &paid {
+        // recorded after the forward, through the batched recorder. A resumed call has
+        // all of this already. (Boxed, like the finishing transaction below: see `call`.)
+        if let Some(p) = paid.as_ref().filter(|p| p.resumed.is_none()) {
             Box::pin(async {
                 let mut tx = self.db.begin().await?;
                 // The one decision point for racing retries: only one UPDATE matches 'issued'.
@@ -676,6 +699,8 @@ impl Gateway {
                 Ok(())
             })
             .await?;
+            self.recovery
+                .fault_point(super::recovery::FaultPoint::AfterAccounting);
         }
 
         // The buyer's body was hashed in phase 2; an adapted one is hashed here.
@@ -758,20 +783,24 @@ impl Gateway {
             None => (None, None, None),
         };
         if let Some(p) = &paid {
-            // The outcome and its score event land together.
+            // The outcome and its score event land together, unless the call was
+            // resolved meanwhile (a later attempt, or the janitor after the lease).
             Box::pin(async {
                 let mut tx = self.db.begin().await?;
-                super::store::finish_request(
-                    &mut tx,
-                    &request_id,
+                let finish = super::store::Finish {
+                    id: &request_id,
+                    attempt,
                     status,
-                    bytes,
-                    sha.as_deref(),
-                    seller_status,
+                    response_bytes: bytes,
+                    response_sha256: sha.as_deref(),
+                    seller_status_code: seller_status,
                     latency_ms,
-                    code,
-                )
-                .await?;
+                    error_code: code,
+                };
+                if !super::store::finish_request(&mut tx, &finish).await? {
+                    tx.rollback().await?;
+                    return self.resolved_meanwhile(&request_id).await;
+                }
                 if let Some(kind) = EventKind::of_call(status, code) {
                     events::record(
                         &mut tx,
@@ -856,6 +885,7 @@ impl Gateway {
                 Err(GatewayError::SellerFailed {
                     code: code.unwrap_or("SELLER_REQUEST_FAILED"),
                     message,
+                    paid: paid.is_some(),
                     context: Box::new(context),
                 })
             }

@@ -139,14 +139,18 @@ pub struct NewRequest<'a> {
     pub request_bytes: usize,
     pub request_sha256: &'a str,
     pub now: i64,
+    /// The forwarding lease: this host instance, until this time (Unix ms).
+    pub lease_owner: &'a str,
+    pub lease_until: i64,
 }
 
-/// Inserts a request row in state `forwarding`.
+/// Inserts a request row in state `forwarding`, leased by its first attempt.
 pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, \
-         charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'forwarding', $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+         charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, created_at, updated_at, \
+         lease_owner, lease_until, attempts) \
+         VALUES ($1, $2, $3, $4, $5, 'forwarding', $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, 1)",
     )
     .bind(r.id)
     .bind(r.buyer_id)
@@ -161,38 +165,126 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> sql
     .bind(i64::try_from(r.request_bytes).unwrap_or(i64::MAX))
     .bind(r.request_sha256)
     .bind(r.now)
+    .bind(r.lease_owner)
+    .bind(r.lease_until)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Records how a forwarded request ended.
-#[allow(clippy::too_many_arguments)]
-pub async fn finish_request(
+/// Where a consumed payment's call stands.
+#[derive(Debug, Clone, FromRow)]
+pub struct CallState {
+    pub status: String,
+    pub lease_until: Option<i64>,
+    pub attempts: i64,
+}
+
+/// The state of one request row.
+pub async fn call_state(pool: &AnyPool, id: &str) -> sqlx::Result<Option<CallState>> {
+    sqlx::query_as("SELECT status, lease_until, attempts FROM gateway_requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Takes over a `forwarding` row whose lease has passed (`now`), for a new attempt
+/// leased until `lease_until`. Returns the new attempt number, or `None` when the row is
+/// no longer forwarding or another attempt holds a live lease (only one racing retry
+/// can win: the `UPDATE` is conditional on the attempt it read).
+pub async fn take_over(
+    pool: &AnyPool,
+    id: &str,
+    seen: &CallState,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+) -> sqlx::Result<Option<i64>> {
+    let taken = sqlx::query(
+        "UPDATE gateway_requests SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = $4 AND status = 'forwarding' AND attempts = $5 AND COALESCE(lease_until, 0) <= $3",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(id)
+    .bind(seen.attempts)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(taken.then_some(seen.attempts + 1))
+}
+
+/// How a forwarded request ended.
+pub struct Finish<'a> {
+    pub id: &'a str,
+    /// The attempt that forwarded it; a row taken over since is not changed.
+    pub attempt: i64,
+    pub status: &'a str,
+    pub response_bytes: Option<usize>,
+    pub response_sha256: Option<&'a str>,
+    pub seller_status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub error_code: Option<&'a str>,
+}
+
+/// Records how a forwarded request ended, if it is still `forwarding` under the same
+/// attempt; false when the call was resolved meanwhile (interrupted, or finished by a
+/// later attempt).
+pub async fn finish_request(conn: &mut AnyConnection, f: &Finish<'_>) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE gateway_requests SET status = $1, response_bytes = $2, response_sha256 = $3, \
+         seller_status_code = $4, latency_ms = $5, error_code = $6, updated_at = $7, lease_until = NULL \
+         WHERE id = $8 AND status = 'forwarding' AND attempts = $9",
+    )
+    .bind(f.status)
+    .bind(f.response_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
+    .bind(f.response_sha256)
+    .bind(f.seller_status_code.map(i64::from))
+    .bind(f.latency_ms)
+    .bind(f.error_code)
+    .bind(now_ms())
+    .bind(f.id)
+    .bind(f.attempt)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Rows still `forwarding` whose lease passed before `cutoff` (oldest first, at most `limit`).
+pub async fn abandoned(pool: &AnyPool, cutoff: i64, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM gateway_requests WHERE status = 'forwarding' AND COALESCE(lease_until, 0) < $1 \
+         ORDER BY lease_until LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks an abandoned row `interrupted` (still forwarding, lease passed before `cutoff`);
+/// false when a retry took it over or it finished meanwhile.
+pub async fn mark_interrupted(
     conn: &mut AnyConnection,
     id: &str,
-    status: &str,
-    response_bytes: Option<usize>,
-    response_sha256: Option<&str>,
-    seller_status_code: Option<u16>,
-    latency_ms: i64,
-    error_code: Option<&str>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE gateway_requests SET status = $1, response_bytes = $2, response_sha256 = $3, \
-         seller_status_code = $4, latency_ms = $5, error_code = $6, updated_at = $7 WHERE id = $8",
+    cutoff: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE gateway_requests SET status = 'interrupted', error_code = 'GATEWAY_REQUEST_INTERRUPTED', \
+         lease_until = NULL, updated_at = $1 \
+         WHERE id = $2 AND status = 'forwarding' AND COALESCE(lease_until, 0) < $3",
     )
-    .bind(status)
-    .bind(response_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
-    .bind(response_sha256)
-    .bind(seller_status_code.map(i64::from))
-    .bind(latency_ms)
-    .bind(error_code)
-    .bind(now_ms())
+    .bind(now)
     .bind(id)
+    .bind(cutoff)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// The caller's gateway history, newest first, and how many match.
@@ -214,7 +306,7 @@ pub async fn history(
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, charged_cents, fee_cents, \
          seller_cents, currency, request_bytes, request_sha256, response_bytes, response_sha256, seller_status_code, \
-         latency_ms, error_code, created_at, updated_at FROM gateway_requests WHERE {filter} \
+         latency_ms, error_code, attempts, created_at, updated_at FROM gateway_requests WHERE {filter} \
          ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
     )))
     .bind(profile_id)

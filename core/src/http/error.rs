@@ -444,11 +444,39 @@ fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
             retry_after_seconds: Some(*secs),
             ..Recovery::default()
         }),
-        G::SellerFailed { code, context, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
+        G::SellerFailed { code, context, paid: true, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
             retryable: false,
             summary: "The seller failed after payment was settled; the charge is recorded and cannot be clawed back here. Do not pay again automatically: inspect GET /gateway-requests and the seller's trust signals first.".into(),
             ..Recovery::default()
         }),
+        G::SellerFailed { code, context, paid: false, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "The seller failed on a free call; nothing was charged. Retry later, or check the seller's trust signals first.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            retry_after_seconds: Some(30),
+            ..Recovery::default()
+        }),
+        G::CallInProgress { request_id, retry_after_seconds } => spec(S::CONFLICT, "GATEWAY_REQUEST_IN_PROGRESS", msg)
+            .details(json!({"gateway_request_id": request_id, "retry_after_seconds": retry_after_seconds}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("retry_gateway_payment_later"),
+                summary: "An earlier attempt of this paid call is still being forwarded, or the host forwarding it stopped. Keep relay_request_id, the same body and Idempotency-Key, wait retry_after_seconds, then retry: if the earlier attempt never finished, the retry forwards the call again under the same request id (sellers deduplicate by X-Crochet-Request-Id). Do not pay again.".into(),
+                preserve: GATEWAY_PRESERVE.to_vec(),
+                retry_after_seconds: Some(*retry_after_seconds),
+                ..Recovery::default()
+            }),
+        G::CallInterrupted(request_id) => spec(S::CONFLICT, "GATEWAY_REQUEST_INTERRUPTED", msg)
+            .details(json!({"gateway_request_id": request_id, "charge_reversed": true}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("retry_gateway_request_later"),
+                summary: "This paid call was interrupted before it finished and nobody retried it in time; its charge was reversed in the ledger (GET /ledger). To make the call, start again without X-Crochet-Relay-Request-Id and with a new Idempotency-Key.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                discard: vec!["relay_request_id", "idempotency_key"],
+                ..Recovery::default()
+            }),
         G::Policy(PolicyRefusal::Denied { plugin, denial }) => policy_denial_spec(plugin, denial),
         G::Policy(PolicyRefusal::Unavailable { plugin }) => plugin_unavailable_spec(plugin, msg),
         G::AdapterRejected(_) => spec(S::UNPROCESSABLE_ENTITY, "ADAPTER_REJECTED_REQUEST", msg)

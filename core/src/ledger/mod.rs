@@ -1,9 +1,13 @@
 //! Ledger: the append-only money record. A settled gateway call writes three entries
 //! that sum to zero (`gateway_debit` from the buyer, `seller_credit` to the seller,
 //! `marketplace_fee` to the marketplace) in the same transaction that consumes its
-//! payment, together with the call's signed receipt ([`receipts`]); `adjustment` is
-//! reserved for operator corrections. The database refuses
-//! updates and deletes of `ledger_entries` on both backends.
+//! payment, together with the call's signed receipt ([`receipts`]). A paid call that
+//! was interrupted (the host died while forwarding it, and no retry took it over) is
+//! undone by three mirrored entries (`gateway_refund` to the buyer,
+//! `seller_credit_reversal`, `marketplace_fee_reversal`), written in the transaction
+//! that marks the call `interrupted`; never by changing the original entries.
+//! `adjustment` is reserved for operator corrections. The database refuses updates and
+//! deletes of `ledger_entries` on both backends, and a second reversal of one call.
 
 pub mod http;
 pub mod receipts;
@@ -31,6 +35,9 @@ pub enum EntryType {
     GatewayDebit,
     SellerCredit,
     MarketplaceFee,
+    GatewayRefund,
+    SellerCreditReversal,
+    MarketplaceFeeReversal,
     Adjustment,
 }
 
@@ -40,8 +47,35 @@ impl EntryType {
             EntryType::GatewayDebit => "gateway_debit",
             EntryType::SellerCredit => "seller_credit",
             EntryType::MarketplaceFee => "marketplace_fee",
+            EntryType::GatewayRefund => "gateway_refund",
+            EntryType::SellerCreditReversal => "seller_credit_reversal",
+            EntryType::MarketplaceFeeReversal => "marketplace_fee_reversal",
             EntryType::Adjustment => "adjustment",
         }
+    }
+
+    /// The entry that undoes this one, for the three entries of a charge.
+    fn reversal(self) -> Option<Self> {
+        match self {
+            EntryType::GatewayDebit => Some(EntryType::GatewayRefund),
+            EntryType::SellerCredit => Some(EntryType::SellerCreditReversal),
+            EntryType::MarketplaceFee => Some(EntryType::MarketplaceFeeReversal),
+            _ => None,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            EntryType::GatewayDebit,
+            EntryType::SellerCredit,
+            EntryType::MarketplaceFee,
+            EntryType::GatewayRefund,
+            EntryType::SellerCreditReversal,
+            EntryType::MarketplaceFeeReversal,
+            EntryType::Adjustment,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 
@@ -116,22 +150,94 @@ pub async fn record_settled_call(
         (EntryType::MarketplaceFee, None, fee),
     ];
     for (kind, profile, amount) in entries {
-        sqlx::query(
-            "INSERT INTO ledger_entries (id, gateway_request_id, profile_id, entry_type, amount_cents, \
-             currency, relay_request_id, listing_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        insert(
+            conn,
+            &NewEntry {
+                gateway_request_id: c.gateway_request_id,
+                profile_id: profile,
+                kind,
+                amount_cents: amount,
+                currency: c.currency,
+                relay_request_id: Some(c.relay_request_id),
+                listing_id: Some(c.listing_id),
+                now: c.now,
+            },
         )
-        .bind(crate::storage::append_id().to_string())
-        .bind(c.gateway_request_id)
-        .bind(profile)
-        .bind(kind.as_str())
-        .bind(amount)
-        .bind(c.currency)
-        .bind(c.relay_request_id)
-        .bind(c.listing_id)
-        .bind(c.now)
-        .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Undoes a call's charge: one mirrored entry for each of its charge entries (none for a
+/// free call). Call inside the transaction that marks the call interrupted; the database
+/// refuses a second reversal of the same call. Returns the amount refunded to the buyer.
+pub async fn record_reversal(
+    conn: &mut AnyConnection,
+    gateway_request_id: &str,
+    now: i64,
+) -> sqlx::Result<i64> {
+    let charged: Vec<LedgerEntryRow> = sqlx::query_as(
+        "SELECT id, gateway_request_id, profile_id, entry_type, amount_cents, currency, relay_request_id, \
+         listing_id, created_at FROM ledger_entries WHERE gateway_request_id = $1 \
+         AND entry_type IN ('gateway_debit', 'seller_credit', 'marketplace_fee')",
+    )
+    .bind(gateway_request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut refunded = 0;
+    for e in &charged {
+        let Some(kind) = EntryType::parse(&e.entry_type).and_then(EntryType::reversal) else {
+            continue;
+        };
+        if kind == EntryType::GatewayRefund {
+            refunded -= e.amount_cents;
+        }
+        insert(
+            conn,
+            &NewEntry {
+                gateway_request_id,
+                profile_id: e.profile_id.as_deref(),
+                kind,
+                amount_cents: -e.amount_cents,
+                currency: &e.currency,
+                relay_request_id: e.relay_request_id.as_deref(),
+                listing_id: e.listing_id.as_deref(),
+                now,
+            },
+        )
+        .await?;
+    }
+    Ok(refunded)
+}
+
+/// One entry to append.
+struct NewEntry<'a> {
+    gateway_request_id: &'a str,
+    profile_id: Option<&'a str>,
+    kind: EntryType,
+    amount_cents: i64,
+    currency: &'a str,
+    relay_request_id: Option<&'a str>,
+    listing_id: Option<&'a str>,
+    now: i64,
+}
+
+async fn insert(conn: &mut AnyConnection, e: &NewEntry<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO ledger_entries (id, gateway_request_id, profile_id, entry_type, amount_cents, \
+         currency, relay_request_id, listing_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(crate::storage::append_id().to_string())
+    .bind(e.gateway_request_id)
+    .bind(e.profile_id)
+    .bind(e.kind.as_str())
+    .bind(e.amount_cents)
+    .bind(e.currency)
+    .bind(e.relay_request_id)
+    .bind(e.listing_id)
+    .bind(e.now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -189,6 +295,54 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reversal_mirrors_the_charge_once() {
+        let (_dir, db) = crate::storage::temp_sqlite().await;
+        let mut tx = db.begin().await.unwrap();
+        let call = SettledCall {
+            gateway_request_id: "gw_req_1",
+            buyer_id: "buyer",
+            seller_id: "seller",
+            listing_id: "listing",
+            relay_request_id: "relay",
+            charged_cents: 25,
+            currency: "USD",
+            now: 1,
+        };
+        record_settled_call(&mut tx, &call).await.unwrap();
+        assert_eq!(record_reversal(&mut tx, "gw_req_1", 2).await.unwrap(), 25);
+        tx.commit().await.unwrap();
+        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT profile_id, entry_type, amount_cents FROM ledger_entries ORDER BY created_at, entry_type",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 6, "three entries and their mirror: {rows:?}");
+        assert_eq!(rows.iter().map(|r| r.2).sum::<i64>(), 0);
+        let entry = |kind: &str| rows.iter().find(|r| r.1 == kind).unwrap().clone();
+        assert_eq!(
+            entry("gateway_refund"),
+            (Some("buyer".into()), "gateway_refund".into(), 25)
+        );
+        assert_eq!(
+            entry("seller_credit_reversal"),
+            (Some("seller".into()), "seller_credit_reversal".into(), -24)
+        );
+        assert_eq!(
+            entry("marketplace_fee_reversal"),
+            (None, "marketplace_fee_reversal".into(), -1)
+        );
+        // The database refuses a second reversal of the same call.
+        let mut tx = db.begin().await.unwrap();
+        assert!(record_reversal(&mut tx, "gw_req_1", 3).await.is_err());
+        tx.rollback().await.unwrap();
+        // A call without charge entries (a free call) has nothing to reverse.
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(record_reversal(&mut tx, "gw_req_free", 3).await.unwrap(), 0);
+        tx.rollback().await.unwrap();
+    }
 
     #[test]
     fn fee_rounds_half_up() {

@@ -177,6 +177,8 @@ struct ReceiptRow {
     payload: String,
     signature: String,
     created_at: i64,
+    /// The call's state (`gateway_requests.status`).
+    call_status: Option<String>,
 }
 
 /// A receipt as its buyer or seller sees it.
@@ -194,6 +196,12 @@ pub struct Receipt {
     pub signature_algorithm: &'static str,
     pub key_id: String,
     pub created_at: String,
+    /// `charged`, or `reversed` when the call was interrupted and its charge undone by
+    /// reversal entries in the ledger (the signed payload stays as issued).
+    pub status: &'static str,
+    /// The call's state as `GET /gateway-requests` shows it (`forwarding`, `completed`,
+    /// `seller_error`, `seller_timeout`, `interrupted`, …).
+    pub call_status: Option<String>,
 }
 
 impl From<ReceiptRow> for Receipt {
@@ -207,11 +215,19 @@ impl From<ReceiptRow> for Receipt {
             signature_algorithm: "ed25519",
             key_id: r.key_id,
             created_at: rfc3339(r.created_at),
+            status: if r.call_status.as_deref() == Some("interrupted") {
+                "reversed"
+            } else {
+                "charged"
+            },
+            call_status: r.call_status,
         }
     }
 }
 
-const COLUMNS: &str = "id, gateway_request_id, key_id, payload, signature, created_at";
+/// The receipt's columns and its call's state (`r` receipts, `g` gateway_requests).
+const COLUMNS: &str = "r.id, r.gateway_request_id, r.key_id, r.payload, r.signature, r.created_at, \
+     g.status AS call_status FROM receipts r LEFT JOIN gateway_requests g ON g.id = r.gateway_request_id";
 
 /// The caller's receipts (as buyer or seller), newest first.
 pub async fn list(
@@ -220,8 +236,8 @@ pub async fn list(
     page: Page,
 ) -> sqlx::Result<(Vec<Receipt>, i64)> {
     let rows: Vec<ReceiptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM receipts WHERE buyer_id = $1 OR seller_id = $1 \
-         ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+        "SELECT {COLUMNS} WHERE r.buyer_id = $1 OR r.seller_id = $1 \
+         ORDER BY r.created_at DESC, r.id LIMIT $2 OFFSET $3"
     )))
     .bind(profile_id)
     .bind(i64::from(page.limit))
@@ -239,7 +255,7 @@ pub async fn list(
 /// One receipt, if the caller is its buyer or seller.
 pub async fn get(pool: &AnyPool, profile_id: &str, id: &str) -> sqlx::Result<Option<Receipt>> {
     let row: Option<ReceiptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM receipts WHERE id = $1 AND (buyer_id = $2 OR seller_id = $2)"
+        "SELECT {COLUMNS} WHERE r.id = $1 AND (r.buyer_id = $2 OR r.seller_id = $2)"
     )))
     .bind(id)
     .bind(profile_id)

@@ -53,6 +53,72 @@ macro_rules! on_both_backends {
     };
 }
 
+/// A fresh database for one test: a SQLite file in a temporary directory, or a new
+/// PostgreSQL schema (dropped with this value).
+pub struct TestDatabase {
+    pub url: String,
+    /// The temporary directory (SQLite: it holds the database file).
+    pub dir: tempfile::TempDir,
+    pg_schema: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A new database on `backend`; `None` (and a note) when PostgreSQL is not available.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg_schema) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("crochet.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let Ok(base) = std::env::var("CROCHET_TEST_POSTGRES_URL") else {
+                    report_skip(std::thread::current().name().unwrap_or("test"));
+                    return None;
+                };
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                pg_admin(&base, &format!("CREATE SCHEMA {schema}")).await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                (url, Some((base, schema)))
+            }
+        };
+        Some(Self {
+            url,
+            dir,
+            pg_schema,
+        })
+    }
+
+    /// A connection pool of its own (for checks the API does not show, such as the
+    /// marketplace's ledger entries).
+    pub async fn connect(&self) -> crochet::storage::Database {
+        crochet::storage::Database::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = self.pg_schema.take() {
+            // Drop the schema from a separate runtime: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(pg_admin(
+                        &base,
+                        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                    ));
+                }
+            })
+            .join();
+        }
+    }
+}
+
 /// A running host plus what is needed to tear it down.
 pub struct TestApp {
     pub client: Client,
@@ -60,8 +126,7 @@ pub struct TestApp {
     pub running: Option<Running>,
     /// The configuration the host runs with (same database on restart).
     pub config: Config,
-    _dir: Option<tempfile::TempDir>,
-    pg_schema: Option<(String, String)>,
+    _db: TestDatabase,
 }
 
 impl std::ops::Deref for TestApp {
@@ -155,25 +220,8 @@ pub fn production(config: &mut Config) {
 impl TestApp {
     /// Starts a host on `backend`; `None` when that backend is not available here.
     pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
-        let (url, dir, pg_schema) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("crochet.db").display());
-                (url, Some(dir), None)
-            }
-            Backend::Postgres => {
-                let Ok(base) = std::env::var("CROCHET_TEST_POSTGRES_URL") else {
-                    report_skip(std::thread::current().name().unwrap_or("test"));
-                    return None;
-                };
-                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-                pg_admin(&base, &format!("CREATE SCHEMA {schema}")).await;
-                let sep = if base.contains('?') { '&' } else { '?' };
-                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-                (url, None, Some((base, schema)))
-            }
-        };
-        let mut config = test_config(url);
+        let db = TestDatabase::new(backend).await?;
+        let mut config = test_config(db.url.clone());
         configure(&mut config);
         let running = start(config.clone()).await.expect("host starts");
         let base = format!("http://{}", running.addr);
@@ -182,8 +230,7 @@ impl TestApp {
             backend,
             running: Some(running),
             config,
-            _dir: dir,
-            pg_schema,
+            _db: db,
         })
     }
 
@@ -231,26 +278,6 @@ impl TestApp {
             }
         }
         out
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some((base, schema)) = self.pg_schema.take() {
-            // Drop the schema from a separate runtime: Drop cannot await.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(pg_admin(
-                        &base,
-                        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-                    ));
-                }
-            })
-            .join();
-        }
     }
 }
 
@@ -564,6 +591,8 @@ pub struct SeenRequest {
 pub struct SellerState {
     secret: std::sync::Mutex<Option<String>>,
     seen: std::sync::Mutex<Vec<SeenRequest>>,
+    /// While set, `/hold` never answers (a seller stuck mid-call).
+    hold: std::sync::atomic::AtomicBool,
 }
 
 /// What the test seller's `/exact` path answers: JSON that a parse into a tree and
@@ -575,7 +604,7 @@ pub const EXACT_JSON: &str = r#"{"n":123456789012345678901234567890,"k":1,"k":2}
 ///
 /// Routes: `/ok` answers JSON echoing the request, `/fail` 500 JSON, `/text` plain text,
 /// `/exact` [`EXACT_JSON`], `/slow` sleeps 2 s, `/redirect` 302 to `/ok`, `/big` 64 KiB
-/// of JSON.
+/// of JSON, `/hold` never answers while [`Seller::hold`] is on (else as `/ok`).
 pub struct Seller {
     pub base: String,
     pub state: std::sync::Arc<SellerState>,
@@ -626,6 +655,9 @@ impl Seller {
                     (axum::http::StatusCode::FOUND, [("location", "/ok")]).into_response()
                 }
                 "/big" => axum::Json(json!({"blob": "x".repeat(64 * 1024)})).into_response(),
+                "/hold" if state.hold.load(std::sync::atomic::Ordering::SeqCst) => {
+                    std::future::pending::<axum::response::Response>().await
+                }
                 // A chat-completions style seller: answers with the last message upper-cased.
                 "/chat" => {
                     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -674,6 +706,13 @@ impl Seller {
 
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Makes `/hold` hang (true) or answer (false).
+    pub fn hold(&self, on: bool) {
+        self.state
+            .hold
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -1,10 +1,17 @@
-//! The `crochet` binary as an operator runs it.
+//! The `crochet` binary as an operator runs it: start-up, logs, shutdown, and recovery
+//! of paid calls after the process is killed.
 
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::common::{Client, Wallet};
+use serde_json::{Value, json};
+
+use crate::common::{
+    Agent, Backend, Client, Published, TestDatabase, Wallet, gateway_call, poll_until, retry,
+    settle,
+};
 
 fn crochet() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crochet"));
@@ -16,47 +23,93 @@ fn crochet() -> Command {
     cmd
 }
 
+/// A `crochet serve` process on a free port, its logs collected from the start.
+struct Host {
+    child: Child,
+    client: Client,
+    logs: std::thread::JoinHandle<String>,
+}
+
+impl Host {
+    /// Starts `crochet serve` in `dir` with `env` (on top of a free port and a fast
+    /// proof-of-work) and waits for its "listening on" line.
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = crochet();
+        cmd.arg("serve")
+            .current_dir(dir)
+            .env("CROCHET_BIND", "127.0.0.1:0")
+            .env("CROCHET_POW_DIFFICULTY", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Both pipes are drained from the start: a debug log outgrows the pipe's buffer,
+        // and a server blocked on writing its log would stop answering.
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::thread::spawn(move || {
+            let mut logs = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut logs);
+            logs
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (first_line, first_line_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = first_line.send(line);
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        });
+        let line = tokio::time::timeout(Duration::from_secs(120), first_line_rx)
+            .await
+            .expect("the host starts within two minutes")
+            .unwrap_or_default();
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no address line: {line:?}\n{}",
+                logs.join().unwrap_or_default()
+            );
+        };
+        assert_ne!(addr, "127.0.0.1:0", "the chosen port is printed");
+        Self {
+            client: Client::new(format!("http://{addr}")),
+            child,
+            logs,
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end.
+    async fn stop(self, signal: &str) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.wait().await
+    }
+
+    /// Waits for the process to end by itself.
+    async fn wait(mut self) -> (ExitStatus, String) {
+        let status = tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        (status, self.logs.join().unwrap())
+    }
+}
+
 #[tokio::test]
 async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = crochet()
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("CROCHET_BIND", "127.0.0.1:0")
-        .env("CROCHET_POW_DIFFICULTY", "2")
-        .env("CROCHET_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Both pipes are drained from the start: a debug log outgrows the pipe's buffer, and a
-    // server blocked on writing its log would stop answering.
-    let stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut logs = String::new();
-        BufReader::new(stderr).read_to_string(&mut logs).unwrap();
-        logs
-    });
-    let stdout = child.stdout.take().unwrap();
-    let (first_line, first_line_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let _ = first_line.send(line);
-        std::io::copy(&mut stdout, &mut std::io::sink()).unwrap();
-    });
-    let line = tokio::time::timeout(Duration::from_secs(60), first_line_rx)
-        .await
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("{line}"));
-    assert_ne!(addr, "127.0.0.1:0", "the chosen port is printed");
-
-    let client = Client::new(format!("http://{addr}"));
+    let host = Host::start(dir.path(), &[("CROCHET_LOG", "debug")]).await;
+    let client = host.client.clone();
     let agent = client.register(Wallet::evm()).await;
     client.get("/me", agent.key()).await.expect(200);
     let proof = client.proof(&agent.wallet, "recover", None).await;
@@ -78,30 +131,18 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
         .unwrap()
         .to_owned();
     let ep = format!("/listings/{id}/endpoint");
-    let auth = serde_json::json!({"auth_header_value": "Bearer upstream-log-secret"});
+    let auth = json!({"auth_header_value": "Bearer upstream-log-secret"});
     client
         .send(reqwest::Method::PUT, &ep, agent.key(), Some(&auth))
         .await
         .expect(200);
     let test = client
-        .post(&format!("{ep}/test"), agent.key(), serde_json::json!({}))
+        .post(&format!("{ep}/test"), agent.key(), json!({}))
         .await
         .expect(200);
     assert_eq!(test.data()["error"], "SELLER_UNREACHABLE");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = logs.join().unwrap();
+    let (status, logs) = host.stop("TERM").await;
     assert!(status.success(), "exit status {status:?}\n{logs}");
     assert!(logs.contains("request_id"), "requests are logged with ids");
     assert!(!logs.contains(&agent.api_key), "no API key in logs");
@@ -171,4 +212,344 @@ fn migrate_applies_migrations_and_bad_config_is_reported() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("environment"));
+}
+
+/// One deployment's database and settings, for hosts started one after another on it.
+struct Deployment {
+    db: TestDatabase,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Deployment {
+    async fn new(backend: Backend) -> Option<Self> {
+        let db = TestDatabase::new(backend).await?;
+        let env = vec![
+            ("CROCHET_DATABASE_URL", db.url.clone()),
+            (
+                "CROCHET_ENCRYPTION_KEY",
+                crochet::secrets::MasterKey::generate().to_base64(),
+            ),
+        ];
+        Some(Self { db, env })
+    }
+
+    /// Starts a host with a one-second lease grace, abandoned calls resolved after
+    /// `interrupted_after` seconds, and `extra` environment.
+    async fn host(&self, interrupted_after: u64, extra: &[(&str, &str)]) -> Host {
+        let dir = self.db.dir.path();
+        let config = dir.join("crochet.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nlease_grace_seconds = 1\ninterrupted_after_seconds = {interrupted_after}\n\n\
+                 [plugins]\npolicy = []\ncache_dir = \"{}\"\n",
+                dir.join("plugin-cache").display()
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("CROCHET_CONFIG", &config));
+        env.extend_from_slice(extra);
+        Host::start(dir, &env).await
+    }
+
+    /// `SELECT` of one number from the deployment's database.
+    async fn scalar(&self, sql: &str, bind: &str) -> i64 {
+        let db = self.db.connect().await;
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(bind)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+        n
+    }
+}
+
+/// Publishes a listing on `seller` (price in USD, `None` = free) with a one-second
+/// endpoint timeout, so the forwarding lease is two seconds.
+async fn publish(client: &Client, seller: &crate::common::Seller, price: Option<f64>) -> Published {
+    let agent = client.register_as(Wallet::evm(), "seller").await;
+    let mut body = crate::common::listing_body("Held Capability", &seller.url("/hold"));
+    match price {
+        Some(p) => body["pricing_amount"] = json!(p),
+        None => {
+            body["pricing_model"] = json!("free");
+            body.as_object_mut().unwrap().remove("pricing_amount");
+        }
+    }
+    let data = client
+        .create_listing(&agent, body)
+        .await
+        .expect(201)
+        .data()
+        .clone();
+    let id = data["id"].as_str().unwrap().to_owned();
+    client
+        .send(
+            reqwest::Method::PUT,
+            &format!("/listings/{id}/endpoint"),
+            agent.key(),
+            Some(&json!({"timeout_ms": 1000})),
+        )
+        .await
+        .expect(200);
+    seller.set_secret(data["gateway_endpoint"]["signing_secret"].as_str().unwrap());
+    Published {
+        seller: crate::common::Seller {
+            base: seller.base.clone(),
+            state: seller.state.clone(),
+        },
+        agent,
+        id,
+        data,
+    }
+}
+
+/// Sends the paid retry in the background (its host is about to die) and waits until
+/// the seller holds it; returns the gateway request id the seller saw.
+async fn retry_held_at_seller(
+    client: &Client,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+    relay_id: Option<&str>,
+    seller: &crate::common::Seller,
+) -> String {
+    let before = seller.requests().len();
+    let mut req = client
+        .http
+        .post(client.url(&format!("/gateway/{listing}")))
+        .bearer_auth(&buyer.api_key)
+        .json(body);
+    if let Some(relay_id) = relay_id {
+        req = req.header("X-Crochet-Relay-Request-Id", relay_id);
+    }
+    tokio::spawn(async move {
+        let _ = req.send().await;
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seller.requests().len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the seller was never reached"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seller.requests()[before].headers["x-crochet-request-id"].clone()
+}
+
+/// 402 and a settled mock payment; returns the relay request id.
+async fn paid_requirement(client: &Client, buyer: &Agent, listing: &str, body: &Value) -> String {
+    let r = gateway_call(client, buyer, listing, body, &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    settle(client, buyer, &r, "settled").await
+}
+
+/// The crash tests of paid-call recovery, against the real binary killed with SIGKILL
+/// (and aborting at a fault point), restarted on the same database.
+async fn interrupted_calls_are_recovered(backend: Backend) {
+    let Some(dep) = Deployment::new(backend).await else {
+        return;
+    };
+    // Each listing has its own signing secret, so each its own seller.
+    let seller = crate::common::Seller::start().await;
+    let free_seller = crate::common::Seller::start().await;
+    seller.hold(true);
+    free_seller.hold(true);
+
+    // 1. A paid call and a free call are both inside the seller when the host is killed.
+    let host = dep.host(600, &[]).await;
+    let c = host.client.clone();
+    let paid = publish(&c, &seller, Some(0.25)).await;
+    let free = publish(&c, &free_seller, None).await;
+    let buyer = c.register(Wallet::solana()).await;
+    let body = json!({"task": "crash"});
+    let relay_1 = paid_requirement(&c, &buyer, &paid.id, &body).await;
+    let request_1 =
+        retry_held_at_seller(&c, &buyer, &paid.id, &body, Some(&relay_1), &seller).await;
+    retry_held_at_seller(&c, &buyer, &free.id, &body, None, &free_seller).await;
+    let (status, _) = host.stop("KILL").await;
+    assert!(!status.success());
+    seller.hold(false);
+
+    // The restarted host: a retry of the same payment waits out the lease, then forwards
+    // the call again under the same request id, without charging again.
+    let host = dep.host(600, &[]).await;
+    let c = host.client.clone();
+    let done = poll_until(
+        Duration::from_secs(20),
+        async || retry(&c, &buyer, &paid.id, &body, &relay_1).await,
+        |r| r.status.as_u16() != 409,
+    )
+    .await
+    .expect(200);
+    assert_eq!(done.data()["request_id"], request_1.as_str());
+    assert_eq!(done.data()["charged_amount"]["amount_cents"], 25);
+    let to_seller: Vec<_> = seller
+        .requests()
+        .into_iter()
+        .filter(|r| r.headers["x-crochet-request-id"] == request_1)
+        .collect();
+    assert_eq!(to_seller.len(), 2, "delivered twice under one request id");
+    assert!(to_seller.iter().all(|r| r.signature_valid));
+    retry(&c, &buyer, &paid.id, &body, &relay_1)
+        .await
+        .expect_error(409, "PAYMENT_ALREADY_USED");
+    let history = c
+        .get("/gateway-requests?role=buyer", buyer.key())
+        .await
+        .expect(200);
+    let rows = history.data().as_array().unwrap().clone();
+    let row = rows.iter().find(|r| r["id"] == request_1.as_str()).unwrap();
+    assert_eq!(row["status"], "completed");
+    assert_eq!(row["attempts"], 2);
+    // The free call left no row behind in `forwarding` (it is recorded after its forward).
+    assert!(rows.iter().all(|r| r["status"] != "forwarding"), "{rows:?}");
+    let charged = "SELECT COUNT(*) FROM ledger_entries WHERE gateway_request_id = $1";
+    assert_eq!(dep.scalar(charged, &request_1).await, 3, "charged once");
+
+    // 2. The host aborts right after the accounting commit, before the seller is called.
+    let (status, _) = host.stop("TERM").await;
+    assert!(status.success());
+    let host = dep
+        .host(600, &[("CROCHET_TEST_FAULT_POINT", "after_accounting")])
+        .await;
+    let c = host.client.clone();
+    let seen = seller.requests().len();
+    let relay_2 = paid_requirement(&c, &buyer, &paid.id, &body).await;
+    let died = c
+        .http
+        .post(c.url(&format!("/gateway/{}", paid.id)))
+        .bearer_auth(&buyer.api_key)
+        .header("X-Crochet-Relay-Request-Id", &relay_2)
+        .json(&body)
+        .send()
+        .await;
+    assert!(died.is_err(), "the host aborted mid-call: {died:?}");
+    let (status, _) = host.wait().await;
+    assert!(!status.success());
+    assert_eq!(
+        seller.requests().len(),
+        seen,
+        "the seller was never reached"
+    );
+    let host = dep.host(600, &[]).await;
+    let c = host.client.clone();
+    let done = poll_until(
+        Duration::from_secs(20),
+        async || retry(&c, &buyer, &paid.id, &body, &relay_2).await,
+        |r| r.status.as_u16() != 409,
+    )
+    .await
+    .expect(200);
+    let request_2 = done.data()["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        seller.requests().len(),
+        seen + 1,
+        "forwarded once, by the retry"
+    );
+    assert_eq!(dep.scalar(charged, &request_2).await, 3, "charged once");
+
+    // 3. Nobody retries: the janitor resolves the call as interrupted and reverses it.
+    seller.hold(true);
+    let relay_3 = paid_requirement(&c, &buyer, &paid.id, &body).await;
+    let request_3 =
+        retry_held_at_seller(&c, &buyer, &paid.id, &body, Some(&relay_3), &seller).await;
+    host.stop("KILL").await;
+    seller.hold(false);
+    let host = dep.host(1, &[]).await;
+    let c = host.client.clone();
+    let interrupted = poll_until(
+        Duration::from_secs(30),
+        async || {
+            c.get(
+                "/gateway-requests?role=buyer&status=interrupted",
+                buyer.key(),
+            )
+            .await
+        },
+        |r| r.data().as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await
+    .expect(200);
+    let row = &interrupted.data()[0];
+    assert_eq!(row["id"], request_3.as_str());
+    assert_eq!(row["error_code"], "GATEWAY_REQUEST_INTERRUPTED");
+    let entries = |kind: &'static str| {
+        let c = c.clone();
+        let key = buyer.api_key.clone();
+        async move {
+            c.get(&format!("/ledger?type={kind}"), Some(&key))
+                .await
+                .expect(200)
+                .data()
+                .clone()
+        }
+    };
+    let refunds = entries("gateway_refund").await;
+    assert_eq!(refunds.as_array().unwrap().len(), 1);
+    assert_eq!(refunds[0]["gateway_request_id"], request_3.as_str());
+    assert_eq!(refunds[0]["amount_cents"], 25);
+    let seller_reversals = c
+        .get("/ledger?type=seller_credit_reversal", paid.agent.key())
+        .await
+        .expect(200);
+    assert_eq!(seller_reversals.data()[0]["amount_cents"], -24);
+    assert_eq!(
+        dep.scalar(charged, &request_3).await,
+        6,
+        "three entries and their mirror"
+    );
+    let net = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries WHERE gateway_request_id = $1";
+    assert_eq!(dep.scalar(net, &request_3).await, 0);
+    let buyer_net = "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM ledger_entries WHERE profile_id = $1";
+    assert_eq!(
+        dep.scalar(buyer_net, &buyer.profile_id).await,
+        -50,
+        "two calls paid, the interrupted one refunded"
+    );
+    let receipts = c.get("/receipts", buyer.key()).await.expect(200);
+    let receipt = |id: &str| {
+        receipts
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["gateway_request_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(receipt(&request_3)["status"], "reversed");
+    assert_eq!(receipt(&request_3)["call_status"], "interrupted");
+    assert_eq!(receipt(&request_1)["status"], "charged");
+    // A late retry is told, and nothing is forwarded.
+    let seen = seller.requests().len();
+    let late = retry(&c, &buyer, &paid.id, &body, &relay_3)
+        .await
+        .expect_error(409, "GATEWAY_REQUEST_INTERRUPTED");
+    assert_eq!(late.body["error"]["details"]["charge_reversed"], true);
+    assert_eq!(seller.requests().len(), seen);
+    let forwarding =
+        "SELECT COUNT(*) FROM gateway_requests WHERE status = 'forwarding' AND id <> $1";
+    assert_eq!(
+        dep.scalar(forwarding, "").await,
+        0,
+        "no call left forwarding"
+    );
+    let (status, logs) = host.stop("TERM").await;
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("resolved an interrupted call"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_calls_are_recovered_sqlite() {
+    interrupted_calls_are_recovered(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_calls_are_recovered_postgres() {
+    interrupted_calls_are_recovered(Backend::Postgres).await;
 }
