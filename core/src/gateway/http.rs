@@ -79,8 +79,8 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         (status = 202, description = "Settlement pending", body = Envelope<PendingPayment>),
         (status = 400, description = "Invalid body or route; PAYMENT_ROUTE_MINIMUM_NOT_MET", body = ErrorEnvelope),
         (status = 402, description = "PAYMENT_REQUIRED or PAYMENT_FAILED", body = ErrorEnvelope),
-        (status = 409, description = "Payment already used, body mismatch, idempotency conflict, listing not active", body = ErrorEnvelope),
-        (status = 502, description = "The seller failed after payment", body = ErrorEnvelope),
+        (status = 409, description = "Payment already used, call still in progress (GATEWAY_REQUEST_IN_PROGRESS) or interrupted and reversed (GATEWAY_REQUEST_INTERRUPTED), body mismatch, idempotency conflict, listing not active", body = ErrorEnvelope),
+        (status = 502, description = "The seller failed (after payment on a paid listing)", body = ErrorEnvelope),
     ))]
 async fn call(
     State(s): State<AppState>,

@@ -586,8 +586,10 @@ impl IntoResponse for ApiError {
             data,
         };
         let mut response = (status, axum::Json(envelope)).into_response();
-        let throttled =
-            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+        // 409 too: a paid call still being forwarded says when to retry it.
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::SERVICE_UNAVAILABLE
+            || status == StatusCode::CONFLICT;
         if let Some(secs) = retry_after.filter(|_| throttled) {
             response
                 .headers_mut()

@@ -267,8 +267,9 @@ impl Deployment {
     }
 }
 
-/// Publishes a listing on `seller` (price in USD, `None` = free) with a one-second
-/// endpoint timeout, so the forwarding lease is two seconds.
+/// Publishes a listing on `seller` (price in USD, `None` = free) with a four-second
+/// endpoint timeout (long enough for the host to be killed mid-call on a busy machine),
+/// so the forwarding lease is five seconds.
 async fn publish(client: &Client, seller: &crate::common::Seller, price: Option<f64>) -> Published {
     let agent = client.register_as(Wallet::evm(), "seller").await;
     let mut body = crate::common::listing_body("Held Capability", &seller.url("/hold"));
@@ -291,7 +292,7 @@ async fn publish(client: &Client, seller: &crate::common::Seller, price: Option<
             reqwest::Method::PUT,
             &format!("/listings/{id}/endpoint"),
             agent.key(),
-            Some(&json!({"timeout_ms": 1000})),
+            Some(&json!({"timeout_ms": 4000})),
         )
         .await
         .expect(200);
@@ -371,6 +372,16 @@ async fn interrupted_calls_are_recovered(backend: Backend) {
     let request_1 =
         retry_held_at_seller(&c, &buyer, &paid.id, &body, Some(&relay_1), &seller).await;
     retry_held_at_seller(&c, &buyer, &free.id, &body, None, &free_seller).await;
+    // Meanwhile a retry of the same payment is told to wait, and when.
+    let busy = retry(&c, &buyer, &paid.id, &body, &relay_1)
+        .await
+        .expect_error(409, "GATEWAY_REQUEST_IN_PROGRESS");
+    assert_eq!(
+        busy.body["error"]["details"]["gateway_request_id"],
+        request_1.as_str()
+    );
+    assert_eq!(busy.next_action(), "retry_gateway_payment_later");
+    assert!(busy.headers.contains_key("retry-after"));
     let (status, _) = host.stop("KILL").await;
     assert!(!status.success());
     seller.hold(false);
