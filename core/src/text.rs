@@ -36,9 +36,7 @@ pub fn find_json_control(json: &[u8]) -> Option<ControlAt> {
         let b = json[i];
         match b {
             b'\\' => {
-                let Some(&next) = json.get(i + 1) else {
-                    return None;
-                };
+                let &next = json.get(i + 1)?;
                 match next {
                     b'u' => {
                         let code = json

@@ -24,7 +24,9 @@ on_both_backends!(
 );
 
 /// Percent-encoded values with a control character: NUL, C0, DEL and C1.
-const PATH_CONTROLS: &[&str] = &["%00", "a%00b", "%01", "%0A", "%1B", "%7F", "%C2%85", "%C2%9F"];
+const PATH_CONTROLS: &[&str] = &[
+    "%00", "a%00b", "%01", "%0A", "%1B", "%7F", "%C2%85", "%C2%9F",
+];
 
 /// JSON string values with a refused control character, escaped or raw.
 const JSON_CONTROLS: &[&str] = &[
@@ -89,7 +91,10 @@ async fn control_characters_are_refused_in_every_path_query_and_body(app: TestAp
             assert_invalid_character(&r, "path", None, &format!("{method} {url}"));
         }
     }
-    assert!(path_routes >= 20, "{path_routes} routes with path parameters");
+    assert!(
+        path_routes >= 20,
+        "{path_routes} routes with path parameters"
+    );
 
     // Every query parameter of every route (the category, delivery_type and status
     // filters among them).
@@ -185,7 +190,11 @@ async fn every_body_route_requires_a_json_content_type(app: TestApp) {
             continue;
         };
         let url = fill(&path, "00000000-0000-0000-0000-000000000000");
-        for ct in [Some("text/plain"), None, Some("application/x-www-form-urlencoded")] {
+        for ct in [
+            Some("text/plain"),
+            None,
+            Some("application/x-www-form-urlencoded"),
+        ] {
             let r = app
                 .send_raw(
                     method.clone(),
@@ -215,11 +224,26 @@ async fn every_body_route_requires_a_json_content_type(app: TestApp) {
                 r.expect_error(400, "INVALID_JSON");
             }
             // A JSON type with parameters, or a +json type, is JSON.
-            for ct in ["application/json; charset=utf-8", "application/vnd.api+json"] {
+            for ct in [
+                "application/json; charset=utf-8",
+                "application/vnd.api+json",
+            ] {
                 let r = app
-                    .send_raw(method.clone(), &url, agent.key(), Some(ct), &[], b"{}".to_vec())
+                    .send_raw(
+                        method.clone(),
+                        &url,
+                        agent.key(),
+                        Some(ct),
+                        &[],
+                        b"{}".to_vec(),
+                    )
                     .await;
-                assert_ne!(r.status.as_u16(), 415, "{method} {path} with {ct}: {}", r.body);
+                assert_ne!(
+                    r.status.as_u16(),
+                    415,
+                    "{method} {path} with {ct}: {}",
+                    r.body
+                );
             }
         }
         checked.push(format!("{method} {path}"));
@@ -246,7 +270,9 @@ async fn every_body_route_requires_a_json_content_type(app: TestApp) {
     let send = |ct: Option<&'static str>, body: &'static [u8]| {
         app.send_raw(Method::POST, settle, buyer.key(), ct, &[], body.to_vec())
     };
-    send(Some("text/plain"), b"").await.expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    send(Some("text/plain"), b"")
+        .await
+        .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
     send(Some("text/plain"), br#"{"outcome":"pending"}"#)
         .await
         .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
@@ -256,7 +282,9 @@ async fn every_body_route_requires_a_json_content_type(app: TestApp) {
     send(Some("application/json"), b"  \n")
         .await
         .expect_error(400, "INVALID_JSON");
-    send(None, b" ").await.expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    send(None, b" ")
+        .await
+        .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
     // An empty body without a type, or with a JSON one, is "no body": settled.
     let r = send(Some("application/json"), b"").await.expect(200);
     assert_eq!(r.data()["status"], "settled");
@@ -290,7 +318,9 @@ async fn the_gateway_takes_utf8_json_only_and_forwards_its_escapes(app: TestApp)
     call(Some("application/json; charset=utf-8"), exact)
         .await
         .expect(200);
-    call(Some("application/vnd.task+json"), exact).await.expect(200);
+    call(Some("application/vnd.task+json"), exact)
+        .await
+        .expect(200);
     let seen = listing.seller.requests();
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|r| r.body == exact.to_vec()));
@@ -323,7 +353,11 @@ async fn names_refuse_invisible_formatting_characters(app: TestApp) {
             .await;
         expect_field(r, "name");
         let r = app
-            .patch(&format!("/listings/{id}"), seller.key(), json!({"name": name}))
+            .patch(
+                &format!("/listings/{id}"),
+                seller.key(),
+                json!({"name": name}),
+            )
             .await;
         expect_field(r, "name");
 
@@ -377,7 +411,9 @@ pub fn production_with_pinned_names(config: &mut crochet::config::Config) {
 async fn endpoint_names_are_resolved_when_set(app: TestApp) {
     let seller = app.register_as(Wallet::evm(), "seller").await;
     for url in ["https://seller.test/x", "https://MIXED.test./x"] {
-        let r = app.create_listing(&seller, listing_body("Pinned", url)).await;
+        let r = app
+            .create_listing(&seller, listing_body("Pinned", url))
+            .await;
         r.expect_error(422, "ENDPOINT_ADDRESS_NOT_ALLOWED");
     }
     let created = app
@@ -395,7 +431,10 @@ async fn endpoint_names_are_resolved_when_set(app: TestApp) {
         .await;
     let r = r.expect_error(422, "ENDPOINT_ADDRESS_NOT_ALLOWED");
     assert_eq!(r.body["error"]["details"]["field"], "private_endpoint_url");
-    assert!(!r.body.to_string().contains("seller.test"), "the URL is not echoed");
+    assert!(
+        !r.body.to_string().contains("seller.test"),
+        "the URL is not echoed"
+    );
     app.patch(
         &format!("/listings/{id}"),
         seller.key(),
@@ -434,7 +473,8 @@ fn arbitrary_request() -> impl Strategy<Value = Arbitrary> {
     let body = prop_oneof![
         bytes(200),
         ".{0,100}".prop_map(String::into_bytes),
-        "\\{\"[a-z_]{1,12}\": ?\"(\\\\u00[0-9a-f]{2}|[^\"\\\\]){0,12}\"\\}".prop_map(String::into_bytes),
+        "\\{\"[a-z_]{1,12}\": ?\"(\\\\u00[0-9a-f]{2}|[^\"\\\\]){0,12}\"\\}"
+            .prop_map(String::into_bytes),
     ];
     (
         0..4usize,
@@ -476,7 +516,11 @@ async fn arbitrary_bytes_and_headers_always_get_a_4xx_envelope(app: TestApp) {
         let may_succeed = case.route == 2 && serde_json::from_slice::<Value>(&case.body).is_ok();
         prop_assert!(status < 500, "{case:?}: {status} {}", reply.body);
         if !(may_succeed && status == 200) {
-            prop_assert!((400..500).contains(&status), "{case:?}: {status} {}", reply.body);
+            prop_assert!(
+                (400..500).contains(&status),
+                "{case:?}: {status} {}",
+                reply.body
+            );
             prop_assert_eq!(&reply.body["success"], &json!(false));
             prop_assert!(reply.code().len() > 2, "{case:?}: {}", reply.body);
         }
@@ -507,6 +551,13 @@ async fn send_arbitrary(
         Some(auth) => headers.push(("authorization", auth)),
         None => headers.push(("authorization", bearer.as_bytes())),
     }
-    app.send_raw(method.clone(), path, None, None, &headers, case.body.clone())
-        .await
+    app.send_raw(
+        method.clone(),
+        path,
+        None,
+        None,
+        &headers,
+        case.body.clone(),
+    )
+    .await
 }
