@@ -13,6 +13,7 @@
 //! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
+//! - [`text`]: which characters network text may carry;
 //! - [`http`]: router, middleware, envelope, the one error-to-response mapping, OpenAPI;
 //! - [`app`]: state, start-up and graceful shutdown;
 //! - [`devwallet`]: the `crochet wallet` development helper.
@@ -30,3 +31,4 @@ pub mod plugins;
 pub mod reputation;
 pub mod secrets;
 pub mod storage;
+pub mod text;

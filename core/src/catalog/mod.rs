@@ -23,7 +23,7 @@ pub use error::CatalogError;
 pub use model::*;
 
 use crate::gateway::signing::SignedHeaders;
-use crate::gateway::upstream::{UpstreamClient, UpstreamError, UpstreamRequest, check_url};
+use crate::gateway::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::identity::Principal;
 use crate::identity::crypto::verify_pow;
 use crate::plugins::PluginHost;
@@ -281,7 +281,7 @@ impl Catalog {
             .map(str::trim)
             .filter(|u| !u.is_empty())
         {
-            Some(u) => Some(check_url(u, &self.upstream.policy())?.to_string()),
+            Some(u) => Some(self.upstream.check_endpoint(u).await?.to_string()),
             None if pricing_model == PricingModel::PerCall => {
                 return Err(CatalogError::invalid(
                     "private_endpoint_url",
@@ -297,7 +297,7 @@ impl Catalog {
                 "must be draft or active at creation",
             ));
         }
-        let name = text("name", Some(&req.name), 120)?
+        let name = name_text("name", Some(&req.name), 120)?
             .ok_or_else(|| CatalogError::invalid("name", "is required"))?;
         let mut row = ListingRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -457,7 +457,7 @@ impl Catalog {
         let current = self.owned(who, id).await?;
         let mut row = current.listing.clone();
         if let Some(name) = req.name.as_deref() {
-            row.name = text("name", Some(name), 120)?
+            row.name = name_text("name", Some(name), 120)?
                 .ok_or_else(|| CatalogError::invalid("name", "must not be empty"))?;
         }
         if let Some(d) = req.description.as_deref() {
@@ -499,7 +499,7 @@ impl Catalog {
         }
         let mut endpoint = self.endpoint_row(&row.id).await?;
         if let Some(u) = req.private_endpoint_url.as_deref() {
-            let url = check_url(u.trim(), &self.upstream.policy())?;
+            let url = self.upstream.check_endpoint(u.trim()).await?;
             endpoint.url_enc = Some(self.cipher.encrypt(url.as_str(), &ctx(&row.id, "url")));
         }
         if model == PricingModel::PerCall && endpoint.url_enc.is_none() {
@@ -566,7 +566,7 @@ impl Catalog {
         let listing = self.owned(who, id).await?.listing;
         let mut e = self.endpoint_row(&listing.id).await?;
         if let Some(u) = req.private_endpoint_url.as_deref() {
-            let url = check_url(u.trim(), &self.upstream.policy())?;
+            let url = self.upstream.check_endpoint(u.trim()).await?;
             e.url_enc = Some(self.cipher.encrypt(url.as_str(), &ctx(&listing.id, "url")));
         }
         match (
@@ -1070,6 +1070,21 @@ fn text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<S
         ));
     }
     Ok(Some(v.to_owned()))
+}
+
+/// A listing name: [`text`] without invisible formatting characters
+/// ([`crate::text::is_invisible`]).
+fn name_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>> {
+    let v = text(field, value, max)?;
+    if let Some(v) = &v
+        && v.chars().any(crate::text::is_invisible)
+    {
+        return Err(CatalogError::invalid(
+            field,
+            "must not contain invisible formatting characters (bidirectional overrides, zero-width characters, ...)",
+        ));
+    }
+    Ok(v)
 }
 
 fn keyword(field: &'static str, v: &str) -> Result<String> {

@@ -13,8 +13,9 @@ use utoipa_axum::routes;
 use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayment};
 use super::pipeline::{GatewayCall, Outcome};
 use crate::app::AppState;
+use crate::http::error::RequestError;
 use crate::http::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::{ApiPath, ApiQuery, Auth};
+use crate::http::extract::{ApiPath, ApiQuery, Auth, is_json_content_type};
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
 use crate::storage::Page;
 
@@ -36,6 +37,8 @@ struct CallHeaders {
     origin_currency: Option<String>,
     origin_chain_id: Option<String>,
     origin_wallet_id: Option<String>,
+    /// Whether `Content-Type` declares JSON (see [`is_json_content_type`]).
+    json_body: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CallHeaders {
@@ -49,6 +52,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallHeaders {
             origin_currency: header("x-crochet-origin-currency"),
             origin_chain_id: header("x-crochet-origin-chain-id"),
             origin_wallet_id: header("x-crochet-origin-wallet-id"),
+            json_body: is_json_content_type(&parts.headers),
         })
     }
 }
@@ -64,6 +68,9 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Call a seller capability. Paid listings answer 402 with a payment requirement; retry
 /// the same body with `X-Crochet-Relay-Request-Id` once paid (202 while pending).
+///
+/// The body must be UTF-8 JSON sent with a JSON content type; it is forwarded byte for
+/// byte, escapes included.
 #[utoipa::path(post, path = "/gateway/{listing_id}", tag = "gateway", security(("api_key" = [])),
     params(
         ("listing_id" = String, Path, description = "Listing UUID or slug"),
@@ -79,6 +86,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         (status = 202, description = "Settlement pending", body = Envelope<PendingPayment>),
         (status = 400, description = "Invalid body or route; PAYMENT_ROUTE_MINIMUM_NOT_MET", body = ErrorEnvelope),
         (status = 402, description = "PAYMENT_REQUIRED or PAYMENT_FAILED", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorEnvelope),
         (status = 409, description = "Payment already used, call still in progress (GATEWAY_REQUEST_IN_PROGRESS) or interrupted and reversed (GATEWAY_REQUEST_INTERRUPTED), body mismatch, idempotency conflict, listing not active", body = ErrorEnvelope),
         (status = 502, description = "The seller failed (after payment on a paid listing)", body = ErrorEnvelope),
     ))]
@@ -90,6 +98,9 @@ async fn call(
     headers: CallHeaders,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    if !headers.json_body {
+        return Err(RequestError::UnsupportedMediaType.into());
+    }
     // Boxed once here, so the router's own boxing of this handler's future moves a
     // pointer rather than the whole pipeline's state.
     let outcome = Box::pin(s.gateway.call(GatewayCall {
@@ -125,4 +136,32 @@ async fn history(
         .await
         .map_err(ApiError::internal)?;
     Ok(paged(items, page, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes a client can put in the optional headers read as a trimmed,
+        /// non-empty value or as absent, never a panic.
+        #[test]
+        fn optional_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                headers.insert("idempotency-key", v.clone());
+                headers.insert(axum::http::header::CONTENT_TYPE, v);
+            }
+            if let Some(v) = header(&headers, "idempotency-key") {
+                prop_assert!(!v.is_empty());
+                prop_assert_eq!(v.trim(), v.as_str());
+            }
+            prop_assert!(header(&headers, "x-crochet-origin-currency").is_none());
+            let _ = is_json_content_type(&headers);
+        }
+    }
 }

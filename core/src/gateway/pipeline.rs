@@ -294,6 +294,8 @@ impl Gateway {
         if call.body.len() > endpoint.max_request_bytes {
             return Err(GatewayError::BodyTooLarge(endpoint.max_request_bytes));
         }
+        // Skipping a string does not validate its UTF-8; the seller gets the exact bytes.
+        std::str::from_utf8(&call.body).map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&call.body)
             .map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
         Ok(Target {

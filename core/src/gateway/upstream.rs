@@ -38,6 +38,9 @@ use reqwest::Url;
 /// Longest seller endpoint URL accepted, in bytes.
 const MAX_URL_LEN: usize = 2048;
 
+/// How long setting an endpoint waits for its host name to resolve.
+const SET_TIME_LOOKUP: Duration = Duration::from_secs(3);
+
 /// Which endpoints may be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointPolicy {
@@ -232,16 +235,21 @@ fn normalize_host(host: &str) -> String {
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 impl GuardedResolver {
-    /// The allowed addresses of `host` (port 0: the connector puts the URL's port, or the
-    /// scheme's default, in its place).
-    async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, BoxError> {
-        let found: Vec<IpAddr> = match self.overrides.get(&normalize_host(host)) {
+    /// Every address of `host`, forbidden or not: the static override, else DNS.
+    async fn addresses(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(match self.overrides.get(&normalize_host(host)) {
             Some(addrs) => addrs.clone(),
             None => tokio::net::lookup_host((host, 0))
                 .await?
                 .map(|sa| sa.ip())
                 .collect(),
-        };
+        })
+    }
+
+    /// The allowed addresses of `host` (port 0: the connector puts the URL's port, or the
+    /// scheme's default, in its place).
+    async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, BoxError> {
+        let found = self.addresses(host).await?;
         let total = found.len();
         let allowed: Vec<SocketAddr> = found
             .into_iter()
@@ -384,6 +392,8 @@ pub struct UpstreamClient {
     /// `None` only if the TLS backend failed to initialise; every call then fails closed.
     client: Option<Client<Connector, Full<Bytes>>>,
     policy: EndpointPolicy,
+    /// The connector's resolver, also asked when an endpoint is set.
+    resolver: GuardedResolver,
 }
 
 const USER_AGENT_VALUE: HeaderValue =
@@ -394,7 +404,7 @@ impl UpstreamClient {
     /// HTTP/1.1 with keep-alive, a 5 s connect timeout, idle connections kept 90 s.
     pub fn new(policy: EndpointPolicy, dns_overrides: HashMap<String, Vec<IpAddr>>) -> Self {
         let resolver = GuardedResolver::new(policy.allow_private, dns_overrides);
-        let mut http = HttpConnector::new_with_resolver(resolver);
+        let mut http = HttpConnector::new_with_resolver(resolver.clone());
         // The TLS layer below decides the scheme; plain http stays allowed here because
         // the endpoint policy (`require_https`) is what refuses it in production.
         http.enforce_http(false);
@@ -413,12 +423,37 @@ impl UpstreamClient {
                 None
             }
         };
-        Self { client, policy }
+        Self {
+            client,
+            policy,
+            resolver,
+        }
     }
 
     /// The endpoint policy this client enforces.
     pub fn policy(&self) -> EndpointPolicy {
         self.policy
+    }
+
+    /// [`check_url`], and when private addresses are refused, the addresses the host name
+    /// resolves to now: any forbidden one refuses the URL. A name that does not resolve
+    /// (yet) is accepted; every connection is checked again by the resolver.
+    pub async fn check_endpoint(&self, raw: &str) -> Result<Url, EndpointUrlError> {
+        let url = check_url(raw, &self.policy)?;
+        if self.policy.allow_private {
+            return Ok(url);
+        }
+        if let Some(host) = url.domain() {
+            let found = tokio::time::timeout(SET_TIME_LOOKUP, self.resolver.addresses(host))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            if let Some(ip) = found.into_iter().find(|ip| is_forbidden_ip(*ip)) {
+                return Err(EndpointUrlError::AddressNotAllowed(ip));
+            }
+        }
+        Ok(url)
     }
 
     /// Checks the URL, POSTs the body and reads the answer within the time and size limits.

@@ -43,6 +43,15 @@ pub enum RequestError {
     RouteNotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A control character in a path or query value, or in a JSON body.
+    #[error("control character U+{:04X} is not allowed in the {location}{}", u32::from(*.character), .field.as_deref().map(|f| format!(" (`{f}`)")).unwrap_or_default())]
+    InvalidCharacter {
+        /// `path`, `query` or `body`.
+        location: &'static str,
+        /// The parameter or JSON field, when known.
+        field: Option<String>,
+        character: char,
+    },
 }
 
 /// Every error a handler can return.
@@ -192,6 +201,17 @@ impl ApiError {
                 RequestError::BadQuery(_) => spec(S::BAD_REQUEST, "INVALID_QUERY", msg),
                 RequestError::RouteNotFound(_) => spec(S::NOT_FOUND, "ROUTE_NOT_FOUND", msg),
                 RequestError::MethodNotAllowed => spec(S::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", msg),
+                RequestError::InvalidCharacter { location, field, character } => {
+                    let mut details = json!({"in": location, "character": format!("U+{:04X}", u32::from(*character))});
+                    if let Some(field) = field {
+                        details["field"] = json!(field);
+                    }
+                    spec(S::BAD_REQUEST, "INVALID_CHARACTER", msg).details(details).recovery(Recovery {
+                        retryable: false,
+                        summary: "Remove the control character: path and query values may contain none, JSON bodies only tab, line feed and carriage return.".into(),
+                        ..Recovery::default()
+                    })
+                }
             },
             ApiError::Identity(e) => match e {
                 I::InvalidWalletAddress(_) => spec(S::BAD_REQUEST, "INVALID_WALLET_ADDRESS", msg)
@@ -235,7 +255,7 @@ impl ApiError {
                 I::AuthMissing => spec(S::UNAUTHORIZED, "AUTH_REQUIRED", msg).recovery(send_api_key()),
                 I::AuthMalformed => spec(S::UNAUTHORIZED, "INVALID_AUTHORIZATION_HEADER", msg).recovery(send_api_key()),
                 I::InvalidApiKey => spec(S::UNAUTHORIZED, "INVALID_API_KEY", msg).recovery(send_api_key()),
-                I::Database(_) => internal_spec(),
+                I::Database(e) => database_spec(e),
             },
             ApiError::Catalog(e) => catalog_spec(e, msg),
             ApiError::Gateway(e) => gateway_spec(e, msg),
@@ -243,6 +263,7 @@ impl ApiError {
             ApiError::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_NOT_FOUND", msg),
             ApiError::ReceiptNotFound => spec(S::NOT_FOUND, "RECEIPT_NOT_FOUND", msg),
             ApiError::PaymentFinal(_) => spec(S::CONFLICT, "PAYMENT_ALREADY_FINAL", msg),
+            ApiError::Storage(StorageError::Sqlx(e)) => database_spec(e),
             ApiError::Storage(_) | ApiError::Internal(_) => internal_spec(),
         }
     }
@@ -284,7 +305,8 @@ fn catalog_spec(e: &CatalogError, msg: String) -> ErrorSpec {
         C::EndpointNotConfigured => spec(S::CONFLICT, "ENDPOINT_NOT_CONFIGURED", msg),
         C::AdapterNotFound => spec(S::NOT_FOUND, "ADAPTER_NOT_FOUND", msg),
         C::InvalidAdapter(_) => spec(S::UNPROCESSABLE_ENTITY, "INVALID_ADAPTER_COMPONENT", msg),
-        C::Secrets(_) | C::Database(_) | C::Internal(_) => internal_spec(),
+        C::Database(e) => database_spec(e),
+        C::Secrets(_) | C::Internal(_) => internal_spec(),
     }
 }
 
@@ -321,7 +343,8 @@ fn reputation_spec(e: &ReputationError, msg: String) -> ErrorSpec {
             retry_after_seconds: Some(5),
             ..Recovery::default()
         }),
-        R::Corrupt(_) | R::Database(_) => internal_spec(),
+        R::Database(e) => database_spec(e),
+        R::Corrupt(_) => internal_spec(),
     }
 }
 
@@ -487,7 +510,7 @@ fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
             }),
         G::AdapterUnavailable => plugin_unavailable_spec("seller-adapter", msg),
         G::Catalog(e) => catalog_spec(e, msg),
-        G::Database(_) => internal_spec(),
+        G::Database(e) => database_spec(e),
     }
 }
 
@@ -569,6 +592,60 @@ fn internal_spec() -> ErrorSpec {
         retry_after_seconds: Some(5),
         ..Recovery::default()
     })
+}
+
+/// A database failure: retryable only when waiting can help (see [`database_retryable`]).
+fn database_spec(e: &sqlx::Error) -> ErrorSpec {
+    if database_retryable(e) {
+        return internal_spec();
+    }
+    spec(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "The gateway hit an internal error; the request was not completed.".into(),
+    )
+    .recovery(Recovery {
+        retryable: false,
+        summary: "The database refused this request; the same request will fail the same way. Change it, or report it to the operator.".into(),
+        ..Recovery::default()
+    })
+}
+
+/// Whether a database error may go away on retry: lost or exhausted connections, I/O,
+/// serialization failures and deadlocks (PostgreSQL `40001`, `40P01`), lock and busy
+/// timeouts (`55P03`, `57014`, SQLite `BUSY`/`LOCKED`), resource shortages (class `53`),
+/// connection exceptions (class `08`) and server shutdowns (class `57P`). Everything else
+/// (data exceptions, class `22`; integrity violations, class `23`; constraint errors of
+/// SQLite; decoding and protocol errors) fails the same way every time.
+pub fn database_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if db.kind() != sqlx::error::ErrorKind::Other {
+                return false; // unique, foreign key, not null, check, exclusion
+            }
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if code.len() == 5 {
+                // A PostgreSQL SQLSTATE.
+                matches!(&*code, "40001" | "40P01" | "55P03" | "57014")
+                    || code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+            } else {
+                // A SQLite (extended) result code: the primary code is its low byte.
+                // BUSY 5, LOCKED 6, IOERR 10, PROTOCOL 15.
+                code.parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 15))
+            }
+        }
+        _ => false,
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -679,9 +756,144 @@ mod tests {
         assert_eq!(s.body.details.unwrap()["seller_endpoint_called"], false);
     }
 
+    /// A database error with a given code and kind, as a driver would report it.
+    #[derive(Debug)]
+    struct FakeDbError(&'static str, fn() -> sqlx::error::ErrorKind);
+
+    impl std::fmt::Display for FakeDbError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fake database error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for FakeDbError {}
+
+    impl sqlx::error::DatabaseError for FakeDbError {
+        fn message(&self) -> &str {
+            "fake"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            (self.1)()
+        }
+    }
+
+    fn db(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(FakeDbError(code, || {
+            sqlx::error::ErrorKind::Other
+        })))
+    }
+
+    #[test]
+    fn database_errors_are_retryable_only_when_waiting_helps() {
+        use sqlx::error::ErrorKind;
+        let retryable = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::other("reset")),
+            db("40001"),
+            db("40P01"),
+            db("55P03"),
+            db("57014"),
+            db("08006"),
+            db("53300"),
+            db("57P01"),
+            db("5"),   // SQLITE_BUSY
+            db("517"), // SQLITE_BUSY_SNAPSHOT
+            db("6"),   // SQLITE_LOCKED
+            db("266"), // SQLITE_IOERR_READ
+        ];
+        let retryable_of = |s: ErrorSpec| s.body.recovery.map(|r| r.retryable);
+        for e in &retryable {
+            assert!(database_retryable(e), "{e}");
+            assert_eq!(retryable_of(database_spec(e)), Some(true), "{e}");
+        }
+        let final_ = [
+            db("22021"), // invalid byte sequence (a NUL in PostgreSQL text)
+            db("22P02"),
+            db("22003"),
+            db("23505"),
+            db("42P01"),
+            db("2067"), // SQLITE_CONSTRAINT_UNIQUE
+            db("19"),
+            db("1"),
+            sqlx::Error::Database(Box::new(FakeDbError("23505", || {
+                ErrorKind::UniqueViolation
+            }))),
+            sqlx::Error::Database(Box::new(FakeDbError("5", || ErrorKind::CheckViolation))),
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Protocol("x".into()),
+        ];
+        for e in &final_ {
+            assert!(!database_retryable(e), "{e}");
+            assert_eq!(retryable_of(database_spec(e)), Some(false), "{e}");
+        }
+        // Every domain's database errors go through the same classification.
+        for api in [
+            ApiError::from(IdentityError::Database(db("22021"))),
+            ApiError::from(CatalogError::Database(db("22021"))),
+            ApiError::from(ReputationError::Database(db("22021"))),
+            ApiError::from(GatewayError::Database(db("23505"))),
+            ApiError::from(StorageError::Sqlx(db("22021"))),
+        ] {
+            let s = api.spec();
+            assert_eq!(s.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(retryable_of(s), Some(false), "{api}");
+        }
+    }
+
     #[test]
     fn internal_errors_do_not_leak_details() {
         let s = ApiError::internal("secret connection string").spec();
         assert!(!s.body.message.contains("secret"));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever a policy plugin answers, the refusal is a 4xx with a well-formed
+            /// code and a bounded message.
+            #[test]
+            fn plugin_denials_are_always_well_formed_4xx(
+                status in any::<u16>(),
+                code in ".{0,80}",
+                message in ".{0,1200}",
+                field in proptest::option::of(".{0,80}"),
+                retry in proptest::option::of(any::<u32>()),
+            ) {
+                let denial = crate::plugins::Denial {
+                    status,
+                    code,
+                    message,
+                    field,
+                    retry_after_seconds: retry,
+                };
+                let s = policy_denial_spec("p", &denial);
+                prop_assert!(s.status.is_client_error());
+                prop_assert!(!s.body.code.is_empty() && s.body.code.len() <= 64);
+                prop_assert!(s.body.code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'));
+                prop_assert!(s.body.message.chars().count() <= 1001);
+                let r = s.body.recovery.unwrap();
+                if s.status == StatusCode::TOO_MANY_REQUESTS {
+                    prop_assert!(r.retry_after_seconds.is_some_and(|s| s >= 1));
+                }
+            }
+        }
     }
 }

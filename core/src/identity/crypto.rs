@@ -355,4 +355,43 @@ mod tests {
             assert!(WalletAddress::parse(bad).is_err(), "{bad}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Proof-of-work checks answer for any text and difficulty; an unsolved
+            /// challenge at a high difficulty never passes.
+            #[test]
+            fn pow_never_panics(challenge in ".{0,80}", nonce in ".{0,80}", difficulty in any::<u8>()) {
+                let ok = verify_pow(&challenge, &nonce, difficulty);
+                if difficulty > MAX_POW_DIFFICULTY {
+                    prop_assert!(!ok);
+                }
+            }
+
+            /// Addresses, signatures and proofs from the network decode to an error,
+            /// never a panic; a random signature never verifies.
+            #[test]
+            fn wallet_decoders_never_panic(text in ".{0,200}", bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = WalletAddress::parse(&text);
+                let _ = Chain::parse(&text);
+                let lossy = String::from_utf8_lossy(&bytes);
+                let _ = WalletAddress::parse(&lossy);
+                for sig in [text.as_str(), &lossy, &hex::encode(&bytes), &format!("0x{}", hex::encode(&bytes)), &bs58::encode(&bytes).into_string()] {
+                    let _ = decode_evm_signature(sig);
+                    let _ = decode_solana_signature(sig);
+                    if let Ok(sig65) = decode_evm_signature(sig) {
+                        let _ = recover_evm_address(&eip191_hash(b"m"), &sig65);
+                    }
+                    prop_assert!(verify_evm(&[7u8; 20], b"message", sig).is_err());
+                    let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]).verifying_key();
+                    prop_assert!(verify_solana(&key, b"message", sig).is_err());
+                }
+            }
+        }
+    }
 }

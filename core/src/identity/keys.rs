@@ -147,4 +147,25 @@ mod tests {
             Ok("am_k_abcdefghijk")
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any `Authorization` value parses to a problem or to a well-formed token.
+            #[test]
+            fn bearer_parsing_never_panics(value in ".{0,200}", token in "[ -~]{0,140}") {
+                for header in [value.clone(), format!("Bearer {token}"), format!("bearer am_k_{token}")] {
+                    if let Ok(t) = parse_bearer(Some(&header)) {
+                        prop_assert!(t.starts_with(API_KEY_PREFIX));
+                        prop_assert!(t.len() <= 128);
+                        prop_assert!(t.bytes().skip(API_KEY_PREFIX.len()).all(|b| b.is_ascii_alphanumeric()));
+                    }
+                }
+            }
+        }
+    }
 }

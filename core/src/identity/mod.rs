@@ -695,8 +695,9 @@ fn random_hex<const N: usize>() -> String {
     hex::encode(bytes)
 }
 
-/// Trims a free-text field; empty becomes `None`; refuses control characters and text
-/// longer than `max` characters.
+/// Trims a free-text field; empty becomes `None`; refuses control characters, invisible
+/// formatting characters ([`crate::text::is_invisible`]) and text longer than `max`
+/// characters.
 fn clean_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
@@ -711,6 +712,12 @@ fn clean_text(field: &'static str, value: Option<&str>, max: usize) -> Result<Op
         return Err(IdentityError::invalid(
             field,
             "must not contain control characters",
+        ));
+    }
+    if v.chars().any(crate::text::is_invisible) {
+        return Err(IdentityError::invalid(
+            field,
+            "must not contain invisible formatting characters (bidirectional overrides, zero-width characters, ...)",
         ));
     }
     Ok(Some(v.to_owned()))
@@ -729,6 +736,8 @@ mod tests {
         assert_eq!(clean_text("f", Some("   "), 5).unwrap(), None);
         assert!(clean_text("f", Some("abcdef"), 5).is_err());
         assert!(clean_text("f", Some("a\u{7}"), 5).is_err());
+        assert!(clean_text("f", Some("a\u{202E}b"), 5).is_err());
+        assert!(clean_text("f", Some("a\u{200B}"), 5).is_err());
     }
 
     #[test]

@@ -740,7 +740,7 @@ async fn production_refuses_every_private_endpoint_form() {
     let app = TestApp::start(Backend::Sqlite, |c| {
         crate::common::production(c);
         c.dns_overrides
-            .insert("rebind.test".into(), vec!["127.0.0.1".parse().unwrap()]);
+            .insert("rebind.test".into(), vec!["93.184.215.14".parse().unwrap()]);
     })
     .await
     .unwrap();
@@ -819,8 +819,8 @@ async fn production_refuses_every_private_endpoint_form() {
             "the refused URL is not echoed"
         );
     }
-    // A public-looking name that resolves to loopback passes the URL check but is refused
-    // on the address actually connected to.
+    // A name that resolved to a public address when it was set, and to loopback later
+    // (DNS rebinding), is refused on the address actually connected to.
     let created = app
         .create_listing(
             &seller,
@@ -829,6 +829,12 @@ async fn production_refuses_every_private_endpoint_form() {
         .await
         .expect(201);
     let id = created.data()["id"].as_str().unwrap();
+    let app = app
+        .restart(|c| {
+            c.dns_overrides
+                .insert("rebind.test".into(), vec!["127.0.0.1".parse().unwrap()]);
+        })
+        .await;
     app.post(
         &format!("/listings/{id}/endpoint/test"),
         seller.key(),

@@ -27,8 +27,35 @@ pub enum Backend {
 
 /// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL
 /// (PostgreSQL only when `CROCHET_TEST_POSTGRES_URL` is set; otherwise it says so).
+///
+/// `on_both_backends!(mod NAME, configure = FN; tests...)` does the same on hosts whose
+/// configuration `FN(&mut Config)` adjusts, in a module of its own.
 #[macro_export]
 macro_rules! on_both_backends {
+    (mod $module:ident, configure = $configure:path; $($name:ident),* $(,)?) => {
+        mod $module {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite, $configure).await.unwrap();
+                        super::super::$name(app).await;
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let Some(app) = $crate::common::TestApp::start($crate::common::Backend::Postgres, $configure).await else {
+                            return;
+                        };
+                        super::super::$name(app).await;
+                    }
+                )*
+            }
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -402,6 +429,49 @@ impl Client {
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> Reply {
         self.send(reqwest::Method::DELETE, path, key, None).await
+    }
+
+    /// Sends exact bytes with an optional content type and extra headers (none added by
+    /// the client); the answer must still be a JSON envelope.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        headers: &[(&str, &[u8])],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path)).body(body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        for (name, value) in headers {
+            if let Ok(v) = reqwest::header::HeaderValue::from_bytes(value) {
+                req = req.header(*name, v);
+            }
+        }
+        read(req.send().await.expect("request sent")).await
+    }
+
+    /// Every operation of the served OpenAPI document, as (method, path, operation).
+    pub async fn operations(&self) -> Vec<(reqwest::Method, String, Value)> {
+        let doc = self.get("/api/openapi.json", None).await.expect(200).body;
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if let Ok(m) = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
+                    && op.is_object()
+                    && ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str())
+                {
+                    out.push((m, path.clone(), op.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// `POST /auth/challenge`; returns `data`.

@@ -6,6 +6,7 @@ mod common;
 mod conventions;
 mod gateway;
 mod identity;
+mod input;
 mod instances;
 mod payments;
 mod plugins;
