@@ -69,6 +69,40 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Reviews and the Crochet Score (`[reputation]` in `crochet.toml`).
     pub reputation: ReputationConfig,
+    /// Connection limits and timeouts of the HTTP server (`[server]` in `crochet.toml`).
+    pub server: ServerConfig,
+}
+
+/// How long the HTTP server waits for slow clients, and how many it serves at once.
+/// A timeout of 0 turns that timeout off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A request's line and headers must arrive within this long of its first byte (of
+    /// the connection being accepted, for the first request).
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once. A few more are accepted beyond it and only answer
+    /// `GET /api/v1/health` (everything else: 503 `SERVER_BUSY`); further ones are
+    /// closed at once. Lowered at start-up when the open-file limit is too small for it.
+    pub max_connections: usize,
+    /// Requests with more header fields get 431 `TOO_MANY_HEADERS`.
+    pub max_headers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
+            max_headers: 64,
+        }
+    }
 }
 
 /// Review rules and how fresh a Crochet Score is kept.
@@ -226,6 +260,7 @@ impl Default for Config {
             relay: None,
             plugins: PluginsConfig::default(),
             reputation: ReputationConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }

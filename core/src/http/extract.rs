@@ -36,8 +36,22 @@ fn json_rejection(r: JsonRejection) -> RequestError {
         {
             RequestError::PayloadTooLarge
         }
+        JsonRejection::BytesRejection(e) if is_body_timeout(&e) => RequestError::BodyTimeout,
         other => RequestError::InvalidJson(other.body_text()),
     }
+}
+
+/// Whether reading the body failed because the client stopped sending it
+/// (`[server] body_read_timeout_ms`).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// Path parameters.
@@ -121,6 +135,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     RequestError::PayloadTooLarge
+                } else if is_body_timeout(&e) {
+                    RequestError::BodyTimeout
                 } else {
                     RequestError::InvalidJson(e.body_text())
                 }
