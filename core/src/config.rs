@@ -487,6 +487,24 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_from_file() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().server.max_connections, 4096);
+            jail.create_file(
+                "crochet.toml",
+                "[server]\nheader_read_timeout_ms = 500\nmax_connections = 12\n",
+            )?;
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.server.header_read_timeout_ms, 500);
+            assert_eq!(c.server.max_connections, 12);
+            assert_eq!(c.server.idle_timeout_ms, 60_000);
+            jail.create_file("crochet.toml", "[server]\nidle_timeout = 5\n")?;
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn production_refuses_unsafe_settings() {
         let mut c = Config {
             environment: Environment::Production,

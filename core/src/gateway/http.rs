@@ -14,7 +14,7 @@ use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayme
 use super::pipeline::{GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::{ApiPath, ApiQuery, Auth};
+use crate::http::extract::{ApiBytes, ApiPath, ApiQuery, Auth};
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
 use crate::storage::Page;
 
@@ -88,7 +88,7 @@ async fn call(
     ApiPath(listing_id): ApiPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: CallHeaders,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     // Boxed once here, so the router's own boxing of this handler's future moves a
     // pointer rather than the whole pipeline's state.

@@ -45,6 +45,8 @@ pub enum RequestError {
     MethodNotAllowed,
     #[error("the request body did not arrive in time (body_read_timeout_ms)")]
     BodyTimeout,
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
     #[error("the request has more than {0} header fields")]
     TooManyHeaders(usize),
     #[error("the request's header section is larger than the host accepts")]
@@ -205,6 +207,7 @@ impl ApiError {
                 RequestError::RouteNotFound(_) => spec(S::NOT_FOUND, "ROUTE_NOT_FOUND", msg),
                 RequestError::MethodNotAllowed => spec(S::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", msg),
                 RequestError::BodyTimeout => spec(S::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", msg),
+                RequestError::UnreadableBody(_) => spec(S::BAD_REQUEST, "BAD_REQUEST", msg),
                 RequestError::TooManyHeaders(_) => spec(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "TOO_MANY_HEADERS", msg),
                 RequestError::HeadersTooLarge => spec(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "HEADERS_TOO_LARGE", msg),
                 RequestError::MalformedHttp => spec(S::BAD_REQUEST, "MALFORMED_REQUEST", msg),

@@ -54,6 +54,29 @@ pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A raw body; an oversized or stalled body gets its own code, anything else that
+/// stops it `BAD_REQUEST`.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    RequestError::PayloadTooLarge.into()
+                } else if is_body_timeout(&e) {
+                    RequestError::BodyTimeout.into()
+                } else {
+                    RequestError::UnreadableBody(e.body_text()).into()
+                }
+            })
+    }
+}
+
 /// Path parameters.
 pub struct ApiPath<T>(pub T);
 
