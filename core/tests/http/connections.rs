@@ -42,7 +42,7 @@ async fn a_body_shorter_than_its_content_length_gets_408() {
     let started = tokio::time::Instant::now();
     let r = conn.response(WAIT).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(r.status, 408);
+    assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.error_code(), "REQUEST_TIMEOUT");
     conn.closed_within(WAIT).await;
 }
