@@ -18,8 +18,8 @@
 //!   limit (raised to its hard limit at start-up) could not hold it.
 //! - Parse errors. hyper answers a request it cannot parse (bad request line, bad header
 //!   byte, too many or too large headers, too long a target) with a bare status and no
-//!   body, then closes. [`TimedIo`] recognises that answer (it is written before any
-//!   request of the connection reached the service, and carries `content-length: 0`)
+//!   body, then closes. [`TimedIo`] recognises that answer (it answers a request head
+//!   that never reached the service, and carries `content-length: 0`)
 //!   and writes a prepared JSON envelope with the same status instead.
 
 use std::convert::Infallible;
@@ -28,7 +28,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -161,20 +161,19 @@ impl Prepared {
 
     /// The envelope to send instead of hyper's bare answer `head`, if it is one.
     fn replacement(&self, head: &[u8]) -> Option<Bytes> {
+        let replacement = match head.get(..13)? {
+            b"HTTP/1.1 400 " => &self.malformed,
+            b"HTTP/1.1 431 " => &self.headers_too_large,
+            b"HTTP/1.1 414 " => &self.uri_too_long,
+            _ => return None,
+        };
         // hyper's answer is the status line, `content-length: 0` and `date`, nothing else.
-        if head.len() > 256 || !head.ends_with(b"\r\n\r\n") {
-            return None;
-        }
-        let lower = head.to_ascii_lowercase();
-        if !lower.windows(21).any(|w| w == b"\r\ncontent-length: 0\r\n") {
-            return None;
-        }
-        match head.get(..13)? {
-            b"HTTP/1.1 400 " => Some(self.malformed.clone()),
-            b"HTTP/1.1 431 " => Some(self.headers_too_large.clone()),
-            b"HTTP/1.1 414 " => Some(self.uri_too_long.clone()),
-            _ => None,
-        }
+        let bare = head.len() <= 256
+            && head.ends_with(b"\r\n\r\n")
+            && head
+                .windows(21)
+                .any(|w| w.eq_ignore_ascii_case(b"\r\ncontent-length: 0\r\n"));
+        bare.then(|| replacement.clone())
     }
 
     fn response(status: StatusCode, body: &Bytes) -> Response<Body> {
@@ -193,6 +192,8 @@ impl Prepared {
 #[derive(Default)]
 struct Activity {
     busy: AtomicBool,
+    /// Requests that reached the service.
+    dispatched: AtomicU32,
     /// The connection task while it waits on a read during a request: the end of the
     /// response wakes it, so that the idle deadline starts.
     reader: AtomicWaker,
@@ -205,6 +206,7 @@ struct BusyGuard(Arc<Activity>);
 impl BusyGuard {
     fn enter(activity: &Arc<Activity>) -> Self {
         activity.busy.store(true, Ordering::Release);
+        activity.dispatched.fetch_add(1, Ordering::Release);
         Self(activity.clone())
     }
 }
@@ -261,6 +263,8 @@ struct TimedIo {
     phase: Phase,
     deadline: Pin<Box<Sleep>>,
     armed: bool,
+    /// `Activity::dispatched` when the current request's head started.
+    head_mark: u32,
     /// A replacement answer still to be written, and how much of it is.
     pending: Option<(Bytes, usize)>,
 }
@@ -275,6 +279,7 @@ impl TimedIo {
             phase: Phase::Head,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
             armed: false,
+            head_mark: 0,
             pending: None,
         };
         this.arm(timeout);
@@ -306,7 +311,10 @@ impl TimedIo {
     /// Whether `buf` is hyper's own answer to a request it could not parse; if so, the
     /// envelope replacing it is queued.
     fn intercept(&mut self, buf: &[u8]) -> bool {
-        if self.phase != Phase::Head || self.activity.busy.load(Ordering::Acquire) {
+        // Only an answer to a head that never reached the service can be hyper's own.
+        if self.phase != Phase::Head
+            || self.activity.dispatched.load(Ordering::Acquire) != self.head_mark
+        {
             return false;
         }
         match self.limits.prepared.replacement(buf) {
@@ -345,6 +353,7 @@ impl AsyncRead for TimedIo {
             Poll::Ready(Ok(())) => {
                 if this.phase == Phase::Idle && buf.filled().len() > before {
                     this.phase = Phase::Head;
+                    this.head_mark = this.activity.dispatched.load(Ordering::Acquire);
                     let head = this.limits.limits.header_read_timeout;
                     this.arm(head);
                 }
