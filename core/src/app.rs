@@ -5,7 +5,6 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -395,6 +394,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let plugins = Plugins::load(&config, &keys, &bus).await?;
     let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
     let router = crate::http::router(state.clone());
+    let limits = crate::http::server::Limits::new(&state.config.server);
 
     let (tx, rx) = oneshot::channel::<()>();
     let purge = state.identity.clone();
@@ -418,18 +418,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         });
         let refresher = reputation.spawn_refresher();
         let recovery = gateway.spawn_recovery_janitor();
-        // Replies go out as soon as they are written (as nginx's `tcp_nodelay on`):
-        // with Nagle a reply can wait for the client's delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let result = crate::http::server::serve(listener, router, limits, async move {
             let _ = rx.await;
         })
         .await;

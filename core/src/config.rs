@@ -71,6 +71,8 @@ pub struct Config {
     pub reputation: ReputationConfig,
     /// Recovery of paid calls interrupted by a crash (`[gateway]` in `crochet.toml`).
     pub gateway: GatewayConfig,
+    /// Connection limits and timeouts of the HTTP server (`[server]` in `crochet.toml`).
+    pub server: ServerConfig,
 }
 
 /// How long a forwarding attempt owns a paid call, and when an abandoned call is
@@ -91,6 +93,38 @@ impl Default for GatewayConfig {
         Self {
             lease_grace_seconds: 30,
             interrupted_after_seconds: 900,
+        }
+    }
+}
+
+/// How long the HTTP server waits for slow clients, and how many it serves at once.
+/// A timeout of 0 turns that timeout off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A request's line and headers must arrive within this long of its first byte (of
+    /// the connection being accepted, for the first request).
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once. A few more are accepted beyond it and only answer
+    /// `GET /api/v1/health` (everything else: 503 `SERVER_BUSY`); further ones are
+    /// closed at once. Lowered at start-up when the open-file limit is too small for it.
+    pub max_connections: usize,
+    /// Requests with more header fields get 431 `TOO_MANY_HEADERS`.
+    pub max_headers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
+            max_headers: 64,
         }
     }
 }
@@ -251,6 +285,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             reputation: ReputationConfig::default(),
             gateway: GatewayConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -472,6 +507,24 @@ mod tests {
             jail.create_file("other.toml", "environment = \"staging\"\n")?;
             assert!(Config::load(Some(Path::new("other.toml"))).is_err());
             assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn server_limits_from_file() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().server.max_connections, 4096);
+            jail.create_file(
+                "crochet.toml",
+                "[server]\nheader_read_timeout_ms = 500\nmax_connections = 12\n",
+            )?;
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.server.header_read_timeout_ms, 500);
+            assert_eq!(c.server.max_connections, 12);
+            assert_eq!(c.server.idle_timeout_ms, 60_000);
+            jail.create_file("crochet.toml", "[server]\nidle_timeout = 5\n")?;
+            assert!(Config::load(None).is_err());
             Ok(())
         });
     }

@@ -243,9 +243,13 @@ async fn upload_adapter(
     // The body is read (up to the cap) before anything is refused: answering while the
     // client is still sending would break its keep-alive connection.
     let cap = s.plugins.host.limits().max_component_bytes;
-    let wasm = axum::body::to_bytes(body, cap)
-        .await
-        .map_err(|_| crate::http::error::RequestError::PayloadTooLarge)?;
+    let wasm = axum::body::to_bytes(body, cap).await.map_err(|e| {
+        if crate::http::extract::is_body_timeout(&e) {
+            crate::http::error::RequestError::BodyTimeout
+        } else {
+            crate::http::error::RequestError::PayloadTooLarge
+        }
+    })?;
     let wasm_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

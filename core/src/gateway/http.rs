@@ -15,7 +15,7 @@ use super::pipeline::{GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::RequestError;
 use crate::http::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::{ApiPath, ApiQuery, Auth, is_json_content_type};
+use crate::http::extract::{ApiBytes, ApiPath, ApiQuery, Auth, is_json_content_type};
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
 use crate::storage::Page;
 
@@ -96,7 +96,7 @@ async fn call(
     ApiPath(listing_id): ApiPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: CallHeaders,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     if !headers.json_body {
         return Err(RequestError::UnsupportedMediaType.into());

@@ -52,6 +52,20 @@ pub enum RequestError {
         field: Option<String>,
         character: char,
     },
+    #[error("the request body did not arrive in time (body_read_timeout_ms)")]
+    BodyTimeout,
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
+    #[error("the request has more than {0} header fields")]
+    TooManyHeaders(usize),
+    #[error("the request's header section is larger than the host accepts")]
+    HeadersTooLarge,
+    #[error("the request line or a header field is not valid HTTP/1.1")]
+    MalformedHttp,
+    #[error("the request target is longer than the host accepts")]
+    UriTooLong,
+    #[error("the host is serving as many connections as it accepts")]
+    ServerBusy,
 }
 
 /// Every error a handler can return.
@@ -212,6 +226,19 @@ impl ApiError {
                         ..Recovery::default()
                     })
                 }
+                RequestError::BodyTimeout => spec(S::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", msg),
+                RequestError::UnreadableBody(_) => spec(S::BAD_REQUEST, "BAD_REQUEST", msg),
+                RequestError::TooManyHeaders(_) => spec(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "TOO_MANY_HEADERS", msg),
+                RequestError::HeadersTooLarge => spec(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "HEADERS_TOO_LARGE", msg),
+                RequestError::MalformedHttp => spec(S::BAD_REQUEST, "MALFORMED_REQUEST", msg),
+                RequestError::UriTooLong => spec(S::URI_TOO_LONG, "URI_TOO_LONG", msg),
+                RequestError::ServerBusy => spec(S::SERVICE_UNAVAILABLE, "SERVER_BUSY", msg).recovery(Recovery {
+                    retryable: true,
+                    next_action: Some("retry_after_delay"),
+                    summary: "The host is at its connection limit; retry shortly on a new connection.".into(),
+                    retry_after_seconds: Some(1),
+                    ..Recovery::default()
+                }),
             },
             ApiError::Identity(e) => match e {
                 I::InvalidWalletAddress(_) => spec(S::BAD_REQUEST, "INVALID_WALLET_ADDRESS", msg)
@@ -645,6 +672,21 @@ pub fn database_retryable(e: &sqlx::Error) -> bool {
             }
         }
         _ => false,
+    }
+}
+
+impl ApiError {
+    /// The status and the serialized envelope, for answers written below the router
+    /// (built once at start-up, not per request).
+    pub fn envelope_bytes(&self) -> (StatusCode, Vec<u8>) {
+        let ErrorSpec { status, body, data } = self.spec();
+        let envelope = ErrorEnvelope {
+            success: false,
+            error: body,
+            data,
+        };
+        // An envelope of strings and numbers always serializes.
+        (status, serde_json::to_vec(&envelope).unwrap_or_default())
     }
 }
 

@@ -65,6 +65,8 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Req
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             RequestError::PayloadTooLarge
+        } else if is_body_timeout(&e) {
+            RequestError::BodyTimeout
         } else {
             RequestError::InvalidJson(e.body_text())
         }
@@ -135,7 +137,44 @@ fn json_rejection(r: JsonRejection) -> RequestError {
         {
             RequestError::PayloadTooLarge
         }
+        JsonRejection::BytesRejection(e) if is_body_timeout(&e) => RequestError::BodyTimeout,
         other => RequestError::InvalidJson(other.body_text()),
+    }
+}
+
+/// Whether reading the body failed because the client stopped sending it
+/// (`[server] body_read_timeout_ms`).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// A raw body; an oversized or stalled body gets its own code, anything else that
+/// stops it `BAD_REQUEST`.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    RequestError::PayloadTooLarge.into()
+                } else if is_body_timeout(&e) {
+                    RequestError::BodyTimeout.into()
+                } else {
+                    RequestError::UnreadableBody(e.body_text()).into()
+                }
+            })
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod common;
+mod connections;
 mod conventions;
 mod gateway;
 mod identity;
