@@ -3,23 +3,47 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, RawConn, TestApp};
+use crochet::config::Config;
+
+use crate::common::{RawConn, TestApp};
+use crate::on_both_backends;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn app(configure: impl FnOnce(&mut crochet::config::ServerConfig)) -> TestApp {
-    TestApp::start(Backend::Sqlite, |c| configure(&mut c.server))
-        .await
-        .unwrap()
+on_both_backends!(mod short_header_timeout, configure = crate::connections::short_header_timeout;
+    half_sent_headers_are_closed_after_the_header_timeout);
+on_both_backends!(mod short_body_timeout, configure = crate::connections::short_body_timeout;
+    a_body_shorter_than_its_content_length_gets_408);
+on_both_backends!(mod short_idle_timeout, configure = crate::connections::short_idle_timeout;
+    an_idle_keep_alive_connection_is_closed_after_the_idle_timeout);
+on_both_backends!(mod eight_connections, configure = crate::connections::eight_connections;
+    health_answers_at_the_connection_cap);
+on_both_backends!(
+    malformed_http_gets_envelopes,
+    a_malformed_request_after_a_good_one_gets_an_envelope,
+);
+
+fn short_header_timeout(c: &mut Config) {
+    c.server.header_read_timeout_ms = 400;
+    c.server.idle_timeout_ms = 30_000;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn half_sent_headers_are_closed_after_the_header_timeout() {
-    let app = app(|s| {
-        s.header_read_timeout_ms = 400;
-        s.idle_timeout_ms = 30_000;
-    })
-    .await;
+fn short_body_timeout(c: &mut Config) {
+    c.server.body_read_timeout_ms = 400;
+}
+
+fn short_idle_timeout(c: &mut Config) {
+    c.server.idle_timeout_ms = 400;
+    c.server.header_read_timeout_ms = 30_000;
+}
+
+/// 8 served connections, and a spare allowance of 8 that only answers health.
+fn eight_connections(c: &mut Config) {
+    c.server.max_connections = 8;
+    c.server.header_read_timeout_ms = 2_500;
+}
+
+async fn half_sent_headers_are_closed_after_the_header_timeout(app: TestApp) {
     let mut conn = RawConn::open(&app).await;
     conn.send(b"GET /api/v1/hea").await.unwrap();
     let took = conn.closed_within(WAIT).await;
@@ -30,9 +54,7 @@ async fn half_sent_headers_are_closed_after_the_header_timeout() {
     silent.closed_within(WAIT).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_shorter_than_its_content_length_gets_408() {
-    let app = app(|s| s.body_read_timeout_ms = 400).await;
+async fn a_body_shorter_than_its_content_length_gets_408(app: TestApp) {
     let mut conn = RawConn::open(&app).await;
     conn.send(
         b"POST /api/v1/auth/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"wallet_a",
@@ -47,13 +69,7 @@ async fn a_body_shorter_than_its_content_length_gets_408() {
     conn.closed_within(WAIT).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let app = app(|s| {
-        s.idle_timeout_ms = 400;
-        s.header_read_timeout_ms = 30_000;
-    })
-    .await;
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(app: TestApp) {
     let mut conn = RawConn::open(&app).await;
     for _ in 0..2 {
         conn.send(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -65,14 +81,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(took >= Duration::from_millis(300), "closed after {took:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_answers_at_the_connection_cap() {
-    // 8 served connections, and a spare allowance of 8 that only answers health.
-    let app = app(|s| {
-        s.max_connections = 8;
-        s.header_read_timeout_ms = 2_500;
-    })
-    .await;
+async fn health_answers_at_the_connection_cap(app: TestApp) {
     let mut stalled = Vec::new();
     for _ in 0..8 {
         let mut c = RawConn::open(&app).await;
@@ -146,9 +155,7 @@ fn with_headers(n: usize) -> Vec<u8> {
     req
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_http_gets_envelopes() {
-    let app = app(|_| {}).await;
+async fn malformed_http_gets_envelopes(app: TestApp) {
     // (request, status, code)
     let too_long_target = format!(
         "GET /api/v1/{} HTTP/1.1\r\nhost: x\r\n\r\n",
@@ -190,9 +197,7 @@ async fn malformed_http_gets_envelopes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_request_after_a_good_one_gets_an_envelope() {
-    let app = app(|_| {}).await;
+async fn a_malformed_request_after_a_good_one_gets_an_envelope(app: TestApp) {
     let mut conn = RawConn::open(&app).await;
     conn.send(b"GET /api/v1/nowhere HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
