@@ -270,21 +270,20 @@ async fn every_body_route_requires_a_json_content_type(app: TestApp) {
     let send = |ct: Option<&'static str>, body: &'static [u8]| {
         app.send_raw(Method::POST, settle, buyer.key(), ct, &[], body.to_vec())
     };
-    send(Some("text/plain"), b"")
-        .await
-        .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
-    send(Some("text/plain"), br#"{"outcome":"pending"}"#)
-        .await
-        .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
-    send(None, br#"{"outcome":"pending"}"#)
-        .await
-        .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    let not_json: [(Option<&'static str>, &'static [u8]); 4] = [
+        (Some("text/plain"), b""),
+        (Some("text/plain"), br#"{"outcome":"pending"}"#),
+        (None, br#"{"outcome":"pending"}"#),
+        (None, b" "),
+    ];
+    for (ct, body) in not_json {
+        send(ct, body)
+            .await
+            .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    }
     send(Some("application/json"), b"  \n")
         .await
         .expect_error(400, "INVALID_JSON");
-    send(None, b" ")
-        .await
-        .expect_error(415, "UNSUPPORTED_MEDIA_TYPE");
     // An empty body without a type, or with a JSON one, is "no body": settled.
     let r = send(Some("application/json"), b"").await.expect(200);
     assert_eq!(r.data()["status"], "settled");

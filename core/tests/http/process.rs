@@ -341,6 +341,23 @@ async fn retry_held_at_seller(
     seller.requests()[before].headers["x-crochet-request-id"].clone()
 }
 
+/// Retries a consumed payment until its lease has passed and the call is forwarded.
+async fn retry_until_forwarded(
+    client: &Client,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+    relay_id: &str,
+) -> crate::common::Reply {
+    poll_until(
+        Duration::from_secs(20),
+        async || retry(client, buyer, listing, body, relay_id).await,
+        |r| r.status.as_u16() != 409,
+    )
+    .await
+    .expect(200)
+}
+
 /// 402 and a settled mock payment; returns the relay request id.
 async fn paid_requirement(client: &Client, buyer: &Agent, listing: &str, body: &Value) -> String {
     let r = gateway_call(client, buyer, listing, body, &[])
@@ -390,13 +407,7 @@ async fn interrupted_calls_are_recovered(backend: Backend) {
     // the call again under the same request id, without charging again.
     let host = dep.host(600, &[]).await;
     let c = host.client.clone();
-    let done = poll_until(
-        Duration::from_secs(20),
-        async || retry(&c, &buyer, &paid.id, &body, &relay_1).await,
-        |r| r.status.as_u16() != 409,
-    )
-    .await
-    .expect(200);
+    let done = retry_until_forwarded(&c, &buyer, &paid.id, &body, &relay_1).await;
     assert_eq!(done.data()["request_id"], request_1.as_str());
     assert_eq!(done.data()["charged_amount"]["amount_cents"], 25);
     let to_seller: Vec<_> = seller
@@ -449,13 +460,7 @@ async fn interrupted_calls_are_recovered(backend: Backend) {
     );
     let host = dep.host(600, &[]).await;
     let c = host.client.clone();
-    let done = poll_until(
-        Duration::from_secs(20),
-        async || retry(&c, &buyer, &paid.id, &body, &relay_2).await,
-        |r| r.status.as_u16() != 409,
-    )
-    .await
-    .expect(200);
+    let done = retry_until_forwarded(&c, &buyer, &paid.id, &body, &relay_2).await;
     let request_2 = done.data()["request_id"].as_str().unwrap().to_owned();
     assert_eq!(
         seller.requests().len(),
