@@ -1,11 +1,14 @@
 //! The `crochet` binary: `crochet serve` runs the host, `crochet migrate` applies the
-//! database migrations and exits.
+//! database migrations and exits, `crochet example-seller` runs a local seller endpoint
+//! for the quick starts.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use crochet::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
+
+mod example_seller;
 
 /// mimalloc instead of glibc's malloc: the gateway path allocates and frees small
 /// buffers across worker threads, and glibc's arenas cost about a tenth of its CPU there
@@ -39,6 +42,19 @@ enum Command {
     /// Development wallet for the curl quick start (keys are plain files: never for real funds).
     #[command(subcommand)]
     Wallet(WalletCommand),
+    /// A local seller endpoint that verifies the gateway's signature and answers JSON
+    /// (for trying the marketplace; reads the signing secret from a file on every request).
+    ExampleSeller {
+        /// File holding the listing's signing secret (may appear after start-up).
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Listen address; port 0 picks a free port (the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: std::net::SocketAddr,
+        /// Write each verified request (headers and exact body, as JSON) to this file.
+        #[arg(long)]
+        capture: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +129,24 @@ async fn main() -> std::process::ExitCode {
                 }
             };
         }
+        Command::ExampleSeller {
+            secret_file,
+            bind,
+            capture,
+        } => {
+            let settings = example_seller::Settings {
+                secret_file,
+                bind,
+                capture,
+            };
+            return match example_seller::run(settings).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("crochet example-seller: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         other => other,
     };
     let config = match Config::load(cli.config.as_deref()) {
@@ -124,7 +158,9 @@ async fn main() -> std::process::ExitCode {
     };
     init_logging(config.log_format);
     let result = match command {
-        Command::Wallet(_) => unreachable!("handled before configuration is loaded"),
+        Command::Wallet(_) | Command::ExampleSeller { .. } => {
+            unreachable!("handled before configuration is loaded")
+        }
         Command::Serve => crochet::app::serve(config).await,
         Command::RotateSecrets => crochet::app::rotate_secrets(config).await.map(|n| {
             println!("re-encrypted the secrets of {n} endpoint(s) under the current key");
