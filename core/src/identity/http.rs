@@ -66,7 +66,25 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Created<IssuedKey>, ApiError> {
     s.guard_auth_route("POST /api/v1/register", peer).await?;
-    Ok(created(s.identity.register(req).await?))
+    let mut issued = s.identity.register(req).await?;
+    current_score(&s, &mut issued.profile).await;
+    Ok(created(issued))
+}
+
+/// Puts the agent's current Crochet Score on its profile (computing it when there is
+/// none yet or when something happened since, as `GET /agents/{id}/score` does). A scorer
+/// failure leaves the stored badge as it was: the profile is still answered.
+async fn current_score(s: &AppState, profile: &mut Profile) {
+    match s.reputation.score(&profile.id).await {
+        Ok(score) => {
+            let badge = crate::reputation::model::ScoreBadge::of(i64::from(score.score));
+            profile.crochet_score = Some(badge);
+            profile.verified = badge.verified;
+        }
+        Err(error) => {
+            tracing::warn!(%error, profile_id = %profile.id, "no Crochet Score for the profile");
+        }
+    }
 }
 
 /// A registered wallet proves ownership (purpose `recover`) and receives a fresh API key.
@@ -92,7 +110,9 @@ async fn recover(
 #[utoipa::path(get, path = "/me", tag = "identity", security(("api_key" = [])),
     responses((status = 200, body = Envelope<Me>), (status = 401, body = ErrorEnvelope)))]
 async fn me(State(s): State<AppState>, Auth(who): Auth) -> Result<Json<Envelope<Me>>, ApiError> {
-    Ok(ok(s.identity.me(&who).await?))
+    let mut me = s.identity.me(&who).await?;
+    current_score(&s, &mut me.profile).await;
+    Ok(ok(me))
 }
 
 /// Lists the profile's linked wallets.

@@ -151,8 +151,8 @@ pub struct Profile {
     pub role: Role,
     pub status: String,
     pub created_at: String,
-    /// The current Crochet Score (`GET /agents/{id}/score` has the details); `null`
-    /// until it is first computed.
+    /// The current Crochet Score (`GET /agents/{id}/score` has the details), computed at
+    /// registration; `null` only when the scorer could not run.
     pub crochet_score: Option<crate::reputation::model::ScoreBadge>,
     /// The score-based verified checkmark (score >= 800). A human claim never sets it.
     pub verified: bool,

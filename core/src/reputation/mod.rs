@@ -12,8 +12,9 @@
 //!   anti-gaming rules ([`stats`]), the configured scorer plugin (bundled `scoring` by
 //!   default) turns them into 0-1000, the host clamps the result, and each computation
 //!   is kept as a snapshot; `agent_scores` points at each agent's newest one for listing
-//!   sorts and verified marks. A score older than `score_max_age_seconds` is recomputed
-//!   when asked for, and a background task rescores agents with new events every
+//!   sorts and verified marks. A score is recomputed when asked for if it is older than
+//!   `score_max_age_seconds` or an event concerning the agent was recorded after it; a
+//!   new agent is scored at registration; and a background task rescores agents with new events every
 //!   `refresh_interval_seconds`. Snapshots older than `snapshot_retention_days` are
 //!   pruned ([`Reputation::prune_snapshots`]), never an agent's current one.
 
@@ -211,15 +212,22 @@ impl Reputation {
     }
 
     /// The agent's Crochet Score: its newest snapshot while younger than
-    /// `score_max_age`, else a fresh computation. If the scorer fails and an older
+    /// `score_max_age` and no score event concerning the agent (as seller or as buyer)
+    /// was recorded since, else a fresh computation. If the scorer fails and an older
     /// snapshot exists, that one is returned (and the failure logged).
     pub async fn score(&self, agent_id: &str) -> Result<AgentScore> {
-        let latest = store::latest_snapshot(self.0.db.pool(), agent_id).await?;
+        let pool = self.0.db.pool();
+        let latest = store::latest_snapshot(pool, agent_id).await?;
         let max_age = i64::try_from(self.0.settings.score_max_age.as_millis()).unwrap_or(i64::MAX);
         if let Some(s) = &latest
             && now_ms().saturating_sub(s.computed_at) < max_age
         {
-            return snapshot_score(s);
+            // A snapshot is only reused while nothing happened to the agent since: its
+            // own calls and reviews show in its next read, not a cache period later.
+            self.0.recorder.flush().await;
+            if !store::has_events_since(pool, agent_id, s.computed_at).await? {
+                return snapshot_score(s);
+            }
         }
         match (self.compute(agent_id).await, &latest) {
             (Err(ReputationError::Scorer(error)), Some(s)) => {

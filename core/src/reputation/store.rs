@@ -216,6 +216,33 @@ pub async fn save_snapshot(conn: &mut AnyConnection, s: &SnapshotRow) -> sqlx::R
 /// are stamped when recorded but committed a moment later (a batch, a transaction).
 const COMMIT_SLACK_MS: i64 = 5_000;
 
+/// Whether a score event concerning the agent, as subject or actor, may be missing from a
+/// score computed at `computed_at` (ms): one stamped later, or within the commit slack
+/// before it. Reads only the agent's events of the last days (the `day` column leads the
+/// indexes' range after the agent and kind).
+pub async fn has_events_since(
+    pool: &AnyPool,
+    profile_id: &str,
+    computed_at: i64,
+) -> sqlx::Result<bool> {
+    let since = computed_at.saturating_sub(COMMIT_SLACK_MS);
+    let day = since.div_euclid(super::events::DAY_MS);
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM score_events WHERE subject_id = $1 AND kind IN ('call_succeeded', \
+         'seller_error', 'seller_timeout', 'invalid_response', 'review') AND day >= $2 \
+         AND created_at >= $3 \
+         UNION ALL SELECT 1 FROM score_events WHERE actor_id = $1 AND kind IN ('call_succeeded', \
+         'seller_error', 'seller_timeout', 'invalid_response', 'review') AND day >= $2 \
+         AND created_at >= $3 LIMIT 1",
+    )
+    .bind(profile_id)
+    .bind(day)
+    .bind(since)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Agents with score events since `since` (ms) that their current score may not
 /// include, buyers and sellers alike; at most `limit`.
 pub async fn stale_agents(pool: &AnyPool, since: i64, limit: i64) -> sqlx::Result<Vec<String>> {

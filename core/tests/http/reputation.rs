@@ -14,6 +14,7 @@ on_both_backends!(
     self_dealing_and_bursts_do_not_pump_the_score,
     background_rescoring_follows_new_events,
     old_snapshots_are_pruned_but_never_the_current_one,
+    own_actions_show_in_the_next_score_read,
 );
 
 /// The host again, recomputing scores on every request (no caching between steps).
@@ -492,4 +493,56 @@ async fn a_scorer_of_the_wrong_world_stops_start_up() {
     let text = format!("{err:#}");
     assert!(text.contains("plugins.scorer"), "{text}");
     assert!(text.contains("scorer"), "{text}");
+}
+
+/// With the default score cache (`score_max_age_seconds` 60, background rescoring every
+/// 60 s), an agent is scored at registration, and a purchase and a review show in the
+/// very next score read of the buyer and of the seller.
+async fn own_actions_show_in_the_next_score_read(app: TestApp) {
+    let p = priced_listing(&app, Some(1.0), "/ok").await;
+    let seller = &p.agent.profile_id;
+
+    let wallet = Wallet::solana();
+    let mut proof = app.proof(&wallet, "register", None).await;
+    proof["role"] = json!("buyer");
+    let registered = app.post("/register", None, proof).await.expect(201);
+    let badge = &registered.data()["profile"]["crochet_score"];
+    assert_eq!(badge["score"], 300, "{}", registered.body);
+    assert_eq!(badge["tier"], "Low");
+    assert_eq!(registered.data()["profile"]["verified"], false);
+    let buyer = Agent {
+        api_key: registered.data()["api_key"].as_str().unwrap().to_owned(),
+        profile_id: registered.data()["profile"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        wallet,
+    };
+    let me = app.get("/me", buyer.key()).await.expect(200);
+    assert_eq!(me.data()["profile"]["crochet_score"]["score"], 300);
+
+    // Both scores are now cached snapshots with every input at 0.
+    assert_eq!(
+        score(&app, &buyer.profile_id).await["inputs"]["purchases"],
+        0
+    );
+    let before = score(&app, seller).await;
+    assert_eq!(before["inputs"]["paid_calls"], 0);
+    assert_eq!(before["inputs"]["review_count"], 0);
+
+    paid_calls(&app, &buyer, &p, 1).await;
+    let b = score(&app, &buyer.profile_id).await;
+    assert_eq!(b["inputs"]["purchases"], 1, "{b}");
+    assert_eq!(b["inputs"]["distinct_sellers"], 1, "{b}");
+    let s = score(&app, seller).await;
+    assert_eq!(s["inputs"]["paid_calls"], 1, "{s}");
+    assert_eq!(s["inputs"]["successful_calls"], 1, "{s}");
+
+    review(&app, &buyer, &p.id, json!({"rating": 4}))
+        .await
+        .expect(201);
+    let s = score(&app, seller).await;
+    assert_eq!(s["inputs"]["review_count"], 1, "{s}");
+    assert_eq!(s["inputs"]["rating_sum"], 4, "{s}");
+    assert_eq!(s["inputs"]["paid_reviewers"], 1, "{s}");
 }
