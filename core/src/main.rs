@@ -12,7 +12,7 @@ mod example_seller;
 
 /// mimalloc instead of glibc's malloc: the gateway path allocates and frees small
 /// buffers across worker threads, and glibc's arenas cost about a tenth of its CPU there
-/// (README, "Load run").
+/// (benches/README.md, "Load run").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
