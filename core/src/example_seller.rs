@@ -193,7 +193,7 @@ async fn handle(State(seller): State<Arc<Seller>>, headers: HeaderMap, body: Byt
 }
 
 /// Writes one verified request (its headers and exact body) for the verifiers' tests.
-async fn capture(path: &PathBuf, headers: &HeaderMap, body: &[u8]) -> anyhow::Result<()> {
+async fn capture(path: &std::path::Path, headers: &HeaderMap, body: &[u8]) -> anyhow::Result<()> {
     let headers: serde_json::Map<String, Value> = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
