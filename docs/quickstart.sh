@@ -135,7 +135,7 @@ step "history, ledger and the signed receipt"
 curl -s "$H/gateway-requests?role=buyer" -H "Authorization: $AUTH" > history.json
 check history.json '.success and (.data | map(select(.status == "completed")) | length == 1)'
 curl -s $H/ledger -H "Authorization: $AUTH" > ledger.json
-check ledger.json '.success and (.data | map(.type) | index("gateway_debit") != null)'
+check ledger.json '.success and (.data | map(.entry_type) | index("gateway_debit") != null)'
 curl -s $H/receipts -H "Authorization: $AUTH" > receipts.json
 check receipts.json '.success and (.data | length == 1)'
 
