@@ -32,9 +32,6 @@ use serde_json::{Value, json};
 
 use super::error::GatewayError;
 use super::model::*;
-use super::policy::PolicyChain;
-use super::signing::{self, SignedHeaders};
-use super::upstream::{EndpointUrlError, UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::catalog::store::ListingRow;
 use crate::catalog::{Catalog, ListingForCall, PricingModel, ResolvedEndpoint};
 use crate::identity::{Identity, Principal};
@@ -43,9 +40,15 @@ use crate::payments::{
     OriginCurrency, PaymentChain, PaymentError, Payments, RequirementRequest, Route, Settlement,
     SettlementQuery, WalletRef,
 };
+use crate::plugins::policy::PolicyChain;
 use crate::plugins::{AdapterPlugin, CallKind, PluginHost};
 use crate::reputation::Reputation;
 use crate::reputation::events::{self, EventKind, ScoreEvent};
+use crate::seller_client::signing::{self, SignedHeaders};
+use crate::seller_client::upstream::{
+    EndpointUrlError, UpstreamClient, UpstreamError, UpstreamRequest,
+};
+use crate::storage::recorder::{FinishedRequest, Recorder};
 use crate::storage::{Database, now_ms};
 
 type Result<T, E = GatewayError> = std::result::Result<T, E>;
@@ -85,7 +88,7 @@ pub struct Gateway {
     /// The host's public URL, named as issuer in receipts.
     issuer: String,
     /// Batched history rows of calls that move no money.
-    recorder: super::recorder::Recorder,
+    recorder: Recorder,
     policies: PolicyChain,
     plugins: PluginHost,
     /// Buyer and seller scores for the policy context.
@@ -110,7 +113,7 @@ pub struct GatewayParts {
     pub plugins: PluginHost,
     pub policies: PolicyChain,
     /// The batched history writer (shared with reputation, which flushes it).
-    pub recorder: super::recorder::Recorder,
+    pub recorder: Recorder,
     pub reputation: Reputation,
     pub recovery: super::recovery::RecoverySettings,
 }
@@ -254,7 +257,7 @@ impl Gateway {
         error_code: Option<&'static str>,
     ) -> Result<()> {
         self.recorder
-            .record(super::recorder::FinishedRequest {
+            .record(FinishedRequest {
                 id: new_request_id(),
                 buyer_id: call.buyer.profile_id.clone(),
                 seller_id: target.listing().seller_id.clone(),
@@ -310,7 +313,7 @@ impl Gateway {
     /// payment).
     async fn policy(&self, call: &GatewayCall, target: &Target) -> Result<()> {
         let listing = target.listing();
-        let mut ctx = super::policy::context(
+        let mut ctx = crate::plugins::policy::context(
             CallKind::Gateway,
             "POST /api/v1/gateway/{listing_id}",
             call.client_ip.to_string(),
@@ -828,7 +831,7 @@ impl Gateway {
         } else {
             let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             self.recorder
-                .record(super::recorder::FinishedRequest {
+                .record(FinishedRequest {
                     id: request_id.clone(),
                     buyer_id: call.buyer.profile_id.clone(),
                     seller_id: listing.seller_id.clone(),

@@ -44,7 +44,7 @@
 //! }
 //!
 //! // The same check against the host's own signer:
-//! let signed = crochet::gateway::signing::SignedHeaders::new(
+//! let signed = crochet::seller_client::signing::SignedHeaders::new(
 //!     "cgs_example", 1_760_000_000, "gw_req_1", "listing-uuid", "buyer-uuid", br#"{"task":"run"}"#,
 //! );
 //! let lookup = |name: &str| signed.pairs().into_iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
