@@ -172,7 +172,7 @@ impl AppState {
             (&config.reputation).into(),
             recorder.clone(),
         );
-        let gateway = crate::gateway::Gateway::new(crate::gateway::pipeline::GatewayParts {
+        let gateway = crate::gateway::Gateway::new(crate::gateway::GatewayParts {
             db: db.clone(),
             catalog: catalog.clone(),
             identity: identity.clone(),

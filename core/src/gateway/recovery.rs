@@ -30,8 +30,10 @@
 
 use std::time::Duration;
 
+use super::Gateway;
 use super::error::GatewayError;
-use super::pipeline::{Gateway, Paid, Resumed, Target};
+use super::payment::{Paid, Resumed};
+use super::pipeline::Target;
 use super::store::{self, CallState, PaymentRow};
 use crate::storage::now_ms;
 
@@ -135,7 +137,7 @@ fn refusal(request_id: String, state: Option<&CallState>, now: i64) -> GatewayEr
 }
 
 impl Gateway {
-    /// Phase 4b for a payment already consumed by `request_id`: takes the call over if
+    /// The payment phase for a payment already consumed by `request_id`: takes the call over if
     /// its earlier attempt never finished and its lease has passed; otherwise says why
     /// not (in progress, interrupted, or already used).
     pub(super) async fn resume(
