@@ -1,5 +1,5 @@
-//! Gateway wire shapes (seeds 001-003): the 402 payment object, the 202 pending answer,
-//! the success body, and gateway request history.
+//! Gateway wire shapes: the 402 payment object, the 202 pending answer, the success
+//! body, and gateway request history with its statuses.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,6 +71,86 @@ pub struct PendingPayment {
     pub provider_status: String,
 }
 
+/// Where a gateway request stands, as its history row records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayRequestStatus {
+    /// A payment requirement (402) was issued.
+    PaymentRequired,
+    /// Settlement was still pending (202).
+    PaymentPending,
+    /// The provider reported the payment failed.
+    PaymentFailed,
+    /// The payment route cannot carry the price.
+    PaymentRouteRefused,
+    /// The relay request id was already used by another call.
+    PaymentAlreadyUsed,
+    /// The relay request id was issued for a different body.
+    PaymentBodyMismatch,
+    /// Paid and accounted, being forwarded (leased to one attempt).
+    Forwarding,
+    /// The seller answered 2xx JSON.
+    Completed,
+    /// The seller failed: an error status, not JSON, unreachable, refused by the adapter.
+    SellerError,
+    /// The seller did not answer in time.
+    SellerTimeout,
+    /// Abandoned while forwarding; its charge was reversed.
+    Interrupted,
+}
+
+impl GatewayRequestStatus {
+    /// Every status, in the order of a call's life.
+    pub const ALL: [Self; 11] = [
+        Self::PaymentRequired,
+        Self::PaymentPending,
+        Self::PaymentFailed,
+        Self::PaymentRouteRefused,
+        Self::PaymentAlreadyUsed,
+        Self::PaymentBodyMismatch,
+        Self::Forwarding,
+        Self::Completed,
+        Self::SellerError,
+        Self::SellerTimeout,
+        Self::Interrupted,
+    ];
+
+    /// The stored (and wire) form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PaymentRequired => "payment_required",
+            Self::PaymentPending => "payment_pending",
+            Self::PaymentFailed => "payment_failed",
+            Self::PaymentRouteRefused => "payment_route_refused",
+            Self::PaymentAlreadyUsed => "payment_already_used",
+            Self::PaymentBodyMismatch => "payment_body_mismatch",
+            Self::Forwarding => "forwarding",
+            Self::Completed => "completed",
+            Self::SellerError => "seller_error",
+            Self::SellerTimeout => "seller_timeout",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status a stored string names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+/// A stored status the host does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown gateway request status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl TryFrom<String> for GatewayRequestStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(UnknownStatus(s))
+    }
+}
+
 /// One gateway attempt as recorded: metadata and hashes, never bodies.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct GatewayRequestRow {
@@ -79,7 +159,8 @@ pub struct GatewayRequestRow {
     pub seller_id: String,
     pub listing_id: String,
     pub relay_request_id: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: GatewayRequestStatus,
     pub billable: i64,
     pub charged_cents: i64,
     pub fee_cents: i64,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use super::error::GatewayError;
-use super::model::{PaymentObject, PendingPayment};
+use super::model::{GatewayRequestStatus as Status, PaymentObject, PendingPayment};
 use super::pipeline::{GatewayCall, Result, Target, new_request_id};
 use crate::payments::{
     OriginCurrency, PaymentChain, PaymentError, RequirementRequest, Route, Settlement,
@@ -60,7 +60,7 @@ impl Gateway {
         match &payment {
             Ok(Verified::Paid(_)) => {}
             Ok(Verified::Pending(_)) => {
-                self.record_attempt(call, target, "payment_pending", None)
+                self.record_attempt(call, target, Status::PaymentPending, None)
                     .await;
             }
             Err(e) => {
@@ -77,7 +77,7 @@ impl Gateway {
         &self,
         call: &GatewayCall,
         target: &Target,
-        status: &'static str,
+        status: Status,
         error_code: Option<&'static str>,
     ) {
         self.recorder
@@ -321,16 +321,18 @@ impl Gateway {
 }
 
 /// The history status of a payment-phase refusal (`None`: not recorded, e.g. a bad header).
-fn attempt_status(e: &GatewayError) -> Option<(&'static str, Option<&'static str>)> {
+fn attempt_status(e: &GatewayError) -> Option<(Status, Option<&'static str>)> {
     Some(match e {
-        GatewayError::PaymentRequired(_) => ("payment_required", None),
-        GatewayError::PaymentFailed { .. } => ("payment_failed", Some("PAYMENT_FAILED")),
+        GatewayError::PaymentRequired(_) => (Status::PaymentRequired, None),
+        GatewayError::PaymentFailed { .. } => (Status::PaymentFailed, Some("PAYMENT_FAILED")),
         GatewayError::RouteMinimum { .. } => (
-            "payment_route_refused",
+            Status::PaymentRouteRefused,
             Some("PAYMENT_ROUTE_MINIMUM_NOT_MET"),
         ),
-        GatewayError::PaymentConsumed(_) => ("payment_already_used", Some("PAYMENT_ALREADY_USED")),
-        GatewayError::BodyMismatch => ("payment_body_mismatch", Some("PAYMENT_BODY_MISMATCH")),
+        GatewayError::PaymentConsumed(_) => {
+            (Status::PaymentAlreadyUsed, Some("PAYMENT_ALREADY_USED"))
+        }
+        GatewayError::BodyMismatch => (Status::PaymentBodyMismatch, Some("PAYMENT_BODY_MISMATCH")),
         _ => return None,
     })
 }

@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::error::GatewayError;
-use super::model::*;
+use super::model::{GatewayRequestStatus as Status, *};
 use super::payment::{Paid, Verified};
 use super::recovery::FaultPoint;
 use super::{Adapter, Gateway};
@@ -107,7 +107,7 @@ struct Forwarding {
 /// What came of sending a call to the seller.
 struct Answered {
     /// The history status.
-    status: &'static str,
+    status: Status,
     /// `None`: the call succeeded.
     code: Option<&'static str>,
     message: String,
@@ -385,25 +385,30 @@ impl Gateway {
     fn classify(answer: Result<UpstreamResponse, UpstreamError>, latency_ms: i64) -> Answered {
         let (status, code, message, response) = match answer {
             Ok(r) if (200..300).contains(&r.status) && r.is_json => {
-                ("completed", None, String::new(), Some(r))
+                (Status::Completed, None, String::new(), Some(r))
             }
             Ok(r) if !(200..300).contains(&r.status) => {
                 let m = format!("the seller answered HTTP {}", r.status);
-                ("seller_error", Some("SELLER_ERROR_RESPONSE"), m, Some(r))
+                (
+                    Status::SellerError,
+                    Some("SELLER_ERROR_RESPONSE"),
+                    m,
+                    Some(r),
+                )
             }
             Ok(r) => (
-                "seller_error",
+                Status::SellerError,
                 Some("SELLER_INVALID_RESPONSE"),
                 "the seller did not answer JSON".into(),
                 Some(r),
             ),
             Err(UpstreamError::Timeout) => (
-                "seller_timeout",
+                Status::SellerTimeout,
                 Some("SELLER_TIMEOUT"),
                 "the seller did not answer in time".into(),
                 None,
             ),
-            Err(e) => ("seller_error", Some(e.code()), e.to_string(), None),
+            Err(e) => (Status::SellerError, Some(e.code()), e.to_string(), None),
         };
         Answered {
             status,
@@ -438,7 +443,7 @@ impl Gateway {
         match adapted {
             Ok(body) => r.body = body,
             Err(why) => {
-                answered.status = "seller_error";
+                answered.status = Status::SellerError;
                 answered.code = Some("SELLER_ADAPTER_FAILED");
                 answered.message = why;
             }
