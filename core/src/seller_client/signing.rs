@@ -1,4 +1,4 @@
-//! The HMAC signature on every request the gateway sends to a seller (SPEC §7).
+//! The HMAC signature on every request the gateway sends to a seller.
 //!
 //! Headers: `X-Crochet-Request-Id`, `X-Crochet-Listing-Id`, `X-Crochet-Buyer-Id`,
 //! `X-Crochet-Timestamp` (Unix seconds), `X-Crochet-Body-SHA256` (lowercase hex of the
