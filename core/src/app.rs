@@ -11,12 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, CatalogSettings, Category, DEFAULT_CATEGORIES};
 use crate::config::{Config, Environment};
-use crate::gateway::policy::PolicyChain;
-use crate::gateway::upstream::{EndpointPolicy, UpstreamClient};
 use crate::identity::keys::ApiKeyHasher;
 use crate::identity::{Identity, IdentitySettings};
+use crate::plugins::policy::PolicyChain;
 use crate::plugins::{Counters, HostSettings, PluginHost, PluginLimits, ScorerPlugin};
 use crate::secrets::{Cipher, MasterKey};
+use crate::seller_client::upstream::{EndpointPolicy, UpstreamClient};
 use crate::storage::Database;
 use crate::storage::cache::Bus;
 
@@ -93,7 +93,7 @@ impl Plugins {
     /// Loads the scorer named by `plugins.scorer` (`bundled:scoring` by default).
     async fn load_scorer(host: &PluginHost, config: &Config) -> anyhow::Result<ScorerPlugin> {
         let source = config.plugins.scorer.clone();
-        let wasm = crate::gateway::policy::component_bytes(&source)
+        let wasm = crate::plugins::policy::component_bytes(&source)
             .context("cannot read the scorer plugin (plugins.scorer in crochet.toml)")?;
         let host = host.clone();
         tokio::task::spawn_blocking(move || host.scorer("scorer", &wasm, "{}".into()))
@@ -164,7 +164,7 @@ impl AppState {
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
-        let recorder = crate::gateway::recorder::Recorder::start(db.clone());
+        let recorder = crate::storage::recorder::Recorder::start(db.clone());
         let reputation = crate::reputation::Reputation::new(
             db.clone(),
             plugins.scorer.clone(),
@@ -172,7 +172,7 @@ impl AppState {
             (&config.reputation).into(),
             recorder.clone(),
         );
-        let gateway = crate::gateway::Gateway::new(crate::gateway::pipeline::GatewayParts {
+        let gateway = crate::gateway::Gateway::new(crate::gateway::GatewayParts {
             db: db.clone(),
             catalog: catalog.clone(),
             identity: identity.clone(),
@@ -219,7 +219,7 @@ impl AppState {
         if self.plugins.policies.is_empty() {
             return Ok(());
         }
-        let mut ctx = crate::gateway::policy::context(
+        let mut ctx = crate::plugins::policy::context(
             crate::plugins::CallKind::Auth,
             route,
             peer.ip().to_string(),

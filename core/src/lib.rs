@@ -5,7 +5,8 @@
 //!
 //! - [`identity`]: wallet challenges, registration, API keys, linked wallets, claims;
 //! - [`catalog`]: categories, listings, seller endpoints (secrets encrypted at rest);
-//! - [`gateway`]: the pay-per-call pipeline, signing, and the outbound client;
+//! - [`gateway`]: the pay-per-call pipeline and the recovery of interrupted paid calls;
+//! - [`seller_client`]: how requests to sellers are signed and sent (the outbound client);
 //! - [`ledger`]: the append-only money record and the fee rule;
 //! - [`payments`]: the configured payment provider and the mock settle route;
 //! - [`reputation`]: reviews, score events and the Crochet Score;
@@ -30,5 +31,6 @@ pub mod payments;
 pub mod plugins;
 pub mod reputation;
 pub mod secrets;
+pub mod seller_client;
 pub mod storage;
 pub mod text;

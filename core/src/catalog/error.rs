@@ -1,6 +1,6 @@
 //! The catalog domain's error type; its HTTP form is decided in `crate::http::error`.
 
-use crate::gateway::upstream::EndpointUrlError;
+use crate::seller_client::upstream::EndpointUrlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -30,7 +30,7 @@ pub enum CatalogError {
     )]
     EndpointNotConfigured,
     #[error("the seller endpoint cannot be reached: {0}")]
-    Upstream(crate::gateway::upstream::UpstreamError),
+    Upstream(crate::seller_client::upstream::UpstreamError),
     #[error("stored endpoint secret cannot be read: {0}")]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("this listing has no seller adapter")]

@@ -22,12 +22,12 @@ use utoipa::ToSchema;
 pub use error::CatalogError;
 pub use model::*;
 
-use crate::gateway::signing::SignedHeaders;
-use crate::gateway::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::identity::Principal;
 use crate::identity::crypto::verify_pow;
 use crate::plugins::PluginHost;
 use crate::secrets::Cipher;
+use crate::seller_client::signing::SignedHeaders;
+use crate::seller_client::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms, rfc3339};
 use sha2::{Digest as _, Sha256};

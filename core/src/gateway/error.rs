@@ -65,7 +65,7 @@ pub enum GatewayError {
         context: Box<Value>,
     },
     #[error(transparent)]
-    Policy(super::policy::PolicyRefusal),
+    Policy(crate::plugins::policy::PolicyRefusal),
     #[error("the listing's seller adapter rejected the request: {0}")]
     AdapterRejected(String),
     #[error("the listing's seller adapter is failing; the call was not charged")]

@@ -1,9 +1,11 @@
-//! Gateway wire shapes (seeds 001-003): the 402 payment object, the 202 pending answer,
-//! the success body, and gateway request history.
+//! Gateway wire shapes: the 402 payment object, the 202 pending answer, the success
+//! body, and gateway request history with its statuses.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+
+use crate::storage::rfc3339;
 
 /// The payment object of a 402, shown in `error.details.payment` and `data.payment`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -71,15 +73,96 @@ pub struct PendingPayment {
     pub provider_status: String,
 }
 
-/// One gateway attempt as recorded: metadata and hashes, never bodies.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+/// Where a gateway request stands, as its history row records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayRequestStatus {
+    /// A payment requirement (402) was issued.
+    PaymentRequired,
+    /// Settlement was still pending (202).
+    PaymentPending,
+    /// The provider reported the payment failed.
+    PaymentFailed,
+    /// The payment route cannot carry the price.
+    PaymentRouteRefused,
+    /// The relay request id was already used by another call.
+    PaymentAlreadyUsed,
+    /// The relay request id was issued for a different body.
+    PaymentBodyMismatch,
+    /// Paid and accounted, being forwarded (leased to one attempt).
+    Forwarding,
+    /// The seller answered 2xx JSON.
+    Completed,
+    /// The seller failed: an error status, not JSON, unreachable, refused by the adapter.
+    SellerError,
+    /// The seller did not answer in time.
+    SellerTimeout,
+    /// Abandoned while forwarding; its charge was reversed.
+    Interrupted,
+}
+
+impl GatewayRequestStatus {
+    /// Every status, in the order of a call's life.
+    pub const ALL: [Self; 11] = [
+        Self::PaymentRequired,
+        Self::PaymentPending,
+        Self::PaymentFailed,
+        Self::PaymentRouteRefused,
+        Self::PaymentAlreadyUsed,
+        Self::PaymentBodyMismatch,
+        Self::Forwarding,
+        Self::Completed,
+        Self::SellerError,
+        Self::SellerTimeout,
+        Self::Interrupted,
+    ];
+
+    /// The stored (and wire) form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PaymentRequired => "payment_required",
+            Self::PaymentPending => "payment_pending",
+            Self::PaymentFailed => "payment_failed",
+            Self::PaymentRouteRefused => "payment_route_refused",
+            Self::PaymentAlreadyUsed => "payment_already_used",
+            Self::PaymentBodyMismatch => "payment_body_mismatch",
+            Self::Forwarding => "forwarding",
+            Self::Completed => "completed",
+            Self::SellerError => "seller_error",
+            Self::SellerTimeout => "seller_timeout",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status a stored string names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+/// A stored status the host does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown gateway request status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl TryFrom<String> for GatewayRequestStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(UnknownStatus(s))
+    }
+}
+
+/// One gateway attempt as stored: metadata and hashes, never bodies.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GatewayRequestRow {
     pub id: String,
     pub buyer_id: String,
     pub seller_id: String,
     pub listing_id: String,
     pub relay_request_id: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: GatewayRequestStatus,
     pub billable: i64,
     pub charged_cents: i64,
     pub fee_cents: i64,
@@ -97,6 +180,66 @@ pub struct GatewayRequestRow {
     pub attempts: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// One gateway attempt as `GET /gateway-requests` shows it: metadata and hashes, never
+/// bodies.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GatewayRequest {
+    pub id: String,
+    pub buyer_id: String,
+    pub seller_id: String,
+    pub listing_id: String,
+    pub relay_request_id: Option<String>,
+    pub status: GatewayRequestStatus,
+    /// Whether the call was paid (its charge is in the ledger).
+    pub billable: bool,
+    pub charged_cents: i64,
+    pub fee_cents: i64,
+    pub seller_cents: i64,
+    pub currency: String,
+    pub request_bytes: i64,
+    pub request_sha256: String,
+    pub response_bytes: Option<i64>,
+    pub response_sha256: Option<String>,
+    pub seller_status_code: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub error_code: Option<String>,
+    /// How many attempts forwarded this call (more than 1 when a retry took over an
+    /// attempt that never finished).
+    pub attempts: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<GatewayRequestRow> for GatewayRequest {
+    fn from(r: GatewayRequestRow) -> Self {
+        Self {
+            id: r.id,
+            buyer_id: r.buyer_id,
+            seller_id: r.seller_id,
+            listing_id: r.listing_id,
+            relay_request_id: r.relay_request_id,
+            status: r.status,
+            billable: r.billable != 0,
+            charged_cents: r.charged_cents,
+            fee_cents: r.fee_cents,
+            seller_cents: r.seller_cents,
+            currency: r.currency,
+            request_bytes: r.request_bytes,
+            request_sha256: r.request_sha256,
+            response_bytes: r.response_bytes,
+            response_sha256: r.response_sha256,
+            seller_status_code: r.seller_status_code,
+            latency_ms: r.latency_ms,
+            error_code: r.error_code,
+            attempts: r.attempts,
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
 }
 
 /// Whose history `GET /gateway-requests` shows.

@@ -1,29 +1,28 @@
-//! The pay-per-call pipeline of `POST /gateway/{listing_id}`, one phase per step, in
-//! the order a call goes through them:
+//! The pay-per-call pipeline of `POST /gateway/{listing_id}`. [`Gateway::call`] runs a
+//! call through its phases in order, each a method that says when it runs and what it
+//! may change:
 //!
-//! 1. **authenticate**: the HTTP extractor resolves the buyer before [`Gateway::call`].
-//! 2. **resolve listing**: active listing, configured and active endpoint, body is JSON
-//!    and within the endpoint's request limit.
-//! 3. **policy**: the operator's policy plugins (rate limits, validation; see
-//!    [`super::policy`]) run after authentication and before any payment exists, so a
-//!    refused call is never charged. Then the listing's **seller adapter**, if it has
-//!    one, reshapes the body; a body it rejects is refused here too, before payment.
-//! 4. **payment**: free listings skip it (and get no receipt). Without `X-Crochet-Relay-Request-Id`, the
-//!    provider issues a requirement (402), bound to buyer, listing and body hash, and
-//!    reused for a repeated `Idempotency-Key`. With one, the provider reports settlement.
-//!    A settled payment is consumed by one conditional `UPDATE`, in the same
-//!    transaction that writes its three ledger entries, its signed receipt and its
-//!    request row, so however many retries race, exactly one forwards. The row is
-//!    leased to the forwarding attempt; a retry of a consumed payment whose call never
-//!    finished takes it over once the lease has passed ([`super::recovery`]).
-//! 5. **sign and forward / adapt response**: the exact (adapted) body is signed
-//!    (`signing`) and sent through the guarded client (`upstream`); the adapter turns
-//!    the seller's reply back into what the buyer receives.
-//! 6. **record**: the request row gets the outcome: sizes, hashes, status, latency.
-//!    Bodies are never stored.
+//! 1. `resolve`: active listing, usable endpoint, a JSON body within the endpoint's
+//!    limit. The buyer was authenticated by the HTTP extractor before.
+//! 2. `policy`: the operator's policy plugins, before any payment exists, so a refused
+//!    call is never charged.
+//! 3. `adapt_request`: the listing's seller adapter reshapes the body; a body it
+//!    rejects is refused here, still before payment.
+//! 4. `payment` (paid listings only, see `payment.rs`): a 402 requirement, a 202 while
+//!    settlement is pending, or a settled payment.
+//! 5. `account`: a settled payment is consumed by one conditional `UPDATE`, in the
+//!    transaction that writes its ledger entries, its signed receipt and its request
+//!    row, so however many retries race, exactly one forwards. The row is leased to
+//!    this attempt ([`super::recovery`]).
+//! 6. `sign_and_send`: the exact (adapted) body is signed and sent through the guarded
+//!    client ([`crate::seller_client`]).
+//! 7. `classify` and `adapt_response`: the seller's answer becomes an outcome, and the
+//!    adapter reshapes a good one.
+//! 8. `record`: the request row gets the outcome (sizes, hashes, status, latency; never
+//!    bodies) and the seller's score its event.
+//! 9. `reply`: the buyer's answer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -31,24 +30,24 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::error::GatewayError;
-use super::model::*;
-use super::policy::PolicyChain;
-use super::signing::{self, SignedHeaders};
-use super::upstream::{EndpointUrlError, UpstreamClient, UpstreamError, UpstreamRequest};
+use super::model::{GatewayRequestStatus as Status, *};
+use super::payment::{Paid, Verified};
+use super::recovery::FaultPoint;
+use super::{Adapter, Gateway};
 use crate::catalog::store::ListingRow;
-use crate::catalog::{Catalog, ListingForCall, PricingModel, ResolvedEndpoint};
-use crate::identity::{Identity, Principal};
+use crate::catalog::{ListingForCall, PricingModel, ResolvedEndpoint};
+use crate::identity::Principal;
 use crate::ledger::{self, FEE_RATE, fee_cents};
-use crate::payments::{
-    OriginCurrency, PaymentChain, PaymentError, Payments, RequirementRequest, Route, Settlement,
-    SettlementQuery, WalletRef,
-};
-use crate::plugins::{AdapterPlugin, CallKind, PluginHost};
-use crate::reputation::Reputation;
+use crate::plugins::CallKind;
 use crate::reputation::events::{self, EventKind, ScoreEvent};
-use crate::storage::{Database, now_ms};
+use crate::seller_client::signing::{self, SignedHeaders};
+use crate::seller_client::upstream::{
+    EndpointUrlError, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
+use crate::storage::now_ms;
+use crate::storage::recorder::FinishedRequest;
 
-type Result<T, E = GatewayError> = std::result::Result<T, E>;
+pub(super) type Result<T, E = GatewayError> = std::result::Result<T, E>;
 
 /// One buyer call, as the HTTP layer hands it over.
 pub struct GatewayCall {
@@ -73,139 +72,55 @@ pub enum Outcome {
     Pending(PendingPayment),
 }
 
-/// The gateway service.
-#[derive(Clone)]
-pub struct Gateway {
-    pub(super) db: Database,
-    catalog: Catalog,
-    identity: Identity,
-    payments: Payments,
-    upstream: UpstreamClient,
-    receipts: crate::ledger::receipts::ReceiptSigner,
-    /// The host's public URL, named as issuer in receipts.
-    issuer: String,
-    /// Batched history rows of calls that move no money.
-    recorder: super::recorder::Recorder,
-    policies: PolicyChain,
-    plugins: PluginHost,
-    /// Buyer and seller scores for the policy context.
-    reputation: Reputation,
-    /// Compiled seller adapters by `<source>:<sha256>:<updated_at>` (any change to a
-    /// listing's adapter makes a new key).
-    adapters: Arc<Mutex<HashMap<String, Adapter>>>,
-    /// Leases of paid calls and the resolution of abandoned ones.
-    pub(super) recovery: Arc<super::recovery::Recovery>,
-}
-
-/// What the gateway is built from.
-pub struct GatewayParts {
-    pub db: Database,
-    pub catalog: Catalog,
-    pub identity: Identity,
-    pub payments: Payments,
-    pub upstream: UpstreamClient,
-    pub receipts: crate::ledger::receipts::ReceiptSigner,
-    /// The host's public URL, named as issuer in receipts.
-    pub issuer: String,
-    pub plugins: PluginHost,
-    pub policies: PolicyChain,
-    /// The batched history writer (shared with reputation, which flushes it).
-    pub recorder: super::recorder::Recorder,
-    pub reputation: Reputation,
-    pub recovery: super::recovery::RecoverySettings,
-}
-
-/// A listing's seller adapter with its configuration.
-#[derive(Clone)]
-struct Adapter {
-    plugin: AdapterPlugin,
-    config: Arc<str>,
-}
-
-/// What phase 2 resolved.
+/// What the resolve phase found, and the request adapter made of the body.
 pub(super) struct Target {
     resolved: Arc<ListingForCall>,
-    body_sha256: String,
+    pub(super) body_sha256: String,
     adapter: Option<Adapter>,
     /// What the adapter made of the body; `None`: the buyer's body as sent.
     adapted_body: Option<Bytes>,
 }
 
 impl Target {
-    fn listing(&self) -> &ListingRow {
+    pub(super) fn listing(&self) -> &ListingRow {
         &self.resolved.listing
     }
 
     pub(super) fn endpoint(&self) -> &ResolvedEndpoint {
         &self.resolved.endpoint
     }
+}
 
-    /// The endpoint's URL; `resolve` only builds a target whose endpoint has one.
-    fn url(&self) -> Option<&reqwest::Url> {
-        self.resolved.endpoint.url.as_ref()
-    }
+/// A call on its way to the seller: its id, its attempt and what it costs.
+struct Forwarding {
+    request_id: String,
+    /// 1, or more when this attempt took over one that never finished.
+    attempt: i64,
+    /// When the call was accounted (Unix ms): the row's time and the signature's.
+    now: i64,
+    paid: Option<Paid>,
+    charged_cents: i64,
+    fee_cents: i64,
+    currency: String,
+}
+
+/// What came of sending a call to the seller.
+struct Answered {
+    /// The history status.
+    status: Status,
+    /// `None`: the call succeeded.
+    code: Option<&'static str>,
+    message: String,
+    response: Option<UpstreamResponse>,
+    latency_ms: i64,
 }
 
 /// A new gateway request id: `gw_req_` and a time-ordered UUID ([`crate::storage::append_id`]).
-fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     format!("gw_req_{}", crate::storage::append_id().simple())
 }
 
-/// A payment that may be forwarded.
-pub(super) struct Paid {
-    pub(super) relay_request_id: String,
-    pub(super) charged_cents: i64,
-    pub(super) currency: String,
-    /// Set when this attempt took over a call whose earlier attempt never finished: its
-    /// row, ledger entries and receipt exist, and it is forwarded under the same id.
-    pub(super) resumed: Option<Resumed>,
-}
-
-/// A call taken over from an attempt that never finished.
-pub(super) struct Resumed {
-    pub(super) request_id: String,
-    pub(super) attempt: i64,
-}
-
 impl Gateway {
-    pub fn new(parts: GatewayParts) -> Self {
-        let GatewayParts {
-            db,
-            catalog,
-            identity,
-            payments,
-            upstream,
-            receipts,
-            issuer,
-            plugins,
-            policies,
-            recorder,
-            reputation,
-            recovery,
-        } = parts;
-        Self {
-            db,
-            catalog,
-            identity,
-            payments,
-            upstream,
-            receipts,
-            issuer,
-            recorder,
-            policies,
-            plugins,
-            reputation,
-            adapters: Arc::default(),
-            recovery: Arc::new(super::recovery::Recovery::new(recovery)),
-        }
-    }
-
-    /// Waits until every queued history row is committed (before history reads and at
-    /// shutdown).
-    pub async fn flush(&self) {
-        self.recorder.flush().await;
-    }
-
     /// Runs one call through every phase.
     ///
     /// The phases a free call without policies skips (policies, payment, the paid
@@ -219,63 +134,20 @@ impl Gateway {
         self.adapt_request(&call, &mut target).await?;
         let paid = match target.listing().pricing_model() {
             PricingModel::Free => None,
-            PricingModel::PerCall => {
-                let payment = match &call.relay_request_id {
-                    None => Err(Box::pin(self.require_payment(&call, &target))
-                        .await
-                        .unwrap_or_else(|e| e)),
-                    Some(id) => Box::pin(self.verify_payment(&call, &target, id)).await,
-                };
-                match payment {
-                    Ok(Verified::Paid(p)) => Some(p),
-                    Ok(Verified::Pending(p)) => {
-                        self.record_attempt(&call, &target, "payment_pending", None)
-                            .await?;
-                        return Ok(Outcome::Pending(p));
-                    }
-                    Err(e) => {
-                        if let Some((status, code)) = attempt_status(&e) {
-                            self.record_attempt(&call, &target, status, code).await?;
-                        }
-                        return Err(e);
-                    }
-                }
-            }
+            PricingModel::PerCall => match Box::pin(self.payment(&call, &target)).await? {
+                Verified::Paid(paid) => Some(paid),
+                Verified::Pending(pending) => return Ok(Outcome::Pending(pending)),
+            },
         };
-        self.forward(&call, &target, paid).await
+        let forwarding = self.account(&call, &target, paid).await?;
+        let (answer, latency_ms) = self.sign_and_send(&call, &target, &forwarding).await;
+        let answered = Self::classify(answer, latency_ms);
+        let answered = self.adapt_response(&target, answered).await;
+        self.record(&call, &target, &forwarding, &answered).await?;
+        Self::reply(&target, forwarding, answered)
     }
 
-    /// A history row for an attempt that ended before forwarding (no money moved).
-    async fn record_attempt(
-        &self,
-        call: &GatewayCall,
-        target: &Target,
-        status: &'static str,
-        error_code: Option<&'static str>,
-    ) -> Result<()> {
-        self.recorder
-            .record(super::recorder::FinishedRequest {
-                id: new_request_id(),
-                buyer_id: call.buyer.profile_id.clone(),
-                seller_id: target.listing().seller_id.clone(),
-                listing_id: target.listing().id.clone(),
-                relay_request_id: call.relay_request_id.clone(),
-                status,
-                currency: target.listing().pricing_currency.clone(),
-                request_bytes: i64::try_from(call.body.len()).unwrap_or(i64::MAX),
-                request_sha256: target.body_sha256.clone(),
-                response_bytes: None,
-                response_sha256: None,
-                seller_status_code: None,
-                latency_ms: None,
-                error_code,
-                created_at: now_ms(),
-            })
-            .await;
-        Ok(())
-    }
-
-    /// Phase 2: the listing, its endpoint and the body.
+    /// Resolve phase, first: the listing, its endpoint and the body. Changes nothing.
     async fn resolve(&self, call: &GatewayCall) -> Result<Target> {
         let resolved = self
             .catalog
@@ -306,11 +178,12 @@ impl Gateway {
         })
     }
 
-    /// Phase 3: the policy plugins, in configured order (after authentication, before
-    /// payment).
+    /// Policy phase, after resolve and before any payment exists: the policy plugins,
+    /// in configured order. May refuse the call; changes nothing but the plugins'
+    /// counters.
     async fn policy(&self, call: &GatewayCall, target: &Target) -> Result<()> {
         let listing = target.listing();
-        let mut ctx = super::policy::context(
+        let mut ctx = crate::plugins::policy::context(
             CallKind::Gateway,
             "POST /api/v1/gateway/{listing_id}",
             call.client_ip.to_string(),
@@ -325,7 +198,7 @@ impl Gateway {
         ctx.origin_wallet_id = call.origin_wallet_id.clone();
         ctx.body_size = call.body.len() as u64;
         ctx.body_sha256 = target.body_sha256.clone();
-        // Checked to be JSON in phase 2, so it is UTF-8.
+        // Checked to be JSON by resolve, so it is UTF-8.
         ctx.body_json = String::from_utf8_lossy(&call.body).into_owned();
         let (buyer, seller) = tokio::join!(
             self.reputation.badge(&call.buyer.profile_id),
@@ -339,8 +212,9 @@ impl Gateway {
             .map_err(GatewayError::Policy)
     }
 
-    /// Phase 3b: the listing's seller adapter reshapes the body that will be signed and
-    /// sent; a body it rejects is refused before payment.
+    /// Request adapter phase, after the policy and before payment: the listing's seller
+    /// adapter reshapes the body that will be signed and sent. Changes only the target's
+    /// body; a body the adapter rejects is refused before anything is charged.
     async fn adapt_request(&self, call: &GatewayCall, target: &mut Target) -> Result<()> {
         let Some(key) = target.listing().adapter.clone() else {
             return Ok(());
@@ -364,371 +238,137 @@ impl Gateway {
         Ok(())
     }
 
-    /// The compiled adapter of a listing (compiled once per adapter version).
-    async fn adapter(&self, listing_id: &str, key: &str) -> Result<Adapter> {
-        if let Some(a) = self.adapters.lock().ok().and_then(|m| m.get(key).cloned()) {
-            return Ok(a);
-        }
-        let row = self
-            .catalog
-            .adapter_component(listing_id)
-            .await?
-            .ok_or(GatewayError::AdapterUnavailable)?;
-        let host = self.plugins.clone();
-        let name = format!("adapter:{listing_id}");
-        let plugin = tokio::task::spawn_blocking(move || host.adapter(&name, &row.1))
-            .await
-            .map_err(|_| GatewayError::AdapterUnavailable)?
-            .map_err(|e| {
-                tracing::warn!(listing_id, error = %e, "cannot load seller adapter");
-                GatewayError::AdapterUnavailable
-            })?;
-        let adapter = Adapter {
-            plugin,
-            config: row.0.into(),
-        };
-        if let Ok(mut map) = self.adapters.lock() {
-            // Old versions of this listing's adapter are never asked for again.
-            map.retain(|k, _| !k.ends_with(&format!("@{listing_id}")));
-            map.insert(key.to_owned(), adapter.clone());
-        }
-        Ok(adapter)
-    }
-
-    /// Phase 4a: a payment requirement (or the one an Idempotency-Key already has).
-    /// Always returns the error to answer with: a 402, or why none could be issued.
-    async fn require_payment(&self, call: &GatewayCall, target: &Target) -> Result<GatewayError> {
-        let buyer = &call.buyer.profile_id;
-        if let Some(key) = &call.idempotency_key
-            && let Some(existing) =
-                super::store::idempotent_payment(self.db.pool(), buyer, key).await?
-        {
-            return self.replay(existing, target);
-        }
-        let route = self.route(call).await?;
-        let req = RequirementRequest {
-            buyer_id: buyer.clone(),
-            listing_id: target.listing().id.clone(),
-            seller_id: target.listing().seller_id.clone(),
-            seller_payout: None,
-            amount_cents: target.listing().price_cents,
-            currency: target.listing().pricing_currency.clone(),
-            route,
-        };
-        let provider = self.payments.provider();
-        let requirement = provider
-            .create_requirement(&req)
-            .await
-            .map_err(provider_error)?;
-        let now = now_ms();
-        let stored = super::store::NewPayment {
-            request_id: &requirement.request_id,
-            provider: provider.name(),
-            buyer_id: buyer,
-            listing_id: &target.listing().id,
-            seller_id: &target.listing().seller_id,
-            amount_cents: req.amount_cents,
-            currency: &req.currency,
-            body_sha256: &target.body_sha256,
-            requirements: &requirement.requirements.to_string(),
-            now,
-        };
-        let mut tx = self.db.begin().await?;
-        super::store::insert_payment(&mut tx, &stored).await?;
-        if let Some(key) = &call.idempotency_key
-            && !super::store::insert_idempotency(
-                &mut tx,
-                buyer,
-                key,
-                &target.listing().id,
-                &target.body_sha256,
-                &requirement.request_id,
-                now,
-            )
-            .await?
-        {
-            // A racing call with the same key won; answer with its payment.
-            tx.rollback().await?;
-            let existing = super::store::idempotent_payment(self.db.pool(), buyer, key)
-                .await?
-                .ok_or(GatewayError::IdempotencyConflict)?;
-            return self.replay(existing, target);
-        }
-        tx.commit().await?;
-        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
-            retry_headers: json!({"X-Crochet-Relay-Request-Id": requirement.request_id}),
-            relay_request_id: requirement.request_id,
-            requirements: requirement.requirements,
-            amount_cents: req.amount_cents,
-            currency: req.currency,
-            provider: provider.name().to_owned(),
-        })))
-    }
-
-    /// The 402 an Idempotency-Key already produced, if it was for this listing and body.
-    fn replay(&self, p: super::store::PaymentRow, target: &Target) -> Result<GatewayError> {
-        if p.listing_id != target.listing().id || p.body_sha256 != target.body_sha256 {
-            return Err(GatewayError::IdempotencyConflict);
-        }
-        if let Some(gr) = p.gateway_request_id.filter(|_| p.status == "consumed") {
-            return Err(GatewayError::PaymentConsumed(gr));
-        }
-        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
-            retry_headers: json!({"X-Crochet-Relay-Request-Id": p.request_id}),
-            requirements: serde_json::from_str(&p.requirements).unwrap_or(Value::Null),
-            relay_request_id: p.request_id,
-            amount_cents: p.amount_cents,
-            currency: p.currency,
-            provider: p.provider,
-        })))
-    }
-
-    /// The payment route from the `X-Crochet-Origin-*` headers and the buyer's wallets.
-    async fn route(&self, call: &GatewayCall) -> Result<Route> {
-        let origin_currency = match call.origin_currency.as_deref() {
-            None => None,
-            Some(v) => {
-                Some(
-                    OriginCurrency::parse(v).ok_or_else(|| GatewayError::InvalidRoute {
-                        header: "X-Crochet-Origin-Currency",
-                        message: "must be USDC, ETH or SOL".into(),
-                    })?,
-                )
-            }
-        };
-        let origin_chain_id = match call.origin_chain_id.as_deref() {
-            None => None,
-            Some(v) => Some(
-                v.trim()
-                    .parse::<u64>()
-                    .map_err(|_| GatewayError::InvalidRoute {
-                        header: "X-Crochet-Origin-Chain-Id",
-                        message: "must be a numeric chain id".into(),
-                    })?,
-            ),
-        };
-        let wallets: Vec<WalletRef> = self
-            .identity
-            .payment_wallets(&call.buyer.profile_id)
-            .await
-            .map_err(|e| GatewayError::ProviderUnavailable(e.to_string()))?
-            .into_iter()
-            .map(|w| WalletRef {
-                id: w.id,
-                address: w.wallet_address,
-                chain: match w.chain {
-                    crate::identity::crypto::Chain::Evm => PaymentChain::Evm,
-                    crate::identity::crypto::Chain::Solana => PaymentChain::Solana,
-                },
-            })
-            .collect();
-        let payer =
-            match call.origin_wallet_id.as_deref() {
-                Some(id) => Some(wallets.iter().find(|w| w.id == id).cloned().ok_or_else(
-                    || GatewayError::InvalidRoute {
-                        header: "X-Crochet-Origin-Wallet-Id",
-                        message: "is not an active payment wallet of this profile".into(),
-                    },
-                )?),
-                None => {
-                    // Pay from a wallet on the chosen chain; with no choice, prefer Solana.
-                    let probe = Route {
-                        origin_currency,
-                        origin_chain_id,
-                        payer: None,
-                    };
-                    let wanted = if origin_currency.is_none() && origin_chain_id.is_none() {
-                        PaymentChain::Solana
-                    } else {
-                        probe.chain()
-                    };
-                    wallets
-                        .iter()
-                        .find(|w| w.chain == wanted)
-                        .or(wallets.first())
-                        .cloned()
-                }
-            };
-        Ok(Route {
-            origin_currency,
-            origin_chain_id,
-            payer,
-        })
-    }
-
-    /// Phase 4b: the settlement of a relay request id, and its consumption.
-    async fn verify_payment(
-        &self,
-        call: &GatewayCall,
-        target: &Target,
-        id: &str,
-    ) -> Result<Verified> {
-        let payment = super::store::payment(self.db.pool(), id)
-            .await?
-            .filter(|p| p.buyer_id == call.buyer.profile_id && p.listing_id == target.listing().id)
-            .ok_or(GatewayError::PaymentNotFound)?;
-        if payment.body_sha256 != target.body_sha256 {
-            return Err(GatewayError::BodyMismatch);
-        }
-        if let Some(gr) = payment
-            .gateway_request_id
-            .clone()
-            .filter(|_| payment.status == "consumed")
-        {
-            return self.resume(target, payment, gr).await.map(Verified::Paid);
-        }
-        let query = SettlementQuery {
-            request_id: payment.request_id.clone(),
-            amount_cents: payment.amount_cents,
-            currency: payment.currency.clone(),
-        };
-        match self
-            .payments
-            .provider()
-            .settlement(&query)
-            .await
-            .map_err(provider_error)?
-        {
-            Settlement::Pending {
-                retry_after_seconds,
-                provider_status,
-            } => Ok(Verified::Pending(PendingPayment {
-                status: "pending",
-                retryable: true,
-                retry_after_seconds,
-                relay_request_id: payment.request_id,
-                next_action: "retry_gateway_payment_later",
-                provider_status,
-            })),
-            Settlement::Failed { reason, refunded } => {
-                Err(GatewayError::PaymentFailed { reason, refunded })
-            }
-            Settlement::Settled { .. } => Ok(Verified::Paid(Paid {
-                relay_request_id: payment.request_id,
-                charged_cents: payment.amount_cents,
-                currency: payment.currency,
-                resumed: None,
-            })),
-        }
-    }
-
-    /// Phases 5 and 6: consume the payment with its ledger entries, sign, forward, record.
-    async fn forward(
+    /// Account phase, after payment and before the seller is called: gives the call its
+    /// request id. For a settled payment it consumes the payment and writes the request
+    /// row (leased to this attempt), the ledger entries and the receipt, in one
+    /// transaction. A resumed call has all of this already; a free call writes nothing
+    /// here (its row is recorded after the forward, through the batched recorder).
+    async fn account(
         &self,
         call: &GatewayCall,
         target: &Target,
         paid: Option<Paid>,
-    ) -> Result<Outcome> {
-        let listing = &target.listing();
+    ) -> Result<Forwarding> {
+        let listing = target.listing();
         let now = now_ms();
-        let resumed = paid.as_ref().and_then(|p| p.resumed.as_ref());
-        let (request_id, attempt) = match resumed {
+        let (request_id, attempt) = match paid.as_ref().and_then(|p| p.resumed.as_ref()) {
             Some(r) => (r.request_id.clone(), r.attempt),
             None => (new_request_id(), 1),
         };
-        let (charged, currency) = paid
+        let (charged_cents, currency) = paid
             .as_ref()
             .map_or((0, listing.pricing_currency.clone()), |p| {
                 (p.charged_cents, p.currency.clone())
             });
-        let fee = fee_cents(charged);
-        let row = super::store::NewRequest {
-            id: &request_id,
-            buyer_id: &call.buyer.profile_id,
-            seller_id: &listing.seller_id,
-            listing_id: &listing.id,
-            relay_request_id: paid.as_ref().map(|p| p.relay_request_id.as_str()),
-            billable: paid.is_some(),
-            charged_cents: charged,
-            fee_cents: fee,
-            currency: &currency,
-            request_bytes: call.body.len(),
-            request_sha256: &target.body_sha256,
+        let fwd = Forwarding {
+            request_id,
+            attempt,
             now,
-            lease_owner: self.recovery.instance(),
-            lease_until: now + self.recovery.lease_ms(target.endpoint().timeout),
+            charged_cents,
+            fee_cents: fee_cents(charged_cents),
+            currency,
+            paid,
         };
-        // Accounted calls: consume the payment, write the request row, the ledger entries
-        // and the receipt in one transaction, before anything is forwarded. Free calls are
-        // recorded after the forward, through the batched recorder. A resumed call has
-        // all of this already. (Boxed, like the finishing transaction below: see `call`.)
-        if let Some(p) = paid.as_ref().filter(|p| p.resumed.is_none()) {
-            Box::pin(async {
-                let mut tx = self.db.begin().await?;
-                // The one decision point for racing retries: only one UPDATE matches 'issued'.
-                if !super::store::consume_payment(&mut tx, &p.relay_request_id, &request_id, now)
-                    .await?
-                {
-                    tx.rollback().await?;
-                    let used = super::store::payment(self.db.pool(), &p.relay_request_id).await?;
-                    return Err(GatewayError::PaymentConsumed(
-                        used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
-                    ));
-                }
-                super::store::insert_request(&mut tx, &row).await?;
-                ledger::record_settled_call(
-                    &mut tx,
-                    &ledger::SettledCall {
-                        gateway_request_id: &request_id,
-                        buyer_id: &call.buyer.profile_id,
-                        seller_id: &listing.seller_id,
-                        listing_id: &listing.id,
-                        relay_request_id: &p.relay_request_id,
-                        charged_cents: p.charged_cents,
-                        currency: &p.currency,
-                        now,
-                    },
-                )
-                .await?;
-                ledger::receipts::issue(
-                    &mut tx,
-                    &self.receipts,
-                    &ledger::receipts::ReceiptFacts {
-                        gateway_request_id: &request_id,
-                        listing_id: &listing.id,
-                        buyer_id: &call.buyer.profile_id,
-                        seller_id: &listing.seller_id,
-                        relay_request_id: &p.relay_request_id,
-                        charged_cents: p.charged_cents,
-                        fee_cents: fee,
-                        currency: &p.currency,
-                        issuer: &self.issuer,
-                        now,
-                    },
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(())
-            })
-            .await?;
-            self.recovery
-                .fault_point(super::recovery::FaultPoint::AfterAccounting);
-        }
+        let Some(p) = fwd.paid.as_ref().filter(|p| p.resumed.is_none()) else {
+            return Ok(fwd);
+        };
+        // Boxed, like the finishing transaction in `record`: see `call`.
+        Box::pin(async {
+            let request_id = fwd.request_id.as_str();
+            let mut tx = self.db.begin().await?;
+            // The one decision point for racing retries: only one UPDATE matches 'issued'.
+            if !super::store::consume_payment(&mut tx, &p.relay_request_id, request_id, now).await?
+            {
+                tx.rollback().await?;
+                let used = super::store::payment(self.db.pool(), &p.relay_request_id).await?;
+                return Err(GatewayError::PaymentConsumed(
+                    used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
+                ));
+            }
+            let row = super::store::NewRequest {
+                id: request_id,
+                buyer_id: &call.buyer.profile_id,
+                seller_id: &listing.seller_id,
+                listing_id: &listing.id,
+                relay_request_id: Some(&p.relay_request_id),
+                billable: true,
+                charged_cents: fwd.charged_cents,
+                fee_cents: fwd.fee_cents,
+                currency: &fwd.currency,
+                request_bytes: call.body.len(),
+                request_sha256: &target.body_sha256,
+                now,
+                lease_owner: self.recovery.instance(),
+                lease_until: now + self.recovery.lease_ms(target.endpoint().timeout),
+            };
+            super::store::insert_request(&mut tx, &row).await?;
+            let settled = ledger::SettledCall {
+                gateway_request_id: request_id,
+                buyer_id: &call.buyer.profile_id,
+                seller_id: &listing.seller_id,
+                listing_id: &listing.id,
+                relay_request_id: &p.relay_request_id,
+                charged_cents: p.charged_cents,
+                currency: &p.currency,
+                now,
+            };
+            ledger::record_settled_call(&mut tx, &settled).await?;
+            let receipt = ledger::receipts::ReceiptFacts {
+                gateway_request_id: request_id,
+                listing_id: &listing.id,
+                buyer_id: &call.buyer.profile_id,
+                seller_id: &listing.seller_id,
+                relay_request_id: &p.relay_request_id,
+                charged_cents: p.charged_cents,
+                fee_cents: fwd.fee_cents,
+                currency: &p.currency,
+                issuer: &self.issuer,
+                now,
+            };
+            ledger::receipts::issue(&mut tx, &self.receipts, &receipt).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
+        self.recovery.fault_point(FaultPoint::AfterAccounting);
+        Ok(fwd)
+    }
 
-        // The buyer's body was hashed in phase 2; an adapted one is hashed here.
+    /// Sign-and-send phase, after accounting: signs the body the seller gets (the
+    /// adapted one, if any) and sends it through the guarded client. Changes nothing;
+    /// returns the seller's answer, or why there is none, and how long it took (ms).
+    async fn sign_and_send(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        fwd: &Forwarding,
+    ) -> (Result<UpstreamResponse, UpstreamError>, i64) {
+        // The buyer's body was hashed by resolve; an adapted one is hashed here.
         let (body, body_sha256) = match &target.adapted_body {
             Some(adapted) => (adapted.clone(), signing::body_sha256(adapted)),
             None => (call.body.clone(), target.body_sha256.clone()),
         };
+        let endpoint = target.endpoint();
         let signed = SignedHeaders::for_body_hash(
-            &target.endpoint().signing_secret,
-            now / 1000,
-            &request_id,
-            &listing.id,
+            &endpoint.signing_secret,
+            fwd.now / 1000,
+            &fwd.request_id,
+            &target.listing().id,
             &call.buyer.profile_id,
             body_sha256,
         );
-        let headers = signed.into_header_map(target.endpoint().auth_header.as_ref());
+        let headers = signed.into_header_map(endpoint.auth_header.as_ref());
         let started = Instant::now();
-        let answer = match target.url() {
+        // `resolve` only builds a target whose endpoint has a URL.
+        let answer = match endpoint.url.as_ref() {
             Some(url) => {
                 self.upstream
                     .send(UpstreamRequest {
                         url,
                         headers,
                         body,
-                        timeout: target.endpoint().timeout,
-                        max_response_bytes: target.endpoint().max_response_bytes,
+                        timeout: endpoint.timeout,
+                        max_response_bytes: endpoint.max_response_bytes,
                     })
                     .await
             }
@@ -737,46 +377,93 @@ impl Gateway {
             ))),
         };
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        (answer, latency_ms)
+    }
 
-        let payment = paid.as_ref().map(|p| PaymentStatus {
-            status: "verified",
-            relay_request_id: p.relay_request_id.clone(),
-        });
+    /// Classify phase, right after the send: the seller's answer as a history status
+    /// and, unless it succeeded (2xx JSON), an error code and message. Changes nothing.
+    fn classify(answer: Result<UpstreamResponse, UpstreamError>, latency_ms: i64) -> Answered {
         let (status, code, message, response) = match answer {
             Ok(r) if (200..300).contains(&r.status) && r.is_json => {
-                ("completed", None, String::new(), Some(r))
+                (Status::Completed, None, String::new(), Some(r))
             }
             Ok(r) if !(200..300).contains(&r.status) => {
                 let m = format!("the seller answered HTTP {}", r.status);
-                ("seller_error", Some("SELLER_ERROR_RESPONSE"), m, Some(r))
+                (
+                    Status::SellerError,
+                    Some("SELLER_ERROR_RESPONSE"),
+                    m,
+                    Some(r),
+                )
             }
             Ok(r) => (
-                "seller_error",
+                Status::SellerError,
                 Some("SELLER_INVALID_RESPONSE"),
                 "the seller did not answer JSON".into(),
                 Some(r),
             ),
             Err(UpstreamError::Timeout) => (
-                "seller_timeout",
+                Status::SellerTimeout,
                 Some("SELLER_TIMEOUT"),
                 "the seller did not answer in time".into(),
                 None,
             ),
-            Err(e) => ("seller_error", Some(e.code()), e.to_string(), None),
+            Err(e) => (Status::SellerError, Some(e.code()), e.to_string(), None),
         };
-        let (status, code, message, response) = match (&target.adapter, code, response) {
-            (Some(adapter), None, Some(mut r)) => {
-                match adapt_response(adapter, r.status, &r.body).await {
-                    Ok(body) => {
-                        r.body = body;
-                        (status, None, message, Some(r))
-                    }
-                    Err(why) => ("seller_error", Some("SELLER_ADAPTER_FAILED"), why, Some(r)),
-                }
+        Answered {
+            status,
+            code,
+            message,
+            response,
+            latency_ms,
+        }
+    }
+
+    /// Response adapter phase, after classify: the listing's adapter reshapes a
+    /// successful answer into what the buyer receives. An answer it rejects, or that is
+    /// not JSON afterwards, becomes a seller error (`SELLER_ADAPTER_FAILED`).
+    async fn adapt_response(&self, target: &Target, mut answered: Answered) -> Answered {
+        let (Some(adapter), None, Some(r)) =
+            (&target.adapter, answered.code, answered.response.as_mut())
+        else {
+            return answered;
+        };
+        let text = String::from_utf8_lossy(&r.body);
+        let adapted = match adapter
+            .plugin
+            .adapt_response(&adapter.config, r.status, &text)
+            .await
+        {
+            Ok(Ok(out)) => serde_json::from_str::<serde::de::IgnoredAny>(&out)
+                .map(|_| out.into_bytes())
+                .map_err(|_| "the seller adapter did not produce JSON".to_owned()),
+            Ok(Err(reason)) => Err(format!("the seller adapter rejected the reply: {reason}")),
+            Err(e) => Err(format!("the seller adapter failed: {e}")),
+        };
+        match adapted {
+            Ok(body) => r.body = body,
+            Err(why) => {
+                answered.status = Status::SellerError;
+                answered.code = Some("SELLER_ADAPTER_FAILED");
+                answered.message = why;
             }
-            other => (status, other.1, message, other.2),
-        };
-        let (bytes, sha, seller_status) = match &response {
+        }
+        answered
+    }
+
+    /// Record phase, after the answer is final: the request row gets the outcome.
+    /// A paid call's row is updated with its score event in one transaction, unless the
+    /// call was resolved meanwhile (a later attempt, or the janitor after the lease); a
+    /// free call's row goes to the batched recorder.
+    async fn record(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        fwd: &Forwarding,
+        answered: &Answered,
+    ) -> Result<()> {
+        let listing = target.listing();
+        let (bytes, sha, seller_status) = match &answered.response {
             Some(r) => (
                 Some(r.body.len()),
                 Some(signing::body_sha256(&r.body)),
@@ -784,82 +471,97 @@ impl Gateway {
             ),
             None => (None, None, None),
         };
-        if let Some(p) = &paid {
-            // The outcome and its score event land together, unless the call was
-            // resolved meanwhile (a later attempt, or the janitor after the lease).
-            Box::pin(async {
-                let mut tx = self.db.begin().await?;
-                let finish = super::store::Finish {
-                    id: &request_id,
-                    attempt,
-                    status,
-                    response_bytes: bytes,
-                    response_sha256: sha.as_deref(),
-                    seller_status_code: seller_status,
-                    latency_ms,
-                    error_code: code,
-                };
-                if !super::store::finish_request(&mut tx, &finish).await? {
-                    tx.rollback().await?;
-                    return self.resolved_meanwhile(&request_id).await;
-                }
-                if let Some(kind) = EventKind::of_call(status, code) {
-                    events::record(
-                        &mut tx,
-                        &ScoreEvent {
-                            id: &request_id,
-                            kind,
-                            subject_id: &listing.seller_id,
-                            actor_id: &call.buyer.profile_id,
-                            listing_id: &listing.id,
-                            gateway_request_id: Some(&request_id),
-                            n: 1,
-                            amount_cents: p.charged_cents,
-                            rating: None,
-                            created_at: now_ms(),
-                        },
-                    )
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok::<_, GatewayError>(())
-            })
-            .await?;
-        } else {
+        let Some(p) = &fwd.paid else {
             let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             self.recorder
-                .record(super::recorder::FinishedRequest {
-                    id: request_id.clone(),
+                .record(FinishedRequest {
+                    id: fwd.request_id.clone(),
                     buyer_id: call.buyer.profile_id.clone(),
                     seller_id: listing.seller_id.clone(),
                     listing_id: listing.id.clone(),
                     relay_request_id: None,
-                    status,
-                    currency: currency.clone(),
+                    status: answered.status,
+                    currency: fwd.currency.clone(),
                     request_bytes: as_i64(call.body.len()),
                     request_sha256: target.body_sha256.clone(),
                     response_bytes: bytes.map(as_i64),
                     response_sha256: sha,
                     seller_status_code: seller_status.map(i64::from),
-                    latency_ms: Some(latency_ms),
-                    error_code: code,
-                    created_at: now,
+                    latency_ms: Some(answered.latency_ms),
+                    error_code: answered.code,
+                    created_at: fwd.now,
                 })
                 .await;
-        }
+            return Ok(());
+        };
+        let request_id = fwd.request_id.as_str();
+        Box::pin(async {
+            let mut tx = self.db.begin().await?;
+            let finish = super::store::Finish {
+                id: request_id,
+                attempt: fwd.attempt,
+                status: answered.status,
+                response_bytes: bytes,
+                response_sha256: sha.as_deref(),
+                seller_status_code: seller_status,
+                latency_ms: answered.latency_ms,
+                error_code: answered.code,
+            };
+            if !super::store::finish_request(&mut tx, &finish).await? {
+                tx.rollback().await?;
+                return self.resolved_meanwhile(request_id).await;
+            }
+            if let Some(kind) = EventKind::of_call(answered.status, answered.code) {
+                let event = ScoreEvent {
+                    id: request_id,
+                    kind,
+                    subject_id: &listing.seller_id,
+                    actor_id: &call.buyer.profile_id,
+                    listing_id: &listing.id,
+                    gateway_request_id: Some(request_id),
+                    n: 1,
+                    amount_cents: p.charged_cents,
+                    rating: None,
+                    created_at: now_ms(),
+                };
+                events::record(&mut tx, &event).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
 
-        match (code, response) {
+    /// Reply phase, last: the buyer's answer. A success relays the seller's JSON with
+    /// what was charged; a failure says whether the charge stands and what the seller
+    /// answered. Changes nothing.
+    fn reply(target: &Target, fwd: Forwarding, answered: Answered) -> Result<Outcome> {
+        let listing = target.listing();
+        let Forwarding {
+            request_id,
+            paid,
+            charged_cents: charged,
+            fee_cents: fee,
+            currency,
+            ..
+        } = fwd;
+        let relay_request_id = paid.map(|p| p.relay_request_id);
+        let billable = relay_request_id.is_some();
+        match (answered.code, answered.response) {
             (None, Some(r)) => Ok(Outcome::Forwarded(Box::new(GatewaySuccess {
                 request_id,
                 listing_id: listing.id.clone(),
-                billable: paid.is_some(),
-                payment,
+                billable,
+                payment: relay_request_id.map(|relay_request_id| PaymentStatus {
+                    status: "verified",
+                    relay_request_id,
+                }),
                 charged_amount: ChargedAmount {
                     amount_cents: charged,
                     currency,
                 },
                 fees: Fees {
-                    fee_rate: if paid.is_some() { FEE_RATE } else { 0.0 },
+                    fee_rate: if billable { FEE_RATE } else { 0.0 },
                     fee_amount_cents: fee,
                     seller_receives_cents: charged - fee,
                 },
@@ -873,9 +575,9 @@ impl Gateway {
                 let mut context = json!({
                     "request_id": request_id,
                     "listing_id": listing.id,
-                    "relay_request_id": paid.as_ref().map(|p| p.relay_request_id.clone()),
+                    "relay_request_id": relay_request_id,
                     "charged_amount": {"amount_cents": charged, "currency": currency},
-                    "payment_settled": paid.is_some(),
+                    "payment_settled": billable,
                     "seller_endpoint_called": true,
                 });
                 if let Some(r) = r {
@@ -886,74 +588,11 @@ impl Gateway {
                 }
                 Err(GatewayError::SellerFailed {
                     code: code.unwrap_or("SELLER_REQUEST_FAILED"),
-                    message,
-                    paid: paid.is_some(),
+                    message: answered.message,
+                    paid: billable,
                     context: Box::new(context),
                 })
             }
-        }
-    }
-}
-
-/// The seller's reply as the listing's adapter reshapes it, or why it could not.
-async fn adapt_response(
-    adapter: &Adapter,
-    status: u16,
-    body: &[u8],
-) -> std::result::Result<Vec<u8>, String> {
-    let text = String::from_utf8_lossy(body);
-    let out = match adapter
-        .plugin
-        .adapt_response(&adapter.config, status, &text)
-        .await
-    {
-        Ok(Ok(out)) => out,
-        Ok(Err(reason)) => return Err(format!("the seller adapter rejected the reply: {reason}")),
-        Err(e) => return Err(format!("the seller adapter failed: {e}")),
-    };
-    serde_json::from_str::<serde::de::IgnoredAny>(&out)
-        .map_err(|_| "the seller adapter did not produce JSON".to_owned())?;
-    Ok(out.into_bytes())
-}
-
-enum Verified {
-    Pending(PendingPayment),
-    Paid(Paid),
-}
-
-/// The history status of a payment-phase refusal (`None`: not recorded, e.g. a bad header).
-fn attempt_status(e: &GatewayError) -> Option<(&'static str, Option<&'static str>)> {
-    Some(match e {
-        GatewayError::PaymentRequired(_) => ("payment_required", None),
-        GatewayError::PaymentFailed { .. } => ("payment_failed", Some("PAYMENT_FAILED")),
-        GatewayError::RouteMinimum { .. } => (
-            "payment_route_refused",
-            Some("PAYMENT_ROUTE_MINIMUM_NOT_MET"),
-        ),
-        GatewayError::PaymentConsumed(_) => ("payment_already_used", Some("PAYMENT_ALREADY_USED")),
-        GatewayError::BodyMismatch => ("payment_body_mismatch", Some("PAYMENT_BODY_MISMATCH")),
-        _ => return None,
-    })
-}
-
-fn provider_error(e: PaymentError) -> GatewayError {
-    match e {
-        PaymentError::RouteMinimum {
-            minimum_cents,
-            on_solana,
-            message,
-        } => GatewayError::RouteMinimum {
-            on_solana,
-            minimum_cents,
-            message,
-        },
-        PaymentError::UnsupportedRoute(m) => GatewayError::UnsupportedRoute(m),
-        PaymentError::UnknownRequest => GatewayError::PaymentNotFound,
-        PaymentError::RateLimited {
-            retry_after_seconds,
-        } => GatewayError::ProviderRateLimited(retry_after_seconds),
-        PaymentError::Unavailable(m) | PaymentError::Misconfigured(m) => {
-            GatewayError::ProviderUnavailable(m)
         }
     }
 }

@@ -30,8 +30,11 @@
 
 use std::time::Duration;
 
+use super::Gateway;
 use super::error::GatewayError;
-use super::pipeline::{Gateway, Paid, Resumed, Target};
+use super::model::GatewayRequestStatus as Status;
+use super::payment::{Paid, Resumed};
+use super::pipeline::Target;
 use super::store::{self, CallState, PaymentRow};
 use crate::storage::now_ms;
 
@@ -121,21 +124,21 @@ impl Recovery {
 
 /// Why a retry of a consumed payment cannot forward now.
 fn refusal(request_id: String, state: Option<&CallState>, now: i64) -> GatewayError {
-    match state.map(|s| (s.status.as_str(), s.lease_until)) {
-        Some(("forwarding", lease_until)) => GatewayError::CallInProgress {
+    match state.map(|s| (s.status, s.lease_until)) {
+        Some((Status::Forwarding, lease_until)) => GatewayError::CallInProgress {
             request_id,
             retry_after_seconds: u64::try_from((lease_until.unwrap_or(0) - now).max(0))
                 .unwrap_or(0)
                 .div_ceil(1000)
                 .max(1),
         },
-        Some(("interrupted", _)) => GatewayError::CallInterrupted(request_id),
+        Some((Status::Interrupted, _)) => GatewayError::CallInterrupted(request_id),
         _ => GatewayError::PaymentConsumed(request_id),
     }
 }
 
 impl Gateway {
-    /// Phase 4b for a payment already consumed by `request_id`: takes the call over if
+    /// The payment phase for a payment already consumed by `request_id`: takes the call over if
     /// its earlier attempt never finished and its lease has passed; otherwise says why
     /// not (in progress, interrupted, or already used).
     pub(super) async fn resume(
@@ -149,7 +152,7 @@ impl Gateway {
         let state = store::call_state(pool, &request_id).await?;
         let Some(seen) = state
             .as_ref()
-            .filter(|s| s.status == "forwarding" && s.lease_until.unwrap_or(0) <= now)
+            .filter(|s| s.status == Status::Forwarding && s.lease_until.unwrap_or(0) <= now)
         else {
             return Err(refusal(request_id, state.as_ref(), now));
         };
@@ -195,7 +198,7 @@ impl Gateway {
             "a forwarding attempt finished after its call was resolved"
         );
         match state {
-            Some(s) if s.status == "interrupted" => {
+            Some(s) if s.status == Status::Interrupted => {
                 Err(GatewayError::CallInterrupted(request_id.to_owned()))
             }
             _ => Ok(()),
@@ -262,13 +265,13 @@ mod tests {
 
     #[test]
     fn a_retry_is_told_why_it_cannot_forward() {
-        let state = |status: &str, lease_until| CallState {
-            status: status.into(),
+        let state = |status, lease_until| CallState {
+            status,
             lease_until,
             attempts: 1,
         };
         let id = || "gw_req_1".to_owned();
-        match refusal(id(), Some(&state("forwarding", Some(10_500))), 1_000) {
+        match refusal(id(), Some(&state(Status::Forwarding, Some(10_500))), 1_000) {
             GatewayError::CallInProgress {
                 retry_after_seconds,
                 ..
@@ -277,18 +280,18 @@ mod tests {
         }
         // A lease that passed a moment ago (a racing retry won it): retry in a second.
         assert!(matches!(
-            refusal(id(), Some(&state("forwarding", Some(900))), 1_000),
+            refusal(id(), Some(&state(Status::Forwarding, Some(900))), 1_000),
             GatewayError::CallInProgress {
                 retry_after_seconds: 1,
                 ..
             }
         ));
         assert!(matches!(
-            refusal(id(), Some(&state("interrupted", None)), 1_000),
+            refusal(id(), Some(&state(Status::Interrupted, None)), 1_000),
             GatewayError::CallInterrupted(_)
         ));
         assert!(matches!(
-            refusal(id(), Some(&state("completed", None)), 1_000),
+            refusal(id(), Some(&state(Status::Completed, None)), 1_000),
             GatewayError::PaymentConsumed(_)
         ));
         assert!(matches!(

@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
-use super::model::{GatewayRequestRow, HistoryQuery, HistoryRole};
+use super::model::{GatewayRequestRow, GatewayRequestStatus, HistoryQuery, HistoryRole};
 use crate::storage::{Page, now_ms};
 
 #[derive(Debug, Clone, FromRow)]
@@ -175,7 +175,8 @@ pub async fn insert_request(conn: &mut AnyConnection, r: &NewRequest<'_>) -> sql
 /// Where a consumed payment's call stands.
 #[derive(Debug, Clone, FromRow)]
 pub struct CallState {
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: GatewayRequestStatus,
     pub lease_until: Option<i64>,
     pub attempts: i64,
 }
@@ -221,7 +222,7 @@ pub struct Finish<'a> {
     pub id: &'a str,
     /// The attempt that forwarded it; a row taken over since is not changed.
     pub attempt: i64,
-    pub status: &'a str,
+    pub status: GatewayRequestStatus,
     pub response_bytes: Option<usize>,
     pub response_sha256: Option<&'a str>,
     pub seller_status_code: Option<u16>,
@@ -238,7 +239,7 @@ pub async fn finish_request(conn: &mut AnyConnection, f: &Finish<'_>) -> sqlx::R
          seller_status_code = $4, latency_ms = $5, error_code = $6, updated_at = $7, lease_until = NULL \
          WHERE id = $8 AND status = 'forwarding' AND attempts = $9",
     )
-    .bind(f.status)
+    .bind(f.status.as_str())
     .bind(f.response_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
     .bind(f.response_sha256)
     .bind(f.seller_status_code.map(i64::from))

@@ -14,8 +14,8 @@ use std::borrow::Cow;
 
 use crate::catalog::CatalogError;
 use crate::gateway::GatewayError;
-use crate::gateway::policy::PolicyRefusal;
 use crate::identity::IdentityError;
+use crate::plugins::policy::PolicyRefusal;
 use crate::reputation::ReputationError;
 use crate::storage::StorageError;
 

@@ -31,6 +31,7 @@ mod cache;
 mod counters;
 mod engine;
 mod error;
+pub mod policy;
 mod sandbox;
 #[cfg(test)]
 mod tests;

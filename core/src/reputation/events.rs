@@ -10,6 +10,7 @@
 
 use sqlx::AnyConnection;
 
+use crate::gateway::model::GatewayRequestStatus;
 use crate::storage::{Backend, insert_runs};
 
 /// Milliseconds in a UTC day: `day` = `created_at / DAY_MS`.
@@ -44,19 +45,19 @@ impl EventKind {
 
     /// The event of a forwarded call from its final history status and error code;
     /// `None` for attempts the seller never saw (402s, refusals, pending payments).
-    pub fn of_call(status: &str, error_code: Option<&str>) -> Option<Self> {
+    pub fn of_call(status: GatewayRequestStatus, error_code: Option<&str>) -> Option<Self> {
         match (status, error_code) {
-            ("completed", _) => Some(Self::CallSucceeded),
-            ("seller_timeout", _) => Some(Self::SellerTimeout),
+            (GatewayRequestStatus::Completed, _) => Some(Self::CallSucceeded),
+            (GatewayRequestStatus::SellerTimeout, _) => Some(Self::SellerTimeout),
             (
-                "seller_error",
+                GatewayRequestStatus::SellerError,
                 Some(
                     "SELLER_INVALID_RESPONSE"
                     | "SELLER_RESPONSE_TOO_LARGE"
                     | "SELLER_ADAPTER_FAILED",
                 ),
             ) => Some(Self::InvalidResponse),
-            ("seller_error", _) => Some(Self::SellerError),
+            (GatewayRequestStatus::SellerError, _) => Some(Self::SellerError),
             _ => None,
         }
     }
@@ -129,17 +130,18 @@ mod tests {
     #[test]
     fn call_outcomes_map_to_events() {
         use EventKind as K;
-        assert_eq!(K::of_call("completed", None), Some(K::CallSucceeded));
+        use GatewayRequestStatus as S;
+        assert_eq!(K::of_call(S::Completed, None), Some(K::CallSucceeded));
         assert_eq!(
-            K::of_call("seller_timeout", Some("SELLER_TIMEOUT")),
+            K::of_call(S::SellerTimeout, Some("SELLER_TIMEOUT")),
             Some(K::SellerTimeout)
         );
         assert_eq!(
-            K::of_call("seller_error", Some("SELLER_ERROR_RESPONSE")),
+            K::of_call(S::SellerError, Some("SELLER_ERROR_RESPONSE")),
             Some(K::SellerError)
         );
         assert_eq!(
-            K::of_call("seller_error", Some("SELLER_UNREACHABLE")),
+            K::of_call(S::SellerError, Some("SELLER_UNREACHABLE")),
             Some(K::SellerError)
         );
         for code in [
@@ -148,11 +150,20 @@ mod tests {
             "SELLER_ADAPTER_FAILED",
         ] {
             assert_eq!(
-                K::of_call("seller_error", Some(code)),
+                K::of_call(S::SellerError, Some(code)),
                 Some(K::InvalidResponse)
             );
         }
-        for status in ["payment_required", "pending", "refused", "payment_failed"] {
+        for status in [
+            S::PaymentRequired,
+            S::PaymentPending,
+            S::PaymentFailed,
+            S::PaymentRouteRefused,
+            S::PaymentAlreadyUsed,
+            S::PaymentBodyMismatch,
+            S::Forwarding,
+            S::Interrupted,
+        ] {
             assert_eq!(K::of_call(status, None), None);
         }
     }

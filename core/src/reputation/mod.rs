@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::catalog::store::ListingRow;
-use crate::gateway::recorder::Recorder;
 use crate::identity::Principal;
 use crate::plugins::{AgentStats, ScoreInfo, ScorerPlugin};
+use crate::storage::recorder::Recorder;
 use crate::storage::{Database, Page, now_ms};
 
 pub use error::ReputationError;

@@ -5,9 +5,11 @@
 //! code base is written once in the SQL both understand: `$N` placeholders, `BIGINT`
 //! and `TEXT` columns, timestamps as Unix milliseconds, `INSERT … ON CONFLICT … RETURNING`.
 //! Each backend has its own migration folder under `migrations/`. [`cache`] holds the
-//! hot path's in-memory caches and the bus that invalidates them across instances.
+//! hot path's in-memory caches and the bus that invalidates them across instances;
+//! [`recorder`] is the batched writer of gateway history rows that move no money.
 
 pub mod cache;
+pub mod recorder;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -85,7 +85,7 @@ async fn free_listing_forwards_signed_exact_body(app: TestApp) {
     assert!(row["relay_request_id"].is_null() && row["error_code"].is_null());
     assert_eq!(
         (&row["billable"], &row["charged_cents"], &row["fee_cents"]),
-        (&json!(0), &json!(0), &json!(0))
+        (&json!(false), &json!(0), &json!(0))
     );
     assert_eq!(
         row["request_sha256"],
@@ -96,6 +96,12 @@ async fn free_listing_forwards_signed_exact_body(app: TestApp) {
     assert_eq!(row["response_sha256"].as_str().unwrap().len(), 64);
     assert!(row["latency_ms"].as_i64().unwrap() >= 0);
     assert_eq!(row["created_at"], row["updated_at"]);
+    let created = row["created_at"].as_str().expect("created_at is a string");
+    assert!(
+        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "created_at is RFC 3339: {created}"
+    );
     let theirs = app
         .get("/gateway-requests?role=seller", p.agent.key())
         .await

@@ -28,6 +28,7 @@ use sqlx::pool::PoolConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::gateway::model::GatewayRequestStatus;
 use crate::reputation::events::{self, EventKind, ScoreEvent};
 use crate::storage::{Backend, Database, insert_runs};
 
@@ -51,7 +52,7 @@ pub struct FinishedRequest {
     pub seller_id: String,
     pub listing_id: String,
     pub relay_request_id: Option<String>,
-    pub status: &'static str,
+    pub status: GatewayRequestStatus,
     pub currency: String,
     pub request_bytes: i64,
     pub request_sha256: String,
@@ -228,7 +229,7 @@ async fn write(
                 .bind(&r.seller_id)
                 .bind(&r.listing_id)
                 .bind(r.relay_request_id.as_deref())
-                .bind(r.status)
+                .bind(r.status.as_str())
                 .bind(&r.currency)
                 .bind(r.request_bytes)
                 .bind(&r.request_sha256)
@@ -286,7 +287,7 @@ mod tests {
             seller_id: "seller".into(),
             listing_id: "listing".into(),
             relay_request_id: None,
-            status: "payment_required",
+            status: GatewayRequestStatus::PaymentRequired,
             currency: "USD".into(),
             request_bytes: 2,
             request_sha256: "00".into(),

@@ -1,4 +1,4 @@
-//! The HMAC signature on every request the gateway sends to a seller (SPEC §7).
+//! The HMAC signature on every request the gateway sends to a seller.
 //!
 //! Headers: `X-Crochet-Request-Id`, `X-Crochet-Listing-Id`, `X-Crochet-Buyer-Id`,
 //! `X-Crochet-Timestamp` (Unix seconds), `X-Crochet-Body-SHA256` (lowercase hex of the
@@ -44,7 +44,7 @@
 //! }
 //!
 //! // The same check against the host's own signer:
-//! let signed = crochet::gateway::signing::SignedHeaders::new(
+//! let signed = crochet::seller_client::signing::SignedHeaders::new(
 //!     "cgs_example", 1_760_000_000, "gw_req_1", "listing-uuid", "buyer-uuid", br#"{"task":"run"}"#,
 //! );
 //! let lookup = |name: &str| signed.pairs().into_iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);

@@ -1,6 +1,6 @@
-//! Phase 3 of a gateway call, and the guard of the unauthenticated identity routes: the
-//! operator's policy plugins (`[[plugins.policy]]`, in order), each of which may allow
-//! the call or refuse it. They run after authentication and before any payment
+//! The policy chain: the operator's policy plugins (`[[plugins.policy]]`, in order),
+//! each of which may allow a call or refuse it. The gateway runs it in its policy phase
+//! and the unauthenticated identity routes use it as their guard. They run after authentication and before any payment
 //! requirement exists, so a refused call is never charged and its seller never called.
 //!
 //! A plugin that fails (trap, timeout, memory or output limit, a counter store that
@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::{CallContext, CallKind, Decision, Denial, PluginHost, PolicyPlugin, bundled};
 use crate::config::{FailureMode, PolicyPluginConfig};
-use crate::plugins::{CallContext, Decision, Denial, PluginHost, PolicyPlugin, bundled};
 
 /// Why a policy stopped a call.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ pub fn component_bytes(source: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// An empty context of the given kind, to be filled by the caller.
-pub fn context(kind: crate::plugins::CallKind, route: &str, client_ip: String) -> CallContext {
+pub fn context(kind: CallKind, route: &str, client_ip: String) -> CallContext {
     CallContext {
         kind,
         route: route.to_owned(),

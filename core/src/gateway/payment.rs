@@ -1,0 +1,361 @@
+//! The payment phase of a paid call: between the request adapter and the accounting
+//! of the call.
+//!
+//! Without `X-Crochet-Relay-Request-Id` the provider issues a requirement (402), bound to
+//! buyer, listing and body hash, and reused for a repeated `Idempotency-Key`. With one,
+//! the provider reports whether it settled: pending (202), failed (402), or settled, and
+//! then the call may be forwarded. A relay request id whose payment was already consumed
+//! is either taken over (its earlier attempt never finished, see [`super::recovery`]) or
+//! refused. Attempts that end here get a history row; no money moves.
+
+use serde_json::{Value, json};
+
+use super::Gateway;
+use super::error::GatewayError;
+use super::model::{GatewayRequestStatus as Status, PaymentObject, PendingPayment};
+use super::pipeline::{GatewayCall, Result, Target, new_request_id};
+use crate::payments::{
+    OriginCurrency, PaymentChain, PaymentError, RequirementRequest, Route, Settlement,
+    SettlementQuery, WalletRef,
+};
+use crate::storage::now_ms;
+use crate::storage::recorder::FinishedRequest;
+
+/// What the payment phase decided, when it did not refuse the call.
+pub(super) enum Verified {
+    /// Settlement is pending: answer 202.
+    Pending(PendingPayment),
+    /// Settled: the call may be forwarded.
+    Paid(Paid),
+}
+
+/// A payment that may be forwarded.
+pub(super) struct Paid {
+    pub(super) relay_request_id: String,
+    pub(super) charged_cents: i64,
+    pub(super) currency: String,
+    /// Set when this attempt took over a call whose earlier attempt never finished: its
+    /// row, ledger entries and receipt exist, and it is forwarded under the same id.
+    pub(super) resumed: Option<Resumed>,
+}
+
+/// A call taken over from an attempt that never finished.
+pub(super) struct Resumed {
+    pub(super) request_id: String,
+    pub(super) attempt: i64,
+}
+
+impl Gateway {
+    /// Payment phase, for a paid listing only, after the request adapter and before the
+    /// call is accounted. Writes the issued payment (and its idempotency key) when it
+    /// asks for one, and a history row for an attempt that ends here; moves no money.
+    pub(super) async fn payment(&self, call: &GatewayCall, target: &Target) -> Result<Verified> {
+        let payment = match &call.relay_request_id {
+            None => Err(self
+                .require_payment(call, target)
+                .await
+                .unwrap_or_else(|e| e)),
+            Some(id) => self.verify_payment(call, target, id).await,
+        };
+        match &payment {
+            Ok(Verified::Paid(_)) => {}
+            Ok(Verified::Pending(_)) => {
+                self.record_attempt(call, target, Status::PaymentPending, None)
+                    .await;
+            }
+            Err(e) => {
+                if let Some((status, code)) = attempt_status(e) {
+                    self.record_attempt(call, target, status, code).await;
+                }
+            }
+        }
+        payment
+    }
+
+    /// A history row for an attempt that ended before forwarding (no money moved).
+    async fn record_attempt(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        status: Status,
+        error_code: Option<&'static str>,
+    ) {
+        self.recorder
+            .record(FinishedRequest {
+                id: new_request_id(),
+                buyer_id: call.buyer.profile_id.clone(),
+                seller_id: target.listing().seller_id.clone(),
+                listing_id: target.listing().id.clone(),
+                relay_request_id: call.relay_request_id.clone(),
+                status,
+                currency: target.listing().pricing_currency.clone(),
+                request_bytes: i64::try_from(call.body.len()).unwrap_or(i64::MAX),
+                request_sha256: target.body_sha256.clone(),
+                response_bytes: None,
+                response_sha256: None,
+                seller_status_code: None,
+                latency_ms: None,
+                error_code,
+                created_at: now_ms(),
+            })
+            .await;
+    }
+
+    /// A payment requirement (or the one an Idempotency-Key already has).
+    /// Always returns the error to answer with: a 402, or why none could be issued.
+    async fn require_payment(&self, call: &GatewayCall, target: &Target) -> Result<GatewayError> {
+        let buyer = &call.buyer.profile_id;
+        if let Some(key) = &call.idempotency_key
+            && let Some(existing) =
+                super::store::idempotent_payment(self.db.pool(), buyer, key).await?
+        {
+            return self.replay(existing, target);
+        }
+        let route = self.route(call).await?;
+        let req = RequirementRequest {
+            buyer_id: buyer.clone(),
+            listing_id: target.listing().id.clone(),
+            seller_id: target.listing().seller_id.clone(),
+            seller_payout: None,
+            amount_cents: target.listing().price_cents,
+            currency: target.listing().pricing_currency.clone(),
+            route,
+        };
+        let provider = self.payments.provider();
+        let requirement = provider
+            .create_requirement(&req)
+            .await
+            .map_err(provider_error)?;
+        let now = now_ms();
+        let stored = super::store::NewPayment {
+            request_id: &requirement.request_id,
+            provider: provider.name(),
+            buyer_id: buyer,
+            listing_id: &target.listing().id,
+            seller_id: &target.listing().seller_id,
+            amount_cents: req.amount_cents,
+            currency: &req.currency,
+            body_sha256: &target.body_sha256,
+            requirements: &requirement.requirements.to_string(),
+            now,
+        };
+        let mut tx = self.db.begin().await?;
+        super::store::insert_payment(&mut tx, &stored).await?;
+        if let Some(key) = &call.idempotency_key
+            && !super::store::insert_idempotency(
+                &mut tx,
+                buyer,
+                key,
+                &target.listing().id,
+                &target.body_sha256,
+                &requirement.request_id,
+                now,
+            )
+            .await?
+        {
+            // A racing call with the same key won; answer with its payment.
+            tx.rollback().await?;
+            let existing = super::store::idempotent_payment(self.db.pool(), buyer, key)
+                .await?
+                .ok_or(GatewayError::IdempotencyConflict)?;
+            return self.replay(existing, target);
+        }
+        tx.commit().await?;
+        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
+            retry_headers: json!({"X-Crochet-Relay-Request-Id": requirement.request_id}),
+            relay_request_id: requirement.request_id,
+            requirements: requirement.requirements,
+            amount_cents: req.amount_cents,
+            currency: req.currency,
+            provider: provider.name().to_owned(),
+        })))
+    }
+
+    /// The 402 an Idempotency-Key already produced, if it was for this listing and body.
+    fn replay(&self, p: super::store::PaymentRow, target: &Target) -> Result<GatewayError> {
+        if p.listing_id != target.listing().id || p.body_sha256 != target.body_sha256 {
+            return Err(GatewayError::IdempotencyConflict);
+        }
+        if let Some(gr) = p.gateway_request_id.filter(|_| p.status == "consumed") {
+            return Err(GatewayError::PaymentConsumed(gr));
+        }
+        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
+            retry_headers: json!({"X-Crochet-Relay-Request-Id": p.request_id}),
+            requirements: serde_json::from_str(&p.requirements).unwrap_or(Value::Null),
+            relay_request_id: p.request_id,
+            amount_cents: p.amount_cents,
+            currency: p.currency,
+            provider: p.provider,
+        })))
+    }
+
+    /// The payment route from the `X-Crochet-Origin-*` headers and the buyer's wallets.
+    async fn route(&self, call: &GatewayCall) -> Result<Route> {
+        let origin_currency = match call.origin_currency.as_deref() {
+            None => None,
+            Some(v) => {
+                Some(
+                    OriginCurrency::parse(v).ok_or_else(|| GatewayError::InvalidRoute {
+                        header: "X-Crochet-Origin-Currency",
+                        message: "must be USDC, ETH or SOL".into(),
+                    })?,
+                )
+            }
+        };
+        let origin_chain_id = match call.origin_chain_id.as_deref() {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| GatewayError::InvalidRoute {
+                        header: "X-Crochet-Origin-Chain-Id",
+                        message: "must be a numeric chain id".into(),
+                    })?,
+            ),
+        };
+        let wallets: Vec<WalletRef> = self
+            .identity
+            .payment_wallets(&call.buyer.profile_id)
+            .await
+            .map_err(|e| GatewayError::ProviderUnavailable(e.to_string()))?
+            .into_iter()
+            .map(|w| WalletRef {
+                id: w.id,
+                address: w.wallet_address,
+                chain: match w.chain {
+                    crate::identity::crypto::Chain::Evm => PaymentChain::Evm,
+                    crate::identity::crypto::Chain::Solana => PaymentChain::Solana,
+                },
+            })
+            .collect();
+        let payer =
+            match call.origin_wallet_id.as_deref() {
+                Some(id) => Some(wallets.iter().find(|w| w.id == id).cloned().ok_or_else(
+                    || GatewayError::InvalidRoute {
+                        header: "X-Crochet-Origin-Wallet-Id",
+                        message: "is not an active payment wallet of this profile".into(),
+                    },
+                )?),
+                None => {
+                    // Pay from a wallet on the chosen chain; with no choice, prefer Solana.
+                    let probe = Route {
+                        origin_currency,
+                        origin_chain_id,
+                        payer: None,
+                    };
+                    let wanted = if origin_currency.is_none() && origin_chain_id.is_none() {
+                        PaymentChain::Solana
+                    } else {
+                        probe.chain()
+                    };
+                    wallets
+                        .iter()
+                        .find(|w| w.chain == wanted)
+                        .or(wallets.first())
+                        .cloned()
+                }
+            };
+        Ok(Route {
+            origin_currency,
+            origin_chain_id,
+            payer,
+        })
+    }
+
+    /// The settlement of a relay request id. A payment already consumed goes to
+    /// [`Gateway::resume`].
+    async fn verify_payment(
+        &self,
+        call: &GatewayCall,
+        target: &Target,
+        id: &str,
+    ) -> Result<Verified> {
+        let payment = super::store::payment(self.db.pool(), id)
+            .await?
+            .filter(|p| p.buyer_id == call.buyer.profile_id && p.listing_id == target.listing().id)
+            .ok_or(GatewayError::PaymentNotFound)?;
+        if payment.body_sha256 != target.body_sha256 {
+            return Err(GatewayError::BodyMismatch);
+        }
+        if let Some(gr) = payment
+            .gateway_request_id
+            .clone()
+            .filter(|_| payment.status == "consumed")
+        {
+            return self.resume(target, payment, gr).await.map(Verified::Paid);
+        }
+        let query = SettlementQuery {
+            request_id: payment.request_id.clone(),
+            amount_cents: payment.amount_cents,
+            currency: payment.currency.clone(),
+        };
+        match self
+            .payments
+            .provider()
+            .settlement(&query)
+            .await
+            .map_err(provider_error)?
+        {
+            Settlement::Pending {
+                retry_after_seconds,
+                provider_status,
+            } => Ok(Verified::Pending(PendingPayment {
+                status: "pending",
+                retryable: true,
+                retry_after_seconds,
+                relay_request_id: payment.request_id,
+                next_action: "retry_gateway_payment_later",
+                provider_status,
+            })),
+            Settlement::Failed { reason, refunded } => {
+                Err(GatewayError::PaymentFailed { reason, refunded })
+            }
+            Settlement::Settled { .. } => Ok(Verified::Paid(Paid {
+                relay_request_id: payment.request_id,
+                charged_cents: payment.amount_cents,
+                currency: payment.currency,
+                resumed: None,
+            })),
+        }
+    }
+}
+
+/// The history status of a payment-phase refusal (`None`: not recorded, e.g. a bad header).
+fn attempt_status(e: &GatewayError) -> Option<(Status, Option<&'static str>)> {
+    Some(match e {
+        GatewayError::PaymentRequired(_) => (Status::PaymentRequired, None),
+        GatewayError::PaymentFailed { .. } => (Status::PaymentFailed, Some("PAYMENT_FAILED")),
+        GatewayError::RouteMinimum { .. } => (
+            Status::PaymentRouteRefused,
+            Some("PAYMENT_ROUTE_MINIMUM_NOT_MET"),
+        ),
+        GatewayError::PaymentConsumed(_) => {
+            (Status::PaymentAlreadyUsed, Some("PAYMENT_ALREADY_USED"))
+        }
+        GatewayError::BodyMismatch => (Status::PaymentBodyMismatch, Some("PAYMENT_BODY_MISMATCH")),
+        _ => return None,
+    })
+}
+
+/// The gateway's form of a payment provider's error.
+fn provider_error(e: PaymentError) -> GatewayError {
+    match e {
+        PaymentError::RouteMinimum {
+            minimum_cents,
+            on_solana,
+            message,
+        } => GatewayError::RouteMinimum {
+            on_solana,
+            minimum_cents,
+            message,
+        },
+        PaymentError::UnsupportedRoute(m) => GatewayError::UnsupportedRoute(m),
+        PaymentError::UnknownRequest => GatewayError::PaymentNotFound,
+        PaymentError::RateLimited {
+            retry_after_seconds,
+        } => GatewayError::ProviderRateLimited(retry_after_seconds),
+        PaymentError::Unavailable(m) | PaymentError::Misconfigured(m) => {
+            GatewayError::ProviderUnavailable(m)
+        }
+    }
+}
