@@ -164,13 +164,13 @@ impl AppState {
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
             .context("cannot set up the payment provider")?;
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
-        let recorder = crate::storage::recorder::Recorder::start(db.clone());
+        let recorder = crate::gateway::recorder::Recorder::start(db.clone());
         let reputation = crate::reputation::Reputation::new(
             db.clone(),
             plugins.scorer.clone(),
             config.plugins.scorer.clone(),
             (&config.reputation).into(),
-            recorder.clone(),
+            Arc::new(recorder.clone()),
         );
         let gateway = crate::gateway::Gateway::new(crate::gateway::GatewayParts {
             db: db.clone(),

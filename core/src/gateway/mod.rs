@@ -9,6 +9,7 @@ pub mod http;
 pub mod model;
 mod payment;
 pub mod pipeline;
+pub mod recorder;
 pub mod recovery;
 pub mod store;
 
@@ -26,7 +27,7 @@ use crate::plugins::{AdapterPlugin, PluginHost};
 use crate::reputation::Reputation;
 use crate::seller_client::upstream::UpstreamClient;
 use crate::storage::Database;
-use crate::storage::recorder::Recorder;
+use recorder::Recorder;
 
 /// The gateway service: what every call needs, shared by all of them.
 #[derive(Clone)]

@@ -14,12 +14,12 @@ use super::Gateway;
 use super::error::GatewayError;
 use super::model::{GatewayRequestStatus as Status, PaymentObject, PendingPayment};
 use super::pipeline::{GatewayCall, Result, Target, new_request_id};
+use super::recorder::FinishedRequest;
 use crate::payments::{
     OriginCurrency, PaymentChain, PaymentError, RequirementRequest, Route, Settlement,
     SettlementQuery, WalletRef,
 };
 use crate::storage::now_ms;
-use crate::storage::recorder::FinishedRequest;
 
 /// What the payment phase decided, when it did not refuse the call.
 pub(super) enum Verified {

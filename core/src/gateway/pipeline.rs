@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use super::error::GatewayError;
 use super::model::{GatewayRequestStatus as Status, *};
 use super::payment::{Paid, Verified};
+use super::recorder::FinishedRequest;
 use super::recovery::FaultPoint;
 use super::{Adapter, Gateway};
 use crate::catalog::store::ListingRow;
@@ -45,7 +46,6 @@ use crate::seller_client::upstream::{
     EndpointUrlError, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use crate::storage::now_ms;
-use crate::storage::recorder::FinishedRequest;
 
 pub(super) type Result<T, E = GatewayError> = std::result::Result<T, E>;
 

@@ -32,8 +32,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::store::ListingRow;
 use crate::identity::Principal;
 use crate::plugins::{AgentStats, ScoreInfo, ScorerPlugin};
-use crate::storage::recorder::Recorder;
-use crate::storage::{Database, Page, now_ms};
+use crate::storage::{Database, Page, PendingWrites, now_ms};
 
 pub use error::ReputationError;
 use events::{EventKind, ScoreEvent};
@@ -88,7 +87,7 @@ struct Inner {
     scorer_source: String,
     settings: ReputationSettings,
     /// The gateway's batched history writer: flushed before anything reads call events.
-    recorder: Recorder,
+    recorder: Arc<dyn PendingWrites>,
     /// Scores for policy plugins, by agent, with when they were looked up; `None` when
     /// the lookup failed (not retried on every call while the scorer is down).
     badges: Mutex<HashMap<String, (Instant, Option<ScoreInfo>)>>,
@@ -100,7 +99,7 @@ impl Reputation {
         scorer: ScorerPlugin,
         scorer_source: String,
         settings: ReputationSettings,
-        recorder: Recorder,
+        recorder: Arc<dyn PendingWrites>,
     ) -> Self {
         Self(Arc::new(Inner {
             db,

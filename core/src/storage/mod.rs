@@ -6,10 +6,8 @@
 //! and `TEXT` columns, timestamps as Unix milliseconds, `INSERT … ON CONFLICT … RETURNING`.
 //! Each backend has its own migration folder under `migrations/`. [`cache`] holds the
 //! hot path's in-memory caches and the bus that invalidates them across instances;
-//! [`recorder`] is the batched writer of gateway history rows that move no money.
 
 pub mod cache;
-pub mod recorder;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -250,6 +248,14 @@ pub fn lower_hex(bytes: &[u8]) -> String {
     // The output is exactly twice the input's length, so this cannot fail.
     let _ = hex::encode_to_slice(bytes, &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes held back in memory and committed in batches (the gateway's history writer).
+/// A reader that must see every earlier write flushes it first; storage owns the
+/// contract, the domain that batches owns the rows.
+pub trait PendingWrites: Send + Sync {
+    /// Returns once every write queued before the call is committed.
+    fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// A migrated SQLite database in a fresh temporary directory, for unit tests.

@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::gateway::model::GatewayRequestStatus;
 use crate::reputation::events::{self, EventKind, ScoreEvent};
-use crate::storage::{Backend, Database, insert_runs};
+use crate::storage::{Backend, Database, PendingWrites, insert_runs};
 
 /// Rows per transaction, at most.
 pub const MAX_BATCH: usize = 512;
@@ -100,6 +100,12 @@ impl Recorder {
             self.flush_now.notify_one();
             let _ = wait.await;
         }
+    }
+}
+
+impl PendingWrites for Recorder {
+    fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(Recorder::flush(self))
     }
 }
 
