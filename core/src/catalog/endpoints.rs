@@ -87,7 +87,7 @@ impl Catalog {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_request_bytes: DEFAULT_MAX_BYTES,
             max_response_bytes: DEFAULT_MAX_BYTES,
-            status: "active".into(),
+            status: EndpointStatus::Active,
             secret_rotated_at: now,
             updated_at: now,
         };
@@ -179,11 +179,7 @@ impl Catalog {
             e.max_response_bytes,
         )?;
         if let Some(s) = req.status {
-            e.status = match s {
-                EndpointStatus::Active => "active",
-                EndpointStatus::Paused => "paused",
-            }
-            .into();
+            e.status = s;
         }
         e.updated_at = now_ms();
         let mut conn = self.db.pool().acquire().await?;
@@ -270,7 +266,7 @@ impl Catalog {
             timeout: Duration::from_millis(u64::try_from(e.timeout_ms).unwrap_or(0)),
             max_request_bytes: size(e.max_request_bytes),
             max_response_bytes: size(e.max_response_bytes),
-            active: e.status == "active",
+            active: e.status == EndpointStatus::Active,
         })
     }
 

@@ -221,10 +221,10 @@ impl Catalog {
                 req.connection_instructions.as_deref(),
                 2000,
             )?,
-            pricing_model: pricing_model.as_str().into(),
+            pricing_model,
             price_cents,
             pricing_currency: currency,
-            status: status.as_str().into(),
+            status,
             policy_config: policy_config(req.policy_config)?,
             adapter: None,
             review_count: 0,
@@ -310,7 +310,7 @@ impl Catalog {
             .await?
             .ok_or(CatalogError::ListingNotFound)?;
         let is_owner = viewer.is_some_and(|v| v.profile_id == r.listing.seller_id);
-        if r.listing.status != "active" && !is_owner {
+        if r.listing.status != ListingStatus::Active && !is_owner {
             return Err(CatalogError::ListingNotFound);
         }
         Ok(self.public(&r))
@@ -369,10 +369,10 @@ impl Catalog {
                 .pricing_amount
                 .or_else(|| serde_json::Number::from_f64(row.price_cents as f64 / 100.0));
             row.price_cents = price_for(model, amount.as_ref())?;
-            row.pricing_model = model.as_str().into();
+            row.pricing_model = model;
         }
         if let Some(s) = req.status {
-            row.status = s.as_str().into();
+            row.status = s;
         }
         if req.policy_config.is_some() {
             row.policy_config = policy_config(req.policy_config)?;
@@ -405,11 +405,11 @@ impl Catalog {
     pub async fn delete_listing(&self, who: &Principal, id: &str) -> Result<DeleteOutcome> {
         let mut row = self.owned(who, id).await?.listing;
         let mut tx = self.db.begin().await?;
-        let status = if row.status == "draft" {
+        let status = if row.status == ListingStatus::Draft {
             store::delete_listing(&mut tx, &row.id).await?;
             "deleted"
         } else {
-            row.status = "suspended".into();
+            row.status = ListingStatus::Suspended;
             row.updated_at = now_ms();
             store::update_listing(&mut tx, &row).await?;
             "suspended"
