@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod ledger;
+pub mod pagination;
 pub mod payments;
 pub mod plugins;
 pub mod reputation;

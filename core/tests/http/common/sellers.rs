@@ -147,7 +147,8 @@ impl Seller {
     }
 }
 
-/// The seller-side check of SPEC §7.
+/// The seller-side check of the gateway's signature: HMAC-SHA256, under the listing's
+/// secret, of timestamp, request id, listing id and body hash.
 pub fn verify_signature(
     secret: &str,
     headers: &std::collections::HashMap<String, String>,
@@ -175,7 +176,7 @@ pub fn verify_signature(
 }
 
 impl Client {
-    /// Solves a fresh listing challenge and creates a listing from `body` (the seed 002
+    /// Solves a fresh listing challenge and creates a listing from `body` (the documented
     /// example fields); returns the whole reply.
     pub async fn create_listing(&self, seller: &Agent, mut body: Value) -> Reply {
         let c = self
@@ -246,7 +247,7 @@ pub async fn priced_listing(app: &Client, price: Option<f64>, path: &str) -> Pub
     .await
 }
 
-/// The seed 002 listing example, pointed at `endpoint`.
+/// The documented listing example, pointed at `endpoint`.
 pub fn listing_body(name: &str, endpoint: &str) -> Value {
     json!({
         "name": name,
