@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod ledger;
+pub mod pagination;
 pub mod payments;
 pub mod plugins;
 pub mod reputation;
@@ -34,3 +35,6 @@ pub mod secrets;
 pub mod seller_client;
 pub mod storage;
 pub mod text;
+
+#[cfg(test)]
+mod architecture;

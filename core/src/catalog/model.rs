@@ -1,4 +1,6 @@
-//! Catalog request and response types (seeds 000-002, SPEC §4, §7).
+//! Catalog request and response types, and the listing and endpoint states stored in
+//! rows (read back through `From<String>`; an unknown stored value reads as the most
+//! restrictive state).
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,10 +16,22 @@ pub enum PricingModel {
 }
 
 impl PricingModel {
+    /// The stored and wire form.
     pub fn as_str(self) -> &'static str {
         match self {
             PricingModel::Free => "free",
             PricingModel::PerCall => "per_call",
+        }
+    }
+}
+
+/// From a stored row: anything but `per_call` is free.
+impl From<String> for PricingModel {
+    fn from(s: String) -> Self {
+        if s == "per_call" {
+            PricingModel::PerCall
+        } else {
+            PricingModel::Free
         }
     }
 }
@@ -32,6 +46,7 @@ pub enum ListingStatus {
 }
 
 impl ListingStatus {
+    /// The stored and wire form.
     pub fn as_str(self) -> &'static str {
         match self {
             ListingStatus::Draft => "draft",
@@ -40,12 +55,19 @@ impl ListingStatus {
         }
     }
 
+    /// A stored value; anything unknown is a draft (not browsable, not callable).
     pub fn parse(s: &str) -> Self {
         match s {
             "active" => ListingStatus::Active,
             "suspended" => ListingStatus::Suspended,
             _ => ListingStatus::Draft,
         }
+    }
+}
+
+impl From<String> for ListingStatus {
+    fn from(s: String) -> Self {
+        Self::parse(&s)
     }
 }
 
@@ -67,7 +89,7 @@ pub struct ListingChallenge {
     pub expires_at: String,
 }
 
-/// `POST /listings` body (the seed 002 example, plus optional `pow_challenge`).
+/// `POST /listings` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateListingRequest {
@@ -244,6 +266,27 @@ pub struct CreatedEndpoint {
 pub enum EndpointStatus {
     Active,
     Paused,
+}
+
+impl EndpointStatus {
+    /// The stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointStatus::Active => "active",
+            EndpointStatus::Paused => "paused",
+        }
+    }
+}
+
+/// From a stored row: anything but `active` is paused (not forwarded to).
+impl From<String> for EndpointStatus {
+    fn from(s: String) -> Self {
+        if s == "active" {
+            EndpointStatus::Active
+        } else {
+            EndpointStatus::Paused
+        }
+    }
 }
 
 /// `PUT /listings/{id}/endpoint` body: absent fields are left as they are.

@@ -5,8 +5,8 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::model::{
-    AdapterInfo, EndpointInfo, Listing, ListingQuery, ListingRating, ListingSort, ListingStatus,
-    PricingModel,
+    AdapterInfo, EndpointInfo, EndpointStatus, Listing, ListingQuery, ListingRating, ListingSort,
+    ListingStatus, PricingModel,
 };
 use crate::reputation::model::{RatingSummary, ScoreBadge};
 use crate::storage::{Backend, Page, rfc3339};
@@ -23,10 +23,12 @@ pub struct ListingRow {
     pub auth_method: String,
     pub formats: String,
     pub connection_instructions: Option<String>,
-    pub pricing_model: String,
+    #[sqlx(try_from = "String")]
+    pub pricing_model: PricingModel,
     pub price_cents: i64,
     pub pricing_currency: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ListingStatus,
     pub created_at: i64,
     pub updated_at: i64,
     /// JSON object: plugin name → the listing's configuration for it.
@@ -43,11 +45,7 @@ pub struct ListingRow {
 
 impl ListingRow {
     pub fn pricing_model(&self) -> PricingModel {
-        if self.pricing_model == "per_call" {
-            PricingModel::PerCall
-        } else {
-            PricingModel::Free
-        }
+        self.pricing_model
     }
 
     /// The public view; `gateway_url` is set when the listing can be called.
@@ -69,7 +67,7 @@ impl ListingRow {
             pricing_amount: self.price_cents as f64 / 100.0,
             price_cents: self.price_cents,
             pricing_currency: self.pricing_currency.clone(),
-            status: ListingStatus::parse(&self.status),
+            status: self.status,
             gateway_url: callable.then(|| format!("{public_url}/api/v1/gateway/{}", self.id)),
             policy_config: self
                 .policy_config
@@ -128,10 +126,10 @@ pub async fn insert_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     .bind(&l.auth_method)
     .bind(&l.formats)
     .bind(l.connection_instructions.as_deref())
-    .bind(&l.pricing_model)
+    .bind(l.pricing_model.as_str())
     .bind(l.price_cents)
     .bind(&l.pricing_currency)
-    .bind(&l.status)
+    .bind(l.status.as_str())
     .bind(l.created_at)
     .bind(l.updated_at)
     .bind(l.policy_config.as_deref())
@@ -154,9 +152,9 @@ pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     .bind(&l.auth_method)
     .bind(&l.formats)
     .bind(l.connection_instructions.as_deref())
-    .bind(&l.pricing_model)
+    .bind(l.pricing_model.as_str())
     .bind(l.price_cents)
-    .bind(&l.status)
+    .bind(l.status.as_str())
     .bind(l.updated_at)
     .bind(&l.id)
     .bind(l.policy_config.as_deref())
@@ -338,8 +336,8 @@ pub struct EndpointRow {
     pub timeout_ms: i64,
     pub max_request_bytes: i64,
     pub max_response_bytes: i64,
-    #[sqlx(rename = "endpoint_status")]
-    pub status: String,
+    #[sqlx(rename = "endpoint_status", try_from = "String")]
+    pub status: EndpointStatus,
     pub secret_rotated_at: i64,
     #[sqlx(rename = "endpoint_updated_at")]
     pub updated_at: i64,
@@ -350,7 +348,7 @@ impl EndpointRow {
         EndpointInfo {
             listing_id: self.listing_id.clone(),
             configured: self.url_enc.is_some(),
-            status: self.status.clone(),
+            status: self.status.as_str().into(),
             timeout_ms: self.timeout_ms,
             max_request_bytes: self.max_request_bytes,
             max_response_bytes: self.max_response_bytes,
@@ -388,7 +386,7 @@ pub async fn insert_endpoint(
     .bind(e.timeout_ms)
     .bind(e.max_request_bytes)
     .bind(e.max_response_bytes)
-    .bind(&e.status)
+    .bind(e.status.as_str())
     .bind(e.secret_rotated_at)
     .bind(now)
     .execute(conn)
@@ -454,7 +452,7 @@ pub async fn update_endpoint(conn: &mut AnyConnection, e: &EndpointRow) -> sqlx:
     .bind(e.timeout_ms)
     .bind(e.max_request_bytes)
     .bind(e.max_response_bytes)
-    .bind(&e.status)
+    .bind(e.status.as_str())
     .bind(e.secret_rotated_at)
     .bind(e.updated_at)
     .bind(&e.listing_id)

@@ -2,6 +2,8 @@
 //! body, and gateway request history with its statuses.
 
 use serde::{Deserialize, Serialize};
+
+use crate::reputation::events::EventKind;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -102,6 +104,25 @@ pub enum GatewayRequestStatus {
 }
 
 impl GatewayRequestStatus {
+    /// The event of a forwarded call from its final history status and error code;
+    /// `None` for attempts the seller never saw (402s, refusals, pending payments).
+    pub fn score_event(self, error_code: Option<&str>) -> Option<EventKind> {
+        match (self, error_code) {
+            (Self::Completed, _) => Some(EventKind::CallSucceeded),
+            (Self::SellerTimeout, _) => Some(EventKind::SellerTimeout),
+            (
+                Self::SellerError,
+                Some(
+                    "SELLER_INVALID_RESPONSE"
+                    | "SELLER_RESPONSE_TOO_LARGE"
+                    | "SELLER_ADAPTER_FAILED",
+                ),
+            ) => Some(EventKind::InvalidResponse),
+            (Self::SellerError, _) => Some(EventKind::SellerError),
+            _ => None,
+        }
+    }
+
     /// Every status, in the order of a call's life.
     pub const ALL: [Self; 11] = [
         Self::PaymentRequired,
@@ -267,4 +288,50 @@ pub struct HistoryQuery {
     pub to: Option<i64>,
     pub page: Option<u32>,
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_outcomes_map_to_events() {
+        use EventKind as K;
+        use GatewayRequestStatus as S;
+        assert_eq!(S::Completed.score_event(None), Some(K::CallSucceeded));
+        assert_eq!(
+            S::SellerTimeout.score_event(Some("SELLER_TIMEOUT")),
+            Some(K::SellerTimeout)
+        );
+        assert_eq!(
+            S::SellerError.score_event(Some("SELLER_ERROR_RESPONSE")),
+            Some(K::SellerError)
+        );
+        assert_eq!(
+            S::SellerError.score_event(Some("SELLER_UNREACHABLE")),
+            Some(K::SellerError)
+        );
+        for code in [
+            "SELLER_INVALID_RESPONSE",
+            "SELLER_RESPONSE_TOO_LARGE",
+            "SELLER_ADAPTER_FAILED",
+        ] {
+            assert_eq!(
+                S::SellerError.score_event(Some(code)),
+                Some(K::InvalidResponse)
+            );
+        }
+        for status in [
+            S::PaymentRequired,
+            S::PaymentPending,
+            S::PaymentFailed,
+            S::PaymentRouteRefused,
+            S::PaymentAlreadyUsed,
+            S::PaymentBodyMismatch,
+            S::Forwarding,
+            S::Interrupted,
+        ] {
+            assert_eq!(status.score_event(None), None);
+        }
+    }
 }

@@ -40,7 +40,7 @@ use crate::catalog::{ListingForCall, PricingModel, ResolvedEndpoint};
 use crate::identity::Principal;
 use crate::ledger::{self, FEE_RATE, fee_cents};
 use crate::plugins::CallKind;
-use crate::reputation::events::{self, EventKind, ScoreEvent};
+use crate::reputation::events::{self, ScoreEvent};
 use crate::seller_client::signing::{self, SignedHeaders};
 use crate::seller_client::upstream::{
     EndpointUrlError, UpstreamError, UpstreamRequest, UpstreamResponse,
@@ -511,7 +511,7 @@ impl Gateway {
                 tx.rollback().await?;
                 return self.resolved_meanwhile(request_id).await;
             }
-            if let Some(kind) = EventKind::of_call(answered.status, answered.code) {
+            if let Some(kind) = answered.status.score_event(answered.code) {
                 let event = ScoreEvent {
                     id: request_id,
                     kind,

@@ -255,7 +255,7 @@ async fn write(
     let mut events: Vec<ScoreEvent<'_>> = Vec::new();
     let mut index: HashMap<(EventKind, &str, &str, &str), usize> = HashMap::new();
     for r in rows {
-        let Some(kind) = EventKind::of_call(r.status, r.error_code) else {
+        let Some(kind) = r.status.score_event(r.error_code) else {
             continue;
         };
         let key = (kind, &*r.seller_id, &*r.buyer_id, &*r.listing_id);

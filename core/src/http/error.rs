@@ -2,7 +2,7 @@
 //!
 //! Every domain has its own `thiserror` type; [`ApiError`] wraps them, and
 //! [`ApiError::spec`] decides status, stable `SCREAMING_SNAKE` code, message, details and
-//! the `recovery` hint of seed 002. Handlers return `Result<_, ApiError>` and use `?`.
+//! the `recovery` hint. Handlers return `Result<_, ApiError>` and use `?`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -94,7 +94,7 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// `error.recovery` of the envelope (seed 002).
+/// `error.recovery` of the envelope: whether and how to retry.
 #[derive(Debug, Serialize, ToSchema, Default, Clone)]
 pub struct Recovery {
     pub retryable: bool,
@@ -109,10 +109,10 @@ pub struct Recovery {
     pub retry_after_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docs_url: Option<String>,
-    /// Route-minimum answers (seed 001): never retry the same payment route.
+    /// Route-minimum answers: never retry the same payment route.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_same_route: Option<bool>,
-    /// Route-minimum answers (seed 001): retry with a new Idempotency-Key.
+    /// Route-minimum answers: retry with a new Idempotency-Key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub use_new_idempotency_key: Option<bool>,
 }

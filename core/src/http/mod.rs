@@ -18,16 +18,18 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use crate::pagination::{PageQuery, Pagination};
 
 use crate::app::AppState;
 use crate::storage::Page;
@@ -46,14 +48,6 @@ pub fn ok<T: Serialize>(data: T) -> Json<Envelope<T>> {
         success: true,
         data,
     })
-}
-
-/// `pagination` beside `data` on list routes.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Pagination {
-    pub page: u32,
-    pub limit: u32,
-    pub total: i64,
 }
 
 /// The list envelope: `data` is an array and `pagination` sits beside it.
@@ -75,22 +69,6 @@ pub fn paged<T: Serialize>(items: Vec<T>, page: Page, total: i64) -> Json<PagedE
             total,
         },
     })
-}
-
-/// `page` and `limit` (max 100) of list routes.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1-based page number.
-    pub page: Option<u32>,
-    /// Items per page, at most 100 (default 20).
-    pub limit: Option<u32>,
-}
-
-impl PageQuery {
-    pub fn page(&self) -> Page {
-        Page::new(self.page, self.limit)
-    }
 }
 
 #[derive(OpenApi)]

@@ -1,4 +1,5 @@
-//! Identity request and response types: the JSON shapes of seeds 001/002 and SPEC §5.
+//! Identity request and response types: the JSON shapes of registration, API keys,
+//! wallets and claims.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

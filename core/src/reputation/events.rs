@@ -10,7 +10,6 @@
 
 use sqlx::AnyConnection;
 
-use crate::gateway::model::GatewayRequestStatus;
 use crate::storage::{Backend, insert_runs};
 
 /// Milliseconds in a UTC day: `day` = `created_at / DAY_MS`.
@@ -40,25 +39,6 @@ impl EventKind {
             Self::SellerTimeout => "seller_timeout",
             Self::InvalidResponse => "invalid_response",
             Self::Review => "review",
-        }
-    }
-
-    /// The event of a forwarded call from its final history status and error code;
-    /// `None` for attempts the seller never saw (402s, refusals, pending payments).
-    pub fn of_call(status: GatewayRequestStatus, error_code: Option<&str>) -> Option<Self> {
-        match (status, error_code) {
-            (GatewayRequestStatus::Completed, _) => Some(Self::CallSucceeded),
-            (GatewayRequestStatus::SellerTimeout, _) => Some(Self::SellerTimeout),
-            (
-                GatewayRequestStatus::SellerError,
-                Some(
-                    "SELLER_INVALID_RESPONSE"
-                    | "SELLER_RESPONSE_TOO_LARGE"
-                    | "SELLER_ADAPTER_FAILED",
-                ),
-            ) => Some(Self::InvalidResponse),
-            (GatewayRequestStatus::SellerError, _) => Some(Self::SellerError),
-            _ => None,
         }
     }
 }
@@ -121,50 +101,4 @@ pub async fn record_many(conn: &mut AnyConnection, all: &[ScoreEvent<'_>]) -> sq
         q.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn call_outcomes_map_to_events() {
-        use EventKind as K;
-        use GatewayRequestStatus as S;
-        assert_eq!(K::of_call(S::Completed, None), Some(K::CallSucceeded));
-        assert_eq!(
-            K::of_call(S::SellerTimeout, Some("SELLER_TIMEOUT")),
-            Some(K::SellerTimeout)
-        );
-        assert_eq!(
-            K::of_call(S::SellerError, Some("SELLER_ERROR_RESPONSE")),
-            Some(K::SellerError)
-        );
-        assert_eq!(
-            K::of_call(S::SellerError, Some("SELLER_UNREACHABLE")),
-            Some(K::SellerError)
-        );
-        for code in [
-            "SELLER_INVALID_RESPONSE",
-            "SELLER_RESPONSE_TOO_LARGE",
-            "SELLER_ADAPTER_FAILED",
-        ] {
-            assert_eq!(
-                K::of_call(S::SellerError, Some(code)),
-                Some(K::InvalidResponse)
-            );
-        }
-        for status in [
-            S::PaymentRequired,
-            S::PaymentPending,
-            S::PaymentFailed,
-            S::PaymentRouteRefused,
-            S::PaymentAlreadyUsed,
-            S::PaymentBodyMismatch,
-            S::Forwarding,
-            S::Interrupted,
-        ] {
-            assert_eq!(K::of_call(status, None), None);
-        }
-    }
 }

@@ -3,12 +3,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::http::Pagination;
+use crate::pagination::Pagination;
 
-/// The verified checkmark starts here (seed 002).
+/// The verified checkmark starts here.
 pub const VERIFIED_THRESHOLD: u32 = 800;
 
-/// Score tier names and their lower bounds (seed 002), highest first.
+/// Score tier names and their lower bounds, highest first.
 const TIERS: [(u32, &str); 5] = [
     (900, "Exceptional"),
     (800, "Elite"),

@@ -1,4 +1,4 @@
-//! API conventions of SPEC §4: envelopes for every malformed request, health, request
+//! API conventions: envelopes for every malformed request, health, request
 //! ids, and an OpenAPI document that matches the router.
 
 use std::collections::BTreeSet;
