@@ -232,6 +232,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// `N` random bytes from the operating system, hex-encoded: nonces, challenges, ids and
+/// signing secrets.
+pub fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

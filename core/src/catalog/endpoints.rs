@@ -12,8 +12,9 @@ use super::model::{
     EndpointInfo, EndpointStatus, EndpointTestResult, SigningSecret, UpdateEndpointRequest,
 };
 use super::store::{self, EndpointRow};
-use super::{Catalog, CatalogError, ListingForCall, Result, random_hex};
+use super::{Catalog, CatalogError, ListingForCall, Result};
 use crate::identity::Principal;
+use crate::secrets::random_hex;
 use crate::seller_client::signing::SignedHeaders;
 use crate::seller_client::upstream::{UpstreamError, UpstreamRequest};
 use crate::storage::cache::Invalidation;
@@ -64,7 +65,7 @@ pub(super) fn ctx(listing_id: &str, field: &str) -> String {
 
 /// A new signing secret: `cgs_` and 64 hex digits.
 fn new_signing_secret() -> String {
-    format!("cgs_{}", random_hex(32))
+    format!("cgs_{}", random_hex::<32>())
 }
 
 impl Catalog {

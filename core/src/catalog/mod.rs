@@ -18,7 +18,6 @@ mod validation;
 
 use std::sync::Arc;
 
-use rand::RngCore as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -29,7 +28,7 @@ pub use validation::{price_for, slugify};
 
 use crate::identity::Principal;
 use crate::plugins::PluginHost;
-use crate::secrets::Cipher;
+use crate::secrets::{Cipher, random_hex};
 use crate::seller_client::upstream::UpstreamClient;
 use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms};
@@ -249,7 +248,7 @@ impl Catalog {
                     "could not derive a unique slug",
                 ));
             }
-            row.slug = format!("{}-{}", slugify(&row.name), random_hex(3));
+            row.slug = format!("{}-{}", slugify(&row.name), random_hex::<3>());
         }
         store::insert_endpoint(&mut tx, &endpoint, now).await?;
         // Shown as reads show it: a seller scored before this listing has its badge.
@@ -418,11 +417,4 @@ impl Catalog {
         self.changed(&row.id).await;
         Ok(DeleteOutcome { id: row.id, status })
     }
-}
-
-/// `n` random bytes as lowercase hex.
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }

@@ -1,16 +1,17 @@
 //! Listing proof-of-work: a seller solves a challenge before each new listing.
 
 use super::model::ListingChallenge;
-use super::{Catalog, CatalogError, Result, random_hex, store};
+use super::{Catalog, CatalogError, Result, store};
 use crate::identity::Principal;
 use crate::identity::crypto::verify_pow;
+use crate::secrets::random_hex;
 use crate::storage::{now_ms, rfc3339};
 
 impl Catalog {
     /// Issues a listing proof-of-work challenge bound to the seller.
     pub async fn create_challenge(&self, who: &Principal) -> Result<ListingChallenge> {
         Self::require_seller(who)?;
-        let challenge = random_hex(32);
+        let challenge = random_hex::<32>();
         let now = now_ms();
         let expires_at = now + self.settings.challenge_ttl_ms;
         let difficulty = self.settings.pow_difficulty;

@@ -13,7 +13,7 @@ pub mod keys;
 pub mod model;
 pub mod store;
 
-use rand::RngCore;
+use crate::secrets::random_hex;
 
 pub use error::IdentityError;
 pub use model::*;
@@ -687,12 +687,6 @@ fn issued(profile: Profile, key: NewApiKey, info: ApiKeyInfo) -> IssuedKey {
         api_key: key.raw,
         api_key_info: info,
     }
-}
-
-fn random_hex<const N: usize>() -> String {
-    let mut bytes = [0u8; N];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// Trims a free-text field; empty becomes `None`; refuses control characters, invisible

@@ -1,0 +1,235 @@
+//! How gateway errors, policy refusals and plugin failures become responses: status,
+//! code, details and the recovery an agent follows.
+
+use super::*;
+
+const GATEWAY_PRESERVE: [&str; 4] = [
+    "listing_id",
+    "request_body",
+    "idempotency_key",
+    "relay_request_id",
+];
+
+pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
+    use GatewayError as G;
+    use StatusCode as S;
+    let supported_route = |summary: &str| Recovery {
+        retryable: true,
+        next_action: Some("choose_supported_payment_route"),
+        summary: summary.into(),
+        preserve: vec!["listing_id", "request_body"],
+        ..Recovery::default()
+    };
+    match e {
+        G::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
+        G::ListingNotActive(_) => spec(S::CONFLICT, "LISTING_NOT_ACTIVE", msg),
+        G::EndpointUnavailable => spec(S::SERVICE_UNAVAILABLE, "SELLER_ENDPOINT_UNAVAILABLE", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "The seller's endpoint is not taking calls; nothing was charged. Retry later with a fresh Idempotency-Key.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            retry_after_seconds: Some(60),
+            ..Recovery::default()
+        }),
+        G::InvalidBody(_) => spec(S::BAD_REQUEST, "INVALID_JSON", msg),
+        G::BodyTooLarge(limit) => spec(S::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", msg).details(json!({"max_request_bytes": limit})),
+        G::InvalidRoute { header, .. } => spec(S::BAD_REQUEST, "INVALID_PAYMENT_ROUTE", msg)
+            .details(json!({"header": header}))
+            .recovery(supported_route("Fix or drop the X-Crochet-Origin-* header and retry.")),
+        G::UnsupportedRoute(_) => spec(S::BAD_REQUEST, "UNSUPPORTED_PAYMENT_ROUTE", msg)
+            .recovery(supported_route("Choose a supported wallet/currency/chain combination (link a Solana wallet with POST /me/wallets if you have none).")),
+        G::RouteMinimum { on_solana, minimum_cents, .. } => {
+            let details = json!({
+                "seller_endpoint_called": false,
+                "recommended_origin_currency": "SOL",
+                "recommended_gateway_headers": {"X-Crochet-Origin-Currency": "SOL"},
+                "minimum_amount_cents": minimum_cents,
+            });
+            let recovery = if *on_solana {
+                Recovery {
+                    retryable: false,
+                    next_action: Some("choose_higher_priced_listing_or_ask_operator"),
+                    summary: "Even the Solana route cannot carry this price. Do not loop: choose a higher-priced listing or ask the operator.".into(),
+                    retry_same_route: Some(false),
+                    ..Recovery::default()
+                }
+            } else {
+                Recovery {
+                    retryable: true,
+                    next_action: Some("retry_with_solana_payment_route"),
+                    summary: "Retry with X-Crochet-Origin-Currency: SOL and a new Idempotency-Key; do not retry this EVM route.".into(),
+                    preserve: vec!["listing_id", "request_body"],
+                    discard: vec!["idempotency_key"],
+                    retry_same_route: Some(false),
+                    use_new_idempotency_key: Some(true),
+                    ..Recovery::default()
+                }
+            };
+            spec(S::BAD_REQUEST, "PAYMENT_ROUTE_MINIMUM_NOT_MET", "This payment route cannot support the listing's low per-call price.".into())
+                .details(details)
+                .recovery(recovery)
+        }
+        G::PaymentRequired(payment) => {
+            let payment = serde_json::to_value(payment.as_ref()).unwrap_or(Value::Null);
+            let mut s = spec(S::PAYMENT_REQUIRED, "PAYMENT_REQUIRED", msg)
+                .details(json!({"payment": payment}))
+                .recovery(Recovery {
+                    retryable: true,
+                    next_action: Some("complete_gateway_payment"),
+                    summary: "Complete the payment in error.details.payment.requirements, then retry the same JSON body with X-Crochet-Relay-Request-Id (and the same Idempotency-Key).".into(),
+                    preserve: GATEWAY_PRESERVE.to_vec(),
+                    ..Recovery::default()
+                });
+            s.data = Some(json!({"payment": payment}));
+            s
+        }
+        G::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_REQUEST_NOT_FOUND", msg),
+        G::BodyMismatch => spec(S::CONFLICT, "PAYMENT_BODY_MISMATCH", msg).recovery(Recovery {
+            retryable: true,
+            summary: "A relay request id pays for one exact body: retry with the original body, or call without X-Crochet-Relay-Request-Id to get a new payment requirement.".into(),
+            preserve: vec!["relay_request_id"],
+            ..Recovery::default()
+        }),
+        G::PaymentFailed { refunded, .. } => spec(S::PAYMENT_REQUIRED, "PAYMENT_FAILED", msg)
+            .details(json!({"refunded": refunded}))
+            .recovery(supported_route("The payment did not settle. Start a new payment (call without X-Crochet-Relay-Request-Id, with a new Idempotency-Key), on a supported route.")),
+        G::PaymentConsumed(gr) => spec(S::CONFLICT, "PAYMENT_ALREADY_USED", msg)
+            .details(json!({"gateway_request_id": gr}))
+            .recovery(Recovery {
+                retryable: false,
+                summary: "This payment already paid for a call: inspect it with GET /gateway-requests. Do not pay again automatically.".into(),
+                ..Recovery::default()
+            }),
+        G::IdempotencyConflict => spec(S::CONFLICT, "IDEMPOTENCY_KEY_REUSED", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "Use a new Idempotency-Key for a different listing or body.".into(),
+            discard: vec!["idempotency_key"],
+            ..Recovery::default()
+        }),
+        G::ProviderUnavailable(_) => spec(S::SERVICE_UNAVAILABLE, "PAYMENT_PROVIDER_UNAVAILABLE", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_payment_later"),
+            summary: "The payment provider did not answer; keep relay_request_id, body and Idempotency-Key and retry later.".into(),
+            preserve: GATEWAY_PRESERVE.to_vec(),
+            retry_after_seconds: Some(10),
+            ..Recovery::default()
+        }),
+        G::ProviderRateLimited(secs) => spec(S::TOO_MANY_REQUESTS, "RATE_LIMITED", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_after_delay"),
+            summary: "Wait retry_after_seconds, then retry.".into(),
+            retry_after_seconds: Some(*secs),
+            ..Recovery::default()
+        }),
+        G::SellerFailed { code, context, paid: true, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
+            retryable: false,
+            summary: "The seller failed after payment was settled; the charge is recorded and cannot be clawed back here. Do not pay again automatically: inspect GET /gateway-requests and the seller's trust signals first.".into(),
+            ..Recovery::default()
+        }),
+        G::SellerFailed { code, context, paid: false, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "The seller failed on a free call; nothing was charged. Retry later, or check the seller's trust signals first.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            retry_after_seconds: Some(30),
+            ..Recovery::default()
+        }),
+        G::CallInProgress { request_id, retry_after_seconds } => spec(S::CONFLICT, "GATEWAY_REQUEST_IN_PROGRESS", msg)
+            .details(json!({"gateway_request_id": request_id, "retry_after_seconds": retry_after_seconds}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("retry_gateway_payment_later"),
+                summary: "An earlier attempt of this paid call is still being forwarded, or the host forwarding it stopped. Keep relay_request_id, the same body and Idempotency-Key, wait retry_after_seconds, then retry: if the earlier attempt never finished, the retry forwards the call again under the same request id (sellers deduplicate by X-Crochet-Request-Id). Do not pay again.".into(),
+                preserve: GATEWAY_PRESERVE.to_vec(),
+                retry_after_seconds: Some(*retry_after_seconds),
+                ..Recovery::default()
+            }),
+        G::CallInterrupted(request_id) => spec(S::CONFLICT, "GATEWAY_REQUEST_INTERRUPTED", msg)
+            .details(json!({"gateway_request_id": request_id, "charge_reversed": true}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("retry_gateway_request_later"),
+                summary: "This paid call was interrupted before it finished and nobody retried it in time; its charge was reversed in the ledger (GET /ledger). To make the call, start again without X-Crochet-Relay-Request-Id and with a new Idempotency-Key.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                discard: vec!["relay_request_id", "idempotency_key"],
+                ..Recovery::default()
+            }),
+        G::Policy(PolicyRefusal::Denied { plugin, denial }) => policy_denial_spec(plugin, denial),
+        G::Policy(PolicyRefusal::Unavailable { plugin }) => plugin_unavailable_spec(plugin, msg),
+        G::AdapterRejected(_) => spec(S::UNPROCESSABLE_ENTITY, "ADAPTER_REJECTED_REQUEST", msg)
+            .recovery(Recovery {
+                retryable: false,
+                summary: "The listing's adapter cannot use this body; read the listing's connection_instructions and send the shape it expects.".into(),
+                ..Recovery::default()
+            }),
+        G::AdapterUnavailable => plugin_unavailable_spec("seller-adapter", msg),
+        G::Catalog(e) => catalog_spec(e, msg),
+        G::Database(e) => database_spec(e),
+    }
+}
+
+/// A policy plugin's refusal: its status and code, the failing field, and for rate
+/// limits when to retry.
+pub(super) fn policy_denial_spec(plugin: &str, denial: &crate::plugins::Denial) -> ErrorSpec {
+    let status = StatusCode::from_u16(denial.status)
+        .ok()
+        .filter(StatusCode::is_client_error)
+        .unwrap_or(StatusCode::FORBIDDEN);
+    let well_formed = |c: &str| {
+        !c.is_empty()
+            && c.len() <= 64
+            && c.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let code = if well_formed(&denial.code) {
+        Cow::Owned(denial.code.clone())
+    } else {
+        Cow::Borrowed("POLICY_DENIED")
+    };
+    let mut details = json!({"plugin": plugin});
+    if let Some(field) = &denial.field {
+        details["field"] = json!(field);
+    }
+    let recovery = match (status, denial.retry_after_seconds) {
+        (StatusCode::TOO_MANY_REQUESTS, secs) => Recovery {
+            retryable: true,
+            next_action: Some("retry_after_delay"),
+            summary: "Wait retry_after_seconds, then retry.".into(),
+            retry_after_seconds: Some(u64::from(secs.unwrap_or(1).max(1))),
+            preserve: vec!["listing_id", "request_body"],
+            ..Recovery::default()
+        },
+        _ => Recovery {
+            retryable: false,
+            summary: "The marketplace's policy refused this request; change it as the message says before trying again.".into(),
+            ..Recovery::default()
+        },
+    };
+    let mut out = spec(status, "POLICY_DENIED", truncate(&denial.message, 1000))
+        .details(details)
+        .recovery(recovery);
+    out.body.code = code;
+    out
+}
+
+/// A plugin that failed while configured fail-closed.
+fn plugin_unavailable_spec(plugin: &str, msg: String) -> ErrorSpec {
+    spec(StatusCode::SERVICE_UNAVAILABLE, "PLUGIN_UNAVAILABLE", msg)
+        .details(json!({"plugin": plugin}))
+        .recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_request_later"),
+            summary: "A marketplace plugin failed and nothing was charged; retry later with the same body and a fresh Idempotency-Key.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            retry_after_seconds: Some(5),
+            ..Recovery::default()
+        })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
