@@ -331,6 +331,23 @@ impl PluginHost {
     }
 }
 
+/// One sandboxed call of a loaded plugin: a fresh store with its deadline armed, the
+/// guest instantiated and called under the wall-clock limit, and the outcome classified
+/// (trap, timeout, memory refused). The caller checks the output size, which depends
+/// on the world.
+macro_rules! sandboxed {
+    ($host:expr, $name:expr, $config:expr, $pre:expr, |$guest:ident, $store:ident| $call:expr) => {{
+        let mut $store = $host.store($name, $config);
+        let outcome = $host
+            .within_deadline(async {
+                let $guest = $pre.instantiate_async(&mut $store).await?;
+                $call.await
+            })
+            .await;
+        sandbox::classify($name, $store.data().limiter.memory_refused, outcome)
+    }};
+}
+
 /// A loaded plugin: its host, name, operator configuration and pre-linked component.
 struct Loaded<P> {
     host: PluginHost,
@@ -357,13 +374,8 @@ impl PolicyPlugin {
             config,
             pre,
         } = &*self.0;
-        let mut store = host.store(name, config.clone());
-        let call = async {
-            let guest = pre.instantiate_async(&mut store).await?;
-            guest.call_check(&mut store, ctx).await
-        };
-        let outcome = host.within_deadline(call).await;
-        let decision = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        let decision = sandboxed!(host, name, config.clone(), pre, |guest, store| guest
+            .call_check(&mut store, ctx))?;
         let bytes = match &decision {
             Decision::Allow => 0,
             Decision::Deny(d) => {
@@ -393,13 +405,8 @@ impl ScorerPlugin {
             config,
             pre,
         } = &*self.0;
-        let mut store = host.store(name, config.clone());
-        let call = async {
-            let guest = pre.instantiate_async(&mut store).await?;
-            guest.call_score(&mut store, *stats).await
-        };
-        let outcome = host.within_deadline(call).await;
-        let result = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        let result = sandboxed!(host, name, config.clone(), pre, |guest, store| guest
+            .call_score(&mut store, *stats))?;
         // Strings, plus the fixed part of each component, count against the limit.
         let bytes = result
             .components
@@ -430,13 +437,8 @@ impl AdapterPlugin {
         let Loaded {
             host, name, pre, ..
         } = &*self.0;
-        let mut store = host.store(name, config_json.into());
-        let call = async {
-            let guest = pre.instantiate_async(&mut store).await?;
-            guest.call_adapt_request(&mut store, body).await
-        };
-        let outcome = host.within_deadline(call).await;
-        let result = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        let result = sandboxed!(host, name, config_json.into(), pre, |guest, store| guest
+            .call_adapt_request(&mut store, body))?;
         host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
         Ok(result)
     }
@@ -451,13 +453,8 @@ impl AdapterPlugin {
         let Loaded {
             host, name, pre, ..
         } = &*self.0;
-        let mut store = host.store(name, config_json.into());
-        let call = async {
-            let guest = pre.instantiate_async(&mut store).await?;
-            guest.call_adapt_response(&mut store, status, body).await
-        };
-        let outcome = host.within_deadline(call).await;
-        let result = sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        let result = sandboxed!(host, name, config_json.into(), pre, |guest, store| guest
+            .call_adapt_response(&mut store, status, body))?;
         host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
         Ok(result)
     }
