@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::model::{GatewayRequest, GatewaySuccess, HistoryQuery, PendingPayment};
+use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayment};
 use super::pipeline::{GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::RequestError;
@@ -123,19 +123,18 @@ async fn call(
 
 /// Gateway request history as buyer, seller or both: metadata and hashes, never bodies.
 #[utoipa::path(get, path = "/gateway-requests", tag = "gateway", security(("api_key" = [])), params(HistoryQuery),
-    responses((status = 200, body = PagedEnvelope<GatewayRequest>), (status = 401, body = ErrorEnvelope)))]
+    responses((status = 200, body = PagedEnvelope<GatewayRequestRow>), (status = 401, body = ErrorEnvelope)))]
 async fn history(
     State(s): State<AppState>,
     Auth(who): Auth,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> Result<Json<PagedEnvelope<GatewayRequest>>, ApiError> {
+) -> Result<Json<PagedEnvelope<GatewayRequestRow>>, ApiError> {
     let page = Page::new(q.page, q.limit);
     // Rows of this instance still queued in the recorder are committed first.
     s.gateway.flush().await;
     let (items, total) = super::store::history(s.db.pool(), &who.profile_id, &q, page)
         .await
         .map_err(ApiError::internal)?;
-    let items = items.into_iter().map(GatewayRequest::from).collect();
     Ok(paged(items, page, total))
 }
 

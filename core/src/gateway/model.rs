@@ -7,8 +7,6 @@ use crate::reputation::events::EventKind;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::storage::rfc3339;
-
 /// The payment object of a 402, shown in `error.details.payment` and `data.payment`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentObject {
@@ -174,8 +172,10 @@ impl TryFrom<String> for GatewayRequestStatus {
     }
 }
 
-/// One gateway attempt as stored: metadata and hashes, never bodies.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One gateway attempt as stored and as `GET /gateway-requests` shows it: metadata and
+/// hashes, never bodies. Stored times are Unix ms and `billable` 0/1; the wire form has
+/// RFC 3339 times and a boolean, like every other route.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
 pub struct GatewayRequestRow {
     pub id: String,
     pub buyer_id: String,
@@ -184,6 +184,9 @@ pub struct GatewayRequestRow {
     pub relay_request_id: Option<String>,
     #[sqlx(try_from = "String")]
     pub status: GatewayRequestStatus,
+    /// Whether the call was paid (its charge is in the ledger).
+    #[serde(serialize_with = "as_bool")]
+    #[schema(value_type = bool)]
     pub billable: i64,
     pub charged_cents: i64,
     pub fee_cents: i64,
@@ -199,68 +202,18 @@ pub struct GatewayRequestRow {
     /// How many attempts forwarded this call (more than 1 when a retry took over an
     /// attempt that never finished).
     pub attempts: i64,
+    /// RFC 3339.
+    #[serde(serialize_with = "crate::storage::serialize_rfc3339")]
+    #[schema(value_type = String)]
     pub created_at: i64,
+    /// RFC 3339.
+    #[serde(serialize_with = "crate::storage::serialize_rfc3339")]
+    #[schema(value_type = String)]
     pub updated_at: i64,
 }
 
-/// One gateway attempt as `GET /gateway-requests` shows it: metadata and hashes, never
-/// bodies.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct GatewayRequest {
-    pub id: String,
-    pub buyer_id: String,
-    pub seller_id: String,
-    pub listing_id: String,
-    pub relay_request_id: Option<String>,
-    pub status: GatewayRequestStatus,
-    /// Whether the call was paid (its charge is in the ledger).
-    pub billable: bool,
-    pub charged_cents: i64,
-    pub fee_cents: i64,
-    pub seller_cents: i64,
-    pub currency: String,
-    pub request_bytes: i64,
-    pub request_sha256: String,
-    pub response_bytes: Option<i64>,
-    pub response_sha256: Option<String>,
-    pub seller_status_code: Option<i64>,
-    pub latency_ms: Option<i64>,
-    pub error_code: Option<String>,
-    /// How many attempts forwarded this call (more than 1 when a retry took over an
-    /// attempt that never finished).
-    pub attempts: i64,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-}
-
-impl From<GatewayRequestRow> for GatewayRequest {
-    fn from(r: GatewayRequestRow) -> Self {
-        Self {
-            id: r.id,
-            buyer_id: r.buyer_id,
-            seller_id: r.seller_id,
-            listing_id: r.listing_id,
-            relay_request_id: r.relay_request_id,
-            status: r.status,
-            billable: r.billable != 0,
-            charged_cents: r.charged_cents,
-            fee_cents: r.fee_cents,
-            seller_cents: r.seller_cents,
-            currency: r.currency,
-            request_bytes: r.request_bytes,
-            request_sha256: r.request_sha256,
-            response_bytes: r.response_bytes,
-            response_sha256: r.response_sha256,
-            seller_status_code: r.seller_status_code,
-            latency_ms: r.latency_ms,
-            error_code: r.error_code,
-            attempts: r.attempts,
-            created_at: rfc3339(r.created_at),
-            updated_at: rfc3339(r.updated_at),
-        }
-    }
+fn as_bool<S: serde::Serializer>(flag: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*flag != 0)
 }
 
 /// Whose history `GET /gateway-requests` shows.

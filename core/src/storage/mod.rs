@@ -276,6 +276,11 @@ pub fn now_ms() -> i64 {
 }
 
 /// Formats Unix milliseconds as RFC 3339 (UTC), the form timestamps take on the wire.
+/// Serializes Unix milliseconds as [`rfc3339`] (`#[serde(serialize_with = …)]`).
+pub fn serialize_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
 pub fn rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
