@@ -4,6 +4,7 @@
 //! [`crate::seller_client`], shared with the catalog's endpoint test, so a seller sees
 //! the same headers and signature from either.
 
+mod adapter;
 pub mod error;
 pub mod http;
 pub mod model;
@@ -22,11 +23,12 @@ pub use pipeline::{GatewayCall, Outcome};
 use crate::catalog::Catalog;
 use crate::identity::Identity;
 use crate::payments::Payments;
+use crate::plugins::PluginHost;
 use crate::plugins::policy::PolicyChain;
-use crate::plugins::{AdapterPlugin, PluginHost};
 use crate::reputation::Reputation;
 use crate::seller_client::upstream::UpstreamClient;
 use crate::storage::Database;
+use adapter::Adapter;
 use recorder::Recorder;
 
 /// The gateway service: what every call needs, shared by all of them.
@@ -71,13 +73,6 @@ pub struct GatewayParts {
     pub recovery: recovery::RecoverySettings,
 }
 
-/// A listing's seller adapter with its configuration.
-#[derive(Clone)]
-struct Adapter {
-    plugin: AdapterPlugin,
-    config: Arc<str>,
-}
-
 impl Gateway {
     /// The gateway, from its parts.
     pub fn new(parts: GatewayParts) -> Self {
@@ -116,36 +111,5 @@ impl Gateway {
     /// shutdown).
     pub async fn flush(&self) {
         self.recorder.flush().await;
-    }
-
-    /// The compiled adapter of a listing (compiled once per adapter version).
-    async fn adapter(&self, listing_id: &str, key: &str) -> Result<Adapter, GatewayError> {
-        if let Some(a) = self.adapters.lock().ok().and_then(|m| m.get(key).cloned()) {
-            return Ok(a);
-        }
-        let row = self
-            .catalog
-            .adapter_component(listing_id)
-            .await?
-            .ok_or(GatewayError::AdapterUnavailable)?;
-        let host = self.plugins.clone();
-        let name = format!("adapter:{listing_id}");
-        let plugin = tokio::task::spawn_blocking(move || host.adapter(&name, &row.1))
-            .await
-            .map_err(|_| GatewayError::AdapterUnavailable)?
-            .map_err(|e| {
-                tracing::warn!(listing_id, error = %e, "cannot load seller adapter");
-                GatewayError::AdapterUnavailable
-            })?;
-        let adapter = Adapter {
-            plugin,
-            config: row.0.into(),
-        };
-        if let Ok(mut map) = self.adapters.lock() {
-            // Old versions of this listing's adapter are never asked for again.
-            map.retain(|k, _| !k.ends_with(&format!("@{listing_id}")));
-            map.insert(key.to_owned(), adapter.clone());
-        }
-        Ok(adapter)
     }
 }

@@ -6,8 +6,8 @@
 //!    limit. The buyer was authenticated by the HTTP extractor before.
 //! 2. `policy`: the operator's policy plugins, before any payment exists, so a refused
 //!    call is never charged.
-//! 3. `adapt_request`: the listing's seller adapter reshapes the body; a body it
-//!    rejects is refused here, still before payment.
+//! 3. `adapt_request` (see `adapter.rs`): the listing's seller adapter reshapes the
+//!    body; a body it rejects is refused here, still before payment.
 //! 4. `payment` (paid listings only, see `payment.rs`): a 402 requirement, a 202 while
 //!    settlement is pending, or a settled payment.
 //! 5. `account`: a settled payment is consumed by one conditional `UPDATE`, in the
@@ -16,8 +16,8 @@
 //!    this attempt ([`super::recovery`]).
 //! 6. `sign_and_send`: the exact (adapted) body is signed and sent through the guarded
 //!    client ([`crate::seller_client`]).
-//! 7. `classify` and `adapt_response`: the seller's answer becomes an outcome, and the
-//!    adapter reshapes a good one.
+//! 7. `classify` and `adapt_response` (`adapter.rs`): the seller's answer becomes an
+//!    outcome, and the adapter reshapes a good one.
 //! 8. `record`: the request row gets the outcome (sizes, hashes, status, latency; never
 //!    bodies) and the seller's score its event.
 //! 9. `reply`: the buyer's answer.
@@ -29,12 +29,13 @@ use axum::body::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::Gateway;
+use super::adapter::Adapter;
 use super::error::GatewayError;
 use super::model::{GatewayRequestStatus as Status, *};
 use super::payment::{Paid, Verified};
 use super::recorder::FinishedRequest;
 use super::recovery::FaultPoint;
-use super::{Adapter, Gateway};
 use crate::catalog::store::ListingRow;
 use crate::catalog::{ListingForCall, PricingModel, ResolvedEndpoint};
 use crate::identity::Principal;
@@ -76,9 +77,9 @@ pub enum Outcome {
 pub(super) struct Target {
     resolved: Arc<ListingForCall>,
     pub(super) body_sha256: String,
-    adapter: Option<Adapter>,
+    pub(super) adapter: Option<Adapter>,
     /// What the adapter made of the body; `None`: the buyer's body as sent.
-    adapted_body: Option<Bytes>,
+    pub(super) adapted_body: Option<Bytes>,
 }
 
 impl Target {
@@ -105,14 +106,14 @@ struct Forwarding {
 }
 
 /// What came of sending a call to the seller.
-struct Answered {
+pub(super) struct Answered {
     /// The history status.
-    status: Status,
+    pub(super) status: Status,
     /// `None`: the call succeeded.
-    code: Option<&'static str>,
-    message: String,
-    response: Option<UpstreamResponse>,
-    latency_ms: i64,
+    pub(super) code: Option<&'static str>,
+    pub(super) message: String,
+    pub(super) response: Option<UpstreamResponse>,
+    pub(super) latency_ms: i64,
 }
 
 /// A new gateway request id: `gw_req_` and a time-ordered UUID ([`crate::storage::append_id`]).
@@ -210,32 +211,6 @@ impl Gateway {
             .check(&mut ctx, Some(&target.resolved.policy_config))
             .await
             .map_err(GatewayError::Policy)
-    }
-
-    /// Request adapter phase, after the policy and before payment: the listing's seller
-    /// adapter reshapes the body that will be signed and sent. Changes only the target's
-    /// body; a body the adapter rejects is refused before anything is charged.
-    async fn adapt_request(&self, call: &GatewayCall, target: &mut Target) -> Result<()> {
-        let Some(key) = target.listing().adapter.clone() else {
-            return Ok(());
-        };
-        let adapter = self.adapter(&target.listing().id, &key).await?;
-        let body = String::from_utf8_lossy(&call.body);
-        let adapted = adapter
-            .plugin
-            .adapt_request(&adapter.config, &body)
-            .await
-            .map_err(|e| {
-                tracing::warn!(plugin = adapter.plugin.name(), error = %e, "seller adapter failed");
-                GatewayError::AdapterUnavailable
-            })?
-            .map_err(GatewayError::AdapterRejected)?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&adapted).map_err(|_| {
-            GatewayError::AdapterRejected("the adapter did not produce JSON".into())
-        })?;
-        target.adapted_body = Some(adapted.into());
-        target.adapter = Some(adapter);
-        Ok(())
     }
 
     /// Account phase, after payment and before the seller is called: gives the call its
@@ -417,38 +392,6 @@ impl Gateway {
             response,
             latency_ms,
         }
-    }
-
-    /// Response adapter phase, after classify: the listing's adapter reshapes a
-    /// successful answer into what the buyer receives. An answer it rejects, or that is
-    /// not JSON afterwards, becomes a seller error (`SELLER_ADAPTER_FAILED`).
-    async fn adapt_response(&self, target: &Target, mut answered: Answered) -> Answered {
-        let (Some(adapter), None, Some(r)) =
-            (&target.adapter, answered.code, answered.response.as_mut())
-        else {
-            return answered;
-        };
-        let text = String::from_utf8_lossy(&r.body);
-        let adapted = match adapter
-            .plugin
-            .adapt_response(&adapter.config, r.status, &text)
-            .await
-        {
-            Ok(Ok(out)) => serde_json::from_str::<serde::de::IgnoredAny>(&out)
-                .map(|_| out.into_bytes())
-                .map_err(|_| "the seller adapter did not produce JSON".to_owned()),
-            Ok(Err(reason)) => Err(format!("the seller adapter rejected the reply: {reason}")),
-            Err(e) => Err(format!("the seller adapter failed: {e}")),
-        };
-        match adapted {
-            Ok(body) => r.body = body,
-            Err(why) => {
-                answered.status = Status::SellerError;
-                answered.code = Some("SELLER_ADAPTER_FAILED");
-                answered.message = why;
-            }
-        }
-        answered
     }
 
     /// Record phase, after the answer is final: the request row gets the outcome.
