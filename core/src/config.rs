@@ -53,7 +53,7 @@ pub struct Config {
     pub challenge_ttl_seconds: u64,
     /// Largest request body accepted on any route.
     pub max_body_bytes: usize,
-    /// Log format: `pretty` or `json`.
+    /// Log format: `text` or `json`.
     pub log_format: LogFormat,
     /// Master keys being rotated out (base64): still read, never written.
     pub previous_encryption_keys: Vec<String>,
@@ -238,11 +238,16 @@ pub struct CategoryConfig {
     pub description: String,
 }
 
+/// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines (`pretty` is accepted as the earlier name); coloured only
+    /// when stderr is a terminal.
     #[default]
-    Pretty,
+    #[serde(alias = "pretty")]
+    Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
@@ -277,7 +282,7 @@ impl Default for Config {
             allow_private_endpoints: None,
             challenge_ttl_seconds: 300,
             max_body_bytes: 1024 * 1024,
-            log_format: LogFormat::Pretty,
+            log_format: LogFormat::Text,
             previous_encryption_keys: Vec::new(),
             categories: Vec::new(),
             dns_overrides: std::collections::HashMap::new(),
@@ -495,6 +500,24 @@ mod tests {
             assert_eq!(c.categories[0].slug, "robotics");
             assert_eq!(c.previous_encryption_keys, vec!["a2V5".to_owned()]);
             assert_eq!(c.dns_overrides["seller.test"][0].to_string(), "10.0.0.7");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn log_format_text_json_and_the_earlier_pretty() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().log_format, LogFormat::Text);
+            for (value, format) in [
+                ("text", LogFormat::Text),
+                ("pretty", LogFormat::Text),
+                ("json", LogFormat::Json),
+            ] {
+                jail.set_env("CROCHET_LOG_FORMAT", value);
+                assert_eq!(Config::load(None).unwrap().log_format, format);
+            }
+            jail.set_env("CROCHET_LOG_FORMAT", "xml");
+            assert!(Config::load(None).is_err());
             Ok(())
         });
     }

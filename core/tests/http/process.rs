@@ -145,6 +145,10 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
     let (status, logs) = host.stop("TERM").await;
     assert!(status.success(), "exit status {status:?}\n{logs}");
     assert!(logs.contains("request_id"), "requests are logged with ids");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal"
+    );
     assert!(!logs.contains(&agent.api_key), "no API key in logs");
     assert!(!logs.contains(&agent.api_key[5..20]));
     assert!(!logs.contains(&signature[2..40]), "no signature in logs");
