@@ -37,7 +37,7 @@ use super::payment::{Paid, Verified};
 use super::recorder::FinishedRequest;
 use super::recovery::FaultPoint;
 use crate::catalog::store::ListingRow;
-use crate::catalog::{ListingForCall, PricingModel, ResolvedEndpoint};
+use crate::catalog::{ListingForCall, ListingStatus, PricingModel, ResolvedEndpoint};
 use crate::identity::Principal;
 use crate::ledger::{self, FEE_RATE, fee_cents};
 use crate::plugins::CallKind;
@@ -156,10 +156,10 @@ impl Gateway {
             .await?
             .ok_or(GatewayError::ListingNotFound)?;
         let (listing, endpoint) = (&resolved.listing, &resolved.endpoint);
-        match listing.status.as_str() {
-            "active" => {}
-            "draft" => return Err(GatewayError::ListingNotFound),
-            other => return Err(GatewayError::ListingNotActive(other.to_owned())),
+        match listing.status {
+            ListingStatus::Active => {}
+            ListingStatus::Draft => return Err(GatewayError::ListingNotFound),
+            other => return Err(GatewayError::ListingNotActive(other.as_str().to_owned())),
         }
         if endpoint.url.is_none() || !endpoint.active {
             return Err(GatewayError::EndpointUnavailable);
