@@ -10,11 +10,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, CatalogSettings, Category, DEFAULT_CATEGORIES};
+use crate::config::PluginsConfig;
 use crate::config::{Config, Environment};
 use crate::identity::keys::ApiKeyHasher;
 use crate::identity::{Identity, IdentitySettings};
+use crate::plugins::inventory::PluginInfo;
 use crate::plugins::policy::PolicyChain;
-use crate::plugins::{Counters, HostSettings, PluginHost, PluginLimits, ScorerPlugin};
+use crate::plugins::scorer::{Scorer, ScorerSlot};
+use crate::plugins::{Counters, HostSettings, LoadError, PluginHost, PluginLimits};
 use crate::secrets::{Cipher, MasterKey};
 use crate::seller_client::upstream::{EndpointPolicy, UpstreamClient};
 use crate::storage::Database;
@@ -46,18 +49,37 @@ pub struct AppInner {
     pub reputation: crate::reputation::Reputation,
 }
 
-/// The plugin runtime and the configured policy chain.
+/// The plugin runtime, the policy chain and the scorer in service.
 #[derive(Clone)]
 pub struct Plugins {
     pub host: PluginHost,
     pub policies: PolicyChain,
     /// The Crochet Score formula (`plugins.scorer`).
-    pub scorer: ScorerPlugin,
+    pub scorer: ScorerSlot,
+    /// One reload at a time.
+    reloading: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What a plugin reload put in service.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReloadReport {
+    /// The plugins now serving: the policies in order, then the scorer.
+    pub plugins: Vec<PluginInfo>,
+    /// `[plugins]` settings that changed in the configuration but take effect only on a
+    /// restart (the sandbox's limits and compile cache are fixed for the process).
+    pub restart_required_for: Vec<&'static str>,
+    /// Time spent reading, compiling and trying the new plugins.
+    pub took_ms: u64,
 }
 
 impl Plugins {
     /// Builds the sandbox (counters in Redis when configured) and loads the policy
-    /// plugins of the configuration, compiling them or taking them from the cache.
+    /// plugins and the scorer of the configuration, compiling them or taking them from
+    /// the cache.
+    ///
+    /// Each is tried on sample calls; at start-up a failed trial is only logged (the
+    /// plugin's `failure` setting decides what its failures do to calls), while a reload
+    /// refuses it.
     pub async fn load(config: &Config, keys: &Keys, bus: &Bus) -> anyhow::Result<Self> {
         let p = &config.plugins;
         let counters = match &config.redis_url {
@@ -69,37 +91,107 @@ impl Plugins {
             tracing::warn!(%error, "cannot reach Redis for plugin counters yet");
         }
         let host = PluginHost::new(HostSettings {
-            limits: PluginLimits {
-                timeout: std::time::Duration::from_millis(p.timeout_ms),
-                max_memory_bytes: p.max_memory_bytes,
-                max_output_bytes: p.max_output_bytes,
-                max_component_bytes: p.max_component_bytes,
-            },
+            limits: limits(p),
             cache_dir: config.plugin_cache_dir(),
             cache_key: keys.current.derive("plugin-cache"),
             counters,
         })?;
-        let policies = PolicyChain::load(&host, &config.policy_plugins())
+        let policies = PolicyChain::prepare(&host, &config.policy_plugins())
             .await
             .context("cannot load the policy plugins ([[plugins.policy]] in crochet.toml)")?;
-        let scorer = Self::load_scorer(&host, config).await?;
-        Ok(Self {
+        let scorer = Scorer::prepare(&host, &p.scorer)
+            .await
+            .context("cannot load the scorer plugin (plugins.scorer in crochet.toml)")?;
+        if let Err(error) = policies.try_out().await {
+            tracing::warn!(%error, "a policy plugin fails on a sample call");
+        }
+        if let Err(error) = scorer.try_out().await {
+            tracing::warn!(%error, "the scorer plugin fails on a sample call");
+        }
+        let plugins = Self {
             host,
-            policies,
-            scorer,
-        })
+            policies: PolicyChain::new(policies),
+            scorer: ScorerSlot::new(scorer),
+            reloading: Arc::default(),
+        };
+        plugins.log_loaded("start");
+        Ok(plugins)
     }
 
-    /// Loads the scorer named by `plugins.scorer` (`bundled:scoring` by default).
-    async fn load_scorer(host: &PluginHost, config: &Config) -> anyhow::Result<ScorerPlugin> {
-        let source = config.plugins.scorer.clone();
-        let wasm = crate::plugins::policy::component_bytes(&source)
-            .context("cannot read the scorer plugin (plugins.scorer in crochet.toml)")?;
-        let host = host.clone();
-        tokio::task::spawn_blocking(move || host.scorer("scorer", &wasm, "{}".into()))
-            .await?
-            .with_context(|| format!("cannot load the scorer plugin `{source}` (plugins.scorer)"))
+    /// The plugins in service: the policies in order, then the scorer.
+    pub fn describe(&self) -> Vec<PluginInfo> {
+        let mut all = self.policies.describe();
+        all.push(self.scorer.current().info.clone());
+        all
     }
+
+    fn log_loaded(&self, event: &'static str) {
+        for info in self.describe() {
+            info.log(self.host.limits(), event);
+        }
+    }
+
+    /// Puts the policies and the scorer of `config` in service in place of the running
+    /// ones: compiles them on the blocking pool, tries each on sample calls, and only then
+    /// swaps. Calls already running finish on the plugins they started with. On any
+    /// error nothing changes. Counters are the host's, kept across reloads by plugin
+    /// name (in memory or in Redis alike), so a reloaded rate limit keeps counting.
+    pub async fn reload(&self, config: &Config) -> Result<ReloadReport, LoadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let started = std::time::Instant::now();
+        let policies = PolicyChain::prepare(&self.host, &config.policy_plugins()).await?;
+        policies.try_out().await?;
+        let scorer = Scorer::prepare(&self.host, &config.plugins.scorer).await?;
+        scorer.try_out().await?;
+        self.policies.install(policies);
+        self.scorer.install(scorer);
+        self.log_loaded("reload");
+        let restart_required_for = restart_required_for(self, &config.plugins);
+        if !restart_required_for.is_empty() {
+            tracing::warn!(
+                settings = ?restart_required_for,
+                "changed plugin settings take effect only after a restart"
+            );
+        }
+        Ok(ReloadReport {
+            plugins: self.describe(),
+            restart_required_for,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// The sandbox limits of `[plugins]`.
+fn limits(p: &PluginsConfig) -> PluginLimits {
+    PluginLimits {
+        timeout: std::time::Duration::from_millis(p.timeout_ms),
+        max_memory_bytes: p.max_memory_bytes,
+        max_output_bytes: p.max_output_bytes,
+        max_component_bytes: p.max_component_bytes,
+    }
+}
+
+/// The `[plugins]` settings that differ from those the sandbox was built with.
+fn restart_required_for(plugins: &Plugins, new: &PluginsConfig) -> Vec<&'static str> {
+    let (now, next) = (plugins.host.limits(), limits(new));
+    [
+        ("timeout_ms", now.timeout != next.timeout),
+        (
+            "max_memory_bytes",
+            now.max_memory_bytes != next.max_memory_bytes,
+        ),
+        (
+            "max_output_bytes",
+            now.max_output_bytes != next.max_output_bytes,
+        ),
+        (
+            "max_component_bytes",
+            now.max_component_bytes != next.max_component_bytes,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }
 
 impl Deref for AppState {
@@ -168,7 +260,6 @@ impl AppState {
         let reputation = crate::reputation::Reputation::new(
             db.clone(),
             plugins.scorer.clone(),
-            config.plugins.scorer.clone(),
             (&config.reputation).into(),
             Arc::new(recorder.clone()),
         );
@@ -229,6 +320,18 @@ impl AppState {
             .check(&mut ctx, None)
             .await
             .map_err(|e| crate::gateway::GatewayError::Policy(e).into())
+    }
+
+    /// Reads the configuration again from where it came (the same file and environment)
+    /// and reloads the plugins it names ([`Plugins::reload`]). Only `[plugins]` is
+    /// taken from it; every other setting needs a restart.
+    pub async fn reload_plugins(&self) -> Result<ReloadReport, LoadError> {
+        let file = self.config.file.clone();
+        let config = tokio::task::spawn_blocking(move || Config::load(file.as_deref()))
+            .await
+            .map_err(|e| LoadError::Config(e.to_string()))?
+            .map_err(|e| LoadError::Config(e.to_string()))?;
+        self.plugins.reload(&config).await
     }
 
     /// The published receipt verification keys, current first.
@@ -330,9 +433,10 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
     let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref()).await?;
     let host = PluginHost::new(HostSettings::default())?;
     let plugins = Plugins {
-        scorer: Plugins::load_scorer(&host, &config).await?,
+        scorer: ScorerSlot::new(Scorer::prepare(&host, &config.plugins.scorer).await?),
         host,
         policies: PolicyChain::default(),
+        reloading: Arc::default(),
     };
     let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
     let changed = state.catalog.reencrypt_all().await?;
@@ -442,7 +546,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, public_url = %running.state.public_url, "crochet is ready");
+    let reloader = reload_on_hangup(running.state.clone());
     shutdown_signal().await;
+    reloader.abort();
     tracing::info!("shutting down: draining in-flight requests");
     match tokio::time::timeout(crate::http::SHUTDOWN_GRACE, running.shutdown()).await {
         Ok(result) => result,
@@ -450,6 +556,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("in-flight requests did not finish within the shutdown grace period")
         }
     }
+}
+
+/// Reloads the plugins on every SIGHUP (nothing to wait for elsewhere).
+fn reload_on_hangup(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP: reload plugins through the admin API");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the plugins");
+                match state.reload_plugins().await {
+                    Ok(report) => tracing::info!(
+                        plugins = report.plugins.len(),
+                        took_ms = report.took_ms,
+                        "plugins reloaded"
+                    ),
+                    Err(error) => tracing::error!(
+                        %error,
+                        "plugin reload refused; the running plugins go on serving"
+                    ),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        drop(state);
+    })
 }
 
 async fn shutdown_signal() {

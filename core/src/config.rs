@@ -73,6 +73,10 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Connection limits and timeouts of the HTTP server (`[server]` in `crochet.toml`).
     pub server: ServerConfig,
+    /// The file this configuration was loaded from when one was named (`--config` or
+    /// `CROCHET_CONFIG`); a plugin reload reads the same sources again.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// How long a forwarding attempt owns a paid call, and when an abandoned call is
@@ -228,6 +232,16 @@ pub enum FailureMode {
     Open,
 }
 
+impl FailureMode {
+    /// The configuration spelling: `closed` or `open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+        }
+    }
+}
+
 /// A marketplace category an operator adds in `crochet.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +305,7 @@ impl Default for Config {
             reputation: ReputationConfig::default(),
             gateway: GatewayConfig::default(),
             server: ServerConfig::default(),
+            file: None,
         }
     }
 }
@@ -319,7 +334,7 @@ impl Config {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("CROCHET_CONFIG").map(PathBuf::from));
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        figment = match file {
+        figment = match file.clone() {
             // A file named explicitly must exist.
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("crochet.toml")),
@@ -329,6 +344,7 @@ impl Config {
         if let Ok(key) = std::env::var("CROCHET_RELAY_API_KEY") {
             config.relay.get_or_insert_with(Default::default).api_key = Some(key);
         }
+        config.file = file;
         Ok(config)
     }
 

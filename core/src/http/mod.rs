@@ -110,7 +110,8 @@ pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::Ope
         .merge(crate::identity::http::routes())
         .merge(crate::catalog::http::routes())
         .merge(crate::gateway::http::routes())
-        .merge(crate::reputation::http::routes());
+        .merge(crate::reputation::http::routes())
+        .merge(crate::plugins::http::admin_routes());
     if mock_payments {
         v1 = v1.merge(crate::payments::http::routes());
     }

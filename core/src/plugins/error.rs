@@ -82,3 +82,49 @@ pub enum PluginError {
     #[error("plugin counter store: {0}")]
     Counter(String),
 }
+
+/// Why the configured plugins could not be put in service (at start-up or on a reload).
+/// A reload that fails with one of these leaves the running plugins serving.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The configuration holding the plugin list could not be read.
+    #[error("the plugin configuration cannot be read: {0}")]
+    Config(String),
+
+    /// A component file could not be read, or a `bundled:` name is unknown.
+    #[error("plugin `{plugin}`: {reason}")]
+    Source {
+        /// The configured name.
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The component was refused: it does not compile, is not of its world, imports
+    /// what the host does not give, or is too large.
+    #[error("{world} plugin `{plugin}` ({origin}) cannot be loaded: {error}")]
+    Refused {
+        /// `policy` or `scorer`.
+        world: &'static str,
+        /// The configured name.
+        plugin: String,
+        /// `bundled:<name>` or the file's path.
+        origin: String,
+        /// The sandbox's reason.
+        error: PluginError,
+    },
+
+    /// Two policies share a name (names key their counters and listing settings).
+    #[error("two policy plugins are named `{0}`; names must be unique")]
+    DuplicateName(String),
+
+    /// The plugin failed a sample call: it traps, runs out of time or memory, or
+    /// reports a server-side problem such as an invalid configuration.
+    #[error("plugin `{plugin}` failed its trial call: {reason}")]
+    Trial {
+        /// The configured name.
+        plugin: String,
+        /// What the sample call did.
+        reason: String,
+    },
+}

@@ -31,8 +31,11 @@ mod cache;
 mod counters;
 mod engine;
 mod error;
+pub mod http;
+pub mod inventory;
 pub mod policy;
 mod sandbox;
+pub mod scorer;
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +53,7 @@ pub use bindings::{
 use bindings::{adapter::SellerAdapterPre, policy::PolicyPre, scorer::ScorerPre};
 pub use cache::CacheStats;
 pub use counters::{Counters, MemoryCounters, RedisCounters};
-pub use error::PluginError;
+pub use error::{LoadError, PluginError};
 use sandbox::HostState;
 
 /// What one plugin call may use.
@@ -288,12 +291,19 @@ impl PluginHost {
         }
     }
 
-    /// A fresh store for one call, its deadline armed.
-    fn store(&self, name: &Arc<str>, config: Arc<str>) -> Store<HostState> {
+    /// A fresh store for one call, its deadline armed. `counters` replaces the host's
+    /// counters (a dry call counts in a scratch store).
+    fn store(
+        &self,
+        name: &Arc<str>,
+        config: Arc<str>,
+        counters: Option<&Counters>,
+    ) -> Store<HostState> {
+        let counters = counters.unwrap_or(&self.0.counters).clone();
         let state = HostState::new(
             name.clone(),
             config,
-            self.0.counters.clone(),
+            counters,
             self.0.limits.max_memory_bytes,
         );
         let mut store = Store::new(&self.0.engine, state);
@@ -336,8 +346,11 @@ impl PluginHost {
 /// (trap, timeout, memory refused). The caller checks the output size, which depends
 /// on the world.
 macro_rules! sandboxed {
-    ($host:expr, $name:expr, $config:expr, $pre:expr, |$guest:ident, $store:ident| $call:expr) => {{
-        let mut $store = $host.store($name, $config);
+    ($host:expr, $name:expr, $config:expr, $pre:expr, |$guest:ident, $store:ident| $call:expr) => {
+        sandboxed!($host, $name, $config, None, $pre, |$guest, $store| $call)
+    };
+    ($host:expr, $name:expr, $config:expr, $counters:expr, $pre:expr, |$guest:ident, $store:ident| $call:expr) => {{
+        let mut $store = $host.store($name, $config, $counters);
         let outcome = $host
             .within_deadline(async {
                 let $guest = $pre.instantiate_async(&mut $store).await?;
@@ -368,14 +381,30 @@ impl PolicyPlugin {
 
     /// Asks the policy about one call.
     pub async fn check(&self, ctx: &CallContext) -> Result<Decision, PluginError> {
+        self.check_counting_in(ctx, None).await
+    }
+
+    /// Asks the policy about a sample call without touching the host's counters: what
+    /// it counts goes to a scratch store dropped afterwards. Used to try a plugin before
+    /// it serves.
+    pub async fn dry_run(&self, ctx: &CallContext) -> Result<Decision, PluginError> {
+        self.check_counting_in(ctx, Some(&Counters::memory())).await
+    }
+
+    async fn check_counting_in(
+        &self,
+        ctx: &CallContext,
+        counters: Option<&Counters>,
+    ) -> Result<Decision, PluginError> {
         let Loaded {
             host,
             name,
             config,
             pre,
         } = &*self.0;
-        let decision = sandboxed!(host, name, config.clone(), pre, |guest, store| guest
-            .call_check(&mut store, ctx))?;
+        let decision = sandboxed!(host, name, config.clone(), counters, pre, |guest, store| {
+            guest.call_check(&mut store, ctx)
+        })?;
         let bytes = match &decision {
             Decision::Allow => 0,
             Decision::Deny(d) => {

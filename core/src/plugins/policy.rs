@@ -1,17 +1,27 @@
 //! The policy chain: the operator's policy plugins (`[[plugins.policy]]`, in order),
 //! each of which may allow a call or refuse it. The gateway runs it in its policy phase
-//! and the unauthenticated identity routes use it as their guard. They run after authentication and before any payment
-//! requirement exists, so a refused call is never charged and its seller never called.
+//! and the unauthenticated identity routes use it as their guard. They run after
+//! authentication and before any payment requirement exists, so a refused call is never
+//! charged and its seller never called.
 //!
 //! A plugin that fails (trap, timeout, memory or output limit, a counter store that
 //! cannot be reached, or a refusal with a 5xx status) follows its `failure` setting:
 //! `closed` refuses the call with 503 `PLUGIN_UNAVAILABLE`, `open` lets it through. Each
 //! failure is logged with the plugin's name.
+//!
+//! The chain is replaced as a whole by a reload ([`PolicyChain::install`]): policies
+//! are compiled and tried on sample calls first ([`PreparedChain::try_out`]), and a
+//! chain that fails either step never serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{CallContext, CallKind, Decision, Denial, PluginHost, PolicyPlugin, bundled};
+use arc_swap::ArcSwap;
+
+use super::inventory::{PluginInfo, sample_contexts};
+use super::{
+    CallContext, CallKind, Decision, Denial, LoadError, PluginHost, PolicyPlugin, bundled,
+};
 use crate::config::{FailureMode, PolicyPluginConfig};
 
 /// Why a policy stopped a call.
@@ -25,29 +35,121 @@ pub enum PolicyRefusal {
     Unavailable { plugin: String },
 }
 
-/// The loaded policy plugins, in the order they run.
-#[derive(Clone, Default)]
-pub struct PolicyChain(Arc<Vec<(PolicyPlugin, FailureMode)>>);
+/// One policy in a chain.
+#[derive(Clone)]
+struct Entry {
+    plugin: PolicyPlugin,
+    failure: FailureMode,
+    info: PluginInfo,
+}
 
-impl PolicyChain {
-    /// Loads (and compiles, or takes from the compile cache) every configured plugin.
-    /// `bundled:<name>` names a plugin built into the host; anything else is a path.
-    pub async fn load(host: &PluginHost, configs: &[PolicyPluginConfig]) -> anyhow::Result<Self> {
-        let mut plugins = Vec::with_capacity(configs.len());
-        for c in configs {
-            let wasm = component_bytes(&c.source)?;
-            let (host, name, config) = (host.clone(), c.name.clone(), c.config.to_string());
-            let plugin = tokio::task::spawn_blocking(move || host.policy(&name, &wasm, config))
-                .await?
-                .map_err(|e| anyhow::anyhow!("policy plugin `{}` ({}): {e}", c.name, c.source))?;
-            plugins.push((plugin, c.failure));
+/// Policies compiled and linked, not yet serving: [`PolicyChain::install`] puts them in
+/// service.
+pub struct PreparedChain(Vec<Entry>);
+
+impl PreparedChain {
+    /// Tries every policy on sample calls ([`sample_contexts`]) with scratch counters.
+    /// A trap, a timeout, exhausted memory or a refusal with a 5xx status (how a plugin
+    /// reports, for one, a configuration it cannot use) fails the trial; refusing a
+    /// sample call with a 4xx status is a policy doing its job.
+    pub async fn try_out(&self) -> Result<(), LoadError> {
+        for entry in &self.0 {
+            for ctx in sample_contexts() {
+                let reason = match entry.plugin.dry_run(&ctx).await {
+                    Ok(Decision::Allow) => continue,
+                    Ok(Decision::Deny(d)) if (400..500).contains(&d.status) => continue,
+                    Ok(Decision::Deny(d)) => {
+                        format!("refused with {} {}: {}", d.status, d.code, d.message)
+                    }
+                    Err(e) => e.to_string(),
+                };
+                return Err(LoadError::Trial {
+                    plugin: entry.info.name.clone(),
+                    reason,
+                });
+            }
         }
-        Ok(Self(Arc::new(plugins)))
+        Ok(())
     }
 
-    /// Whether any plugin is configured.
+    /// What these policies are.
+    pub fn describe(&self) -> Vec<PluginInfo> {
+        self.0.iter().map(|e| e.info.clone()).collect()
+    }
+}
+
+/// The policy plugins in service, in the order they run. Clones share one chain, which
+/// [`install`](Self::install) replaces as a whole: a call already running finishes on
+/// the chain it started with, the next call sees the new one.
+#[derive(Clone)]
+pub struct PolicyChain(Arc<ArcSwap<Vec<Entry>>>);
+
+impl Default for PolicyChain {
+    /// No policies.
+    fn default() -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(Vec::new())))
+    }
+}
+
+impl PolicyChain {
+    /// Reads, compiles (or takes from the compile cache) and links every configured
+    /// policy. `bundled:<name>` names a plugin built into the host; anything else is a
+    /// path. Compilation runs on the blocking pool, off the request path.
+    pub async fn prepare(
+        host: &PluginHost,
+        configs: &[PolicyPluginConfig],
+    ) -> Result<PreparedChain, LoadError> {
+        let mut names = HashSet::new();
+        let mut entries = Vec::with_capacity(configs.len());
+        for c in configs {
+            if !names.insert(c.name.as_str()) {
+                return Err(LoadError::DuplicateName(c.name.clone()));
+            }
+            let wasm = component_bytes(&c.source).map_err(|e| LoadError::Source {
+                plugin: c.name.clone(),
+                reason: e.to_string(),
+            })?;
+            let info = PluginInfo::new(&c.name, "policy", &c.source, &wasm, Some(c.failure));
+            let (host, name, config) = (host.clone(), c.name.clone(), c.config.to_string());
+            let plugin = tokio::task::spawn_blocking(move || host.policy(&name, &wasm, config))
+                .await
+                .map_err(|e| LoadError::Source {
+                    plugin: c.name.clone(),
+                    reason: format!("compilation was interrupted: {e}"),
+                })?
+                .map_err(|error| LoadError::Refused {
+                    world: "policy",
+                    plugin: c.name.clone(),
+                    origin: c.source.clone(),
+                    error,
+                })?;
+            entries.push(Entry {
+                plugin,
+                failure: c.failure,
+                info,
+            });
+        }
+        Ok(PreparedChain(entries))
+    }
+
+    /// A chain serving `prepared`.
+    pub fn new(prepared: PreparedChain) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(prepared.0)))
+    }
+
+    /// Puts `prepared` in service in place of the current policies, for every clone.
+    pub fn install(&self, prepared: PreparedChain) {
+        self.0.store(Arc::new(prepared.0));
+    }
+
+    /// The policies in service, in order.
+    pub fn describe(&self) -> Vec<PluginInfo> {
+        self.0.load().iter().map(|e| e.info.clone()).collect()
+    }
+
+    /// Whether any plugin is in service.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.load().is_empty()
     }
 
     /// Runs every plugin on `ctx`; `listing_config` gives a listing's per-plugin settings
@@ -57,7 +159,13 @@ impl PolicyChain {
         ctx: &mut CallContext,
         listing_config: Option<&HashMap<String, String>>,
     ) -> Result<(), PolicyRefusal> {
-        for (plugin, failure) in self.0.iter() {
+        // The chain this call started with, even if a reload installs another meanwhile.
+        let chain = self.0.load_full();
+        for Entry {
+            plugin, failure, ..
+        } in chain.iter()
+        {
+            let failure = *failure;
             ctx.listing_config = listing_config.and_then(|c| c.get(plugin.name())).cloned();
             let failed = match plugin.check(ctx).await {
                 Ok(Decision::Allow) => continue,
@@ -71,7 +179,7 @@ impl PolicyChain {
                 Err(e) => e.to_string(),
             };
             tracing::warn!(plugin = plugin.name(), error = %failed, ?failure, "policy plugin failed");
-            if *failure == FailureMode::Closed {
+            if failure == FailureMode::Closed {
                 return Err(PolicyRefusal::Unavailable {
                     plugin: plugin.name().to_owned(),
                 });

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::store::ListingRow;
 use crate::identity::Principal;
-use crate::plugins::{AgentStats, ScoreInfo, ScorerPlugin};
+use crate::plugins::scorer::ScorerSlot;
+use crate::plugins::{AgentStats, ScoreInfo};
 use crate::storage::{Database, Page, PendingWrites, now_ms};
 
 pub use error::ReputationError;
@@ -82,9 +83,9 @@ pub struct Reputation(Arc<Inner>);
 
 struct Inner {
     db: Database,
-    scorer: ScorerPlugin,
-    /// Where the scorer came from (`bundled:scoring`, or a path), shown with scores.
-    scorer_source: String,
+    /// The scorer in service; its source (`bundled:scoring`, or a path) is shown with
+    /// scores.
+    scorer: ScorerSlot,
     settings: ReputationSettings,
     /// The gateway's batched history writer: flushed before anything reads call events.
     recorder: Arc<dyn PendingWrites>,
@@ -96,15 +97,13 @@ struct Inner {
 impl Reputation {
     pub fn new(
         db: Database,
-        scorer: ScorerPlugin,
-        scorer_source: String,
+        scorer: ScorerSlot,
         settings: ReputationSettings,
         recorder: Arc<dyn PendingWrites>,
     ) -> Self {
         Self(Arc::new(Inner {
             db,
             scorer,
-            scorer_source,
             settings,
             recorder,
             badges: Mutex::default(),
@@ -249,7 +248,8 @@ impl Reputation {
         let inputs = stats::aggregate(self.0.db.pool(), agent_id, now)
             .await?
             .ok_or(ReputationError::AgentNotFound)?;
-        let result = self.0.scorer.score(&agent_stats(&inputs)).await?;
+        let scorer = self.0.scorer.current();
+        let result = scorer.plugin.score(&agent_stats(&inputs)).await?;
         // The formula is the plugin's; the range is the host's promise.
         let score = result.score.min(1000);
         let components: Vec<ScoreComponent> = result
@@ -266,7 +266,7 @@ impl Reputation {
             profile_id: agent_id.to_owned(),
             score: i64::from(score),
             tier: tier(score).to_owned(),
-            scorer: self.0.scorer_source.clone(),
+            scorer: scorer.info.source.clone(),
             inputs: serde_json::to_string(&inputs)
                 .map_err(|e| ReputationError::Corrupt(e.to_string()))?,
             components: serde_json::to_string(&components)

@@ -12,4 +12,5 @@ mod instances;
 mod payments;
 mod plugins;
 mod process;
+mod reload;
 mod reputation;

@@ -82,8 +82,8 @@ impl Host {
         }
     }
 
-    /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end.
-    async fn stop(self, signal: &str) -> (ExitStatus, String) {
+    /// Sends `signal` (`HUP`, `TERM`, `KILL`) to the process.
+    fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -92,6 +92,11 @@ impl Host {
                 .unwrap()
                 .success()
         );
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end.
+    async fn stop(self, signal: &str) -> (ExitStatus, String) {
+        self.signal(signal);
         self.wait().await
     }
 
@@ -572,4 +577,88 @@ async fn interrupted_calls_are_recovered_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_calls_are_recovered_postgres() {
     interrupted_calls_are_recovered(Backend::Postgres).await;
+}
+
+/// `crochet.toml` with one policy: the bundled template, refusing `{"blocked": true}`
+/// with `message`.
+fn template_policy_config(dir: &Path, message: &str) -> String {
+    let path = dir.join("crochet.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[plugins.policy]]\nname = \"gate\"\nsource = \"bundled:template\"\n\
+             config = {{ message = \"{message}\" }}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// SIGHUP reloads the plugins from the same file: the new configuration serves at once,
+/// each plugin is logged again, and a broken plugin leaves the running chain serving.
+#[tokio::test]
+async fn sighup_reloads_the_plugins_and_a_broken_reload_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = template_policy_config(dir.path(), "first");
+    let host = Host::start(
+        dir.path(),
+        &[("CROCHET_CONFIG", &config), ("CROCHET_LOG_FORMAT", "json")],
+    )
+    .await;
+    let c = host.client.clone();
+    let seller = crate::common::Seller::start().await;
+    let listing = publish(&c, &seller, None).await;
+    let buyer = c.register(Wallet::solana()).await;
+    let blocked = json!({"blocked": true});
+    let refusal = async || {
+        let r = gateway_call(&c, &buyer, &listing.id, &blocked, &[]).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        r
+    };
+    let message = |r: &crate::common::Reply| r.body["error"]["message"].clone();
+    assert_eq!(message(&refusal().await), "first");
+
+    template_policy_config(dir.path(), "second");
+    host.signal("HUP");
+    let r = poll_until(Duration::from_secs(30), refusal, |r| message(r) == "second").await;
+    assert_eq!(message(&r), "second");
+
+    // A component that is not WebAssembly: refused, the running chain keeps serving.
+    std::fs::write(dir.path().join("broken.wasm"), b"not a component").unwrap();
+    std::fs::write(
+        &config,
+        "[[plugins.policy]]\nname = \"gate\"\nsource = \"broken.wasm\"\n",
+    )
+    .unwrap();
+    host.signal("HUP");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(message(&refusal().await), "second");
+    gateway_call(&c, &buyer, &listing.id, &json!({"task": "t"}), &[])
+        .await
+        .expect(200);
+
+    let (status, logs) = host.stop("TERM").await;
+    assert!(status.success(), "{logs}");
+    let loaded: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "plugin loaded")
+        .collect();
+    let events: Vec<&str> = loaded
+        .iter()
+        .map(|l| l["fields"]["event"].as_str().unwrap())
+        .collect();
+    // The policy then the scorer, at start and after the one reload that succeeded.
+    assert_eq!(events, ["start", "start", "reload", "reload"], "{logs}");
+    let gate = &loaded[0]["fields"];
+    assert_eq!(gate["plugin"], "gate");
+    assert_eq!(gate["world"], "policy");
+    assert_eq!(gate["source"], "bundled:template");
+    assert_eq!(gate["failure"], "closed");
+    assert_eq!(gate["sha256"].as_str().unwrap().len(), 64);
+    assert!(gate["timeout_ms"].as_u64().is_some(), "{gate}");
+    assert!(
+        logs.contains("plugin reload refused"),
+        "the refused reload says why: {logs}"
+    );
 }

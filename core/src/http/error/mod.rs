@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use crate::catalog::CatalogError;
 use crate::gateway::GatewayError;
 use crate::identity::IdentityError;
+use crate::plugins::LoadError;
 use crate::plugins::policy::PolicyRefusal;
 use crate::reputation::ReputationError;
 use crate::storage::StorageError;
@@ -87,6 +88,8 @@ pub enum ApiError {
     Reputation(#[from] ReputationError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    PluginLoad(#[from] LoadError),
     #[error("no such payment for this buyer")]
     PaymentNotFound,
     #[error("no such receipt for this profile")]
@@ -291,6 +294,20 @@ impl ApiError {
             ApiError::Catalog(e) => catalog_spec(e, msg),
             ApiError::Gateway(e) => gateway_spec(e, msg),
             ApiError::Reputation(e) => reputation_spec(e, msg),
+            ApiError::PluginLoad(e) => {
+                let plugin = match e {
+                    LoadError::Config(_) => None,
+                    LoadError::DuplicateName(name) => Some(name),
+                    LoadError::Source { plugin, .. } | LoadError::Refused { plugin, .. } | LoadError::Trial { plugin, .. } => Some(plugin),
+                };
+                spec(S::UNPROCESSABLE_ENTITY, "PLUGIN_RELOAD_REFUSED", msg)
+                    .details(json!({"plugin": plugin}))
+                    .recovery(Recovery {
+                        retryable: false,
+                        summary: "Nothing changed: the running plugins go on serving. Fix the plugin or the [plugins] configuration, then reload again.".into(),
+                        ..Recovery::default()
+                    })
+            }
             ApiError::PaymentNotFound => spec(S::NOT_FOUND, "PAYMENT_NOT_FOUND", msg),
             ApiError::ReceiptNotFound => spec(S::NOT_FOUND, "RECEIPT_NOT_FOUND", msg),
             ApiError::PaymentFinal(_) => spec(S::CONFLICT, "PAYMENT_ALREADY_FINAL", msg),
