@@ -6,6 +6,8 @@
 # Prints requests/s, p50/p99 latency and the CPU time the proxy spent per request for
 # each. Bounded: DURATION per target, loopback only.
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
+# CROCHET_BIN=path runs that build of the gateway instead of this tree's (to compare two
+# builds: run the script once with each, alternating).
 # LOAD_DATABASE_URL=postgres://… runs the gateway on that database instead of a fresh
 # SQLite file (use an empty database or schema), and counts the local PostgreSQL
 # server's CPU per request beside the gateway's.
@@ -23,6 +25,7 @@ need nginx nginx
 need jq jq
 
 cargo build --release -q -p crochet --bin crochet -p crochet-benches --bin json-seller --bin bare-proxy
+crochet=${CROCHET_BIN:-$root/target/release/crochet}
 
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -85,13 +88,12 @@ fi
 
 # exec: the background job is the server itself, so cleanup stops it.
 (cd "$work" && CROCHET_DATABASE_URL=${LOAD_DATABASE_URL:-sqlite://crochet.db} CROCHET_BIND=$GATEWAY \
-  CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$root/target/release/crochet" serve >serve.out 2>serve.err) &
+  CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn exec "$crochet" serve >serve.out 2>serve.err) &
 gateway_pid=$!
 wait_port "$GATEWAY"
 
 # A registered agent and a free listing pointed at the seller.
 api=http://$GATEWAY/api/v1
-crochet=$root/target/release/crochet
 "$crochet" wallet new --chain solana > "$work/wallet.json"
 curl -sf -X POST "$api/auth/challenge" -H 'content-type: application/json' \
   -d "{\"wallet_address\": \"$(jq -r .address "$work/wallet.json")\"}" > "$work/challenge.json"
