@@ -19,6 +19,9 @@
 //! - **the compile cache**: compiled components are reused in memory and written, under
 //!   an HMAC, to a cache directory so a restart does not recompile them.
 //! - **the counters** ([`Counters`]) behind `counter-add`: in memory or in Redis.
+//! - **the metrics** of every call ([`crate::metrics::PluginMetrics`], registered when a
+//!   plugin is loaded): its result (ok, denied, trap, timeout, ...), a policy's refusal
+//!   code, and its time.
 //!
 //! Loading a plugin ([`PluginHost::policy`] and the like) may compile it with cranelift,
 //! which is CPU-bound and can take a while: call it from a blocking context
@@ -38,7 +41,7 @@ mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
@@ -52,6 +55,8 @@ pub use cache::CacheStats;
 pub use counters::{Counters, MemoryCounters, RedisCounters};
 pub use error::PluginError;
 use sandbox::HostState;
+
+use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
 
 /// What one plugin call may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +207,7 @@ impl PluginHost {
             name: name.into(),
             config: config_json.into(),
             pre,
+            metrics: PluginMetrics::new(name, PluginKind::Policy),
         })))
     }
 
@@ -218,10 +224,13 @@ impl PluginHost {
             name: name.into(),
             config: config_json.into(),
             pre,
+            metrics: PluginMetrics::new(name, PluginKind::Scorer),
         })))
     }
 
     /// Loads a `seller-adapter` component; its configuration comes with each call.
+    /// Sellers upload adapters, so all of them share one metrics label,
+    /// [`ADAPTER_METRICS_LABEL`].
     pub fn adapter(&self, name: &str, wasm: &[u8]) -> Result<AdapterPlugin, PluginError> {
         let pre = self.prepare(name, wasm, "seller-adapter", SellerAdapterPre::new)?;
         Ok(AdapterPlugin(Arc::new(Loaded {
@@ -229,6 +238,7 @@ impl PluginHost {
             name: name.into(),
             config: "{}".into(),
             pre,
+            metrics: PluginMetrics::new(ADAPTER_METRICS_LABEL, PluginKind::SellerAdapter),
         })))
     }
 
@@ -348,12 +358,40 @@ macro_rules! sandboxed {
     }};
 }
 
-/// A loaded plugin: its host, name, operator configuration and pre-linked component.
+/// The `plugin` label of every seller adapter's metrics (one per listing would be
+/// unbounded).
+pub const ADAPTER_METRICS_LABEL: &str = "seller-adapter";
+
+/// A loaded plugin: its host, name, operator configuration, pre-linked component and
+/// metrics.
 struct Loaded<P> {
     host: PluginHost,
     name: Arc<str>,
     config: Arc<str>,
     pre: P,
+    metrics: PluginMetrics,
+}
+
+impl<P> Loaded<P> {
+    /// Counts a finished call begun at `started`; `denied` says whether an answer is a
+    /// refusal.
+    fn observe<T>(
+        &self,
+        started: Instant,
+        result: &Result<T, PluginError>,
+        denied: impl FnOnce(&T) -> bool,
+    ) {
+        let kind = match result {
+            Ok(answer) if denied(answer) => PluginResult::Denied,
+            Ok(_) => PluginResult::Ok,
+            Err(PluginError::Trap { .. }) => PluginResult::Trap,
+            Err(PluginError::Timeout { .. }) => PluginResult::Timeout,
+            Err(PluginError::MemoryLimit { .. }) => PluginResult::MemoryLimit,
+            Err(PluginError::OutputTooLarge { .. }) => PluginResult::OutputTooLarge,
+            Err(_) => PluginResult::Error,
+        };
+        self.metrics.observe(kind, started.elapsed());
+    }
 }
 
 /// A loaded `policy` plugin. Cheap to clone.
@@ -368,22 +406,32 @@ impl PolicyPlugin {
 
     /// Asks the policy about one call.
     pub async fn check(&self, ctx: &CallContext) -> Result<Decision, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host,
             name,
             config,
             pre,
-        } = &*self.0;
+            ..
+        } = loaded;
+        let started = Instant::now();
         let decision = sandboxed!(host, name, config.clone(), pre, |guest, store| guest
-            .call_check(&mut store, ctx))?;
-        let bytes = match &decision {
-            Decision::Allow => 0,
-            Decision::Deny(d) => {
-                d.code.len() + d.message.len() + d.field.as_ref().map_or(0, String::len)
-            }
-        };
-        host.check_output(name, bytes)?;
-        Ok(decision)
+            .call_check(&mut store, ctx))
+        .and_then(|decision| {
+            let bytes = match &decision {
+                Decision::Allow => 0,
+                Decision::Deny(d) => {
+                    d.code.len() + d.message.len() + d.field.as_ref().map_or(0, String::len)
+                }
+            };
+            host.check_output(name, bytes)?;
+            Ok(decision)
+        });
+        loaded.observe(started, &decision, |d| matches!(d, Decision::Deny(_)));
+        if let Ok(Decision::Deny(denial)) = &decision {
+            loaded.metrics.denied(&denial.code);
+        }
+        decision
     }
 }
 
@@ -399,22 +447,29 @@ impl ScorerPlugin {
 
     /// Scores one agent. The result is the guest's: callers clamp `score` to 0-1000.
     pub async fn score(&self, stats: &AgentStats) -> Result<ScoreResult, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host,
             name,
             config,
             pre,
-        } = &*self.0;
+            ..
+        } = loaded;
+        let started = Instant::now();
         let result = sandboxed!(host, name, config.clone(), pre, |guest, store| guest
-            .call_score(&mut store, *stats))?;
-        // Strings, plus the fixed part of each component, count against the limit.
-        let bytes = result
-            .components
-            .iter()
-            .map(|c| c.name.len() + c.detail.len() + 8)
-            .sum();
-        host.check_output(name, bytes)?;
-        Ok(result)
+            .call_score(&mut store, *stats))
+        .and_then(|result| {
+            // Strings, plus the fixed part of each component, count against the limit.
+            let bytes = result
+                .components
+                .iter()
+                .map(|c| c.name.len() + c.detail.len() + 8)
+                .sum();
+            host.check_output(name, bytes)?;
+            Ok(result)
+        });
+        loaded.observe(started, &result, |_| false);
+        result
     }
 }
 
@@ -434,13 +489,19 @@ impl AdapterPlugin {
         config_json: &str,
         body: &str,
     ) -> Result<Result<String, String>, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host, name, pre, ..
-        } = &*self.0;
+        } = loaded;
+        let started = Instant::now();
         let result = sandboxed!(host, name, config_json.into(), pre, |guest, store| guest
-            .call_adapt_request(&mut store, body))?;
-        host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
-        Ok(result)
+            .call_adapt_request(&mut store, body))
+        .and_then(|result| {
+            host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
+            Ok(result)
+        });
+        loaded.observe(started, &result, Result::is_err);
+        result
     }
 
     /// Reshapes the seller's reply (HTTP `status`, JSON `body`) for the buyer.
@@ -450,12 +511,18 @@ impl AdapterPlugin {
         status: u16,
         body: &str,
     ) -> Result<Result<String, String>, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host, name, pre, ..
-        } = &*self.0;
+        } = loaded;
+        let started = Instant::now();
         let result = sandboxed!(host, name, config_json.into(), pre, |guest, store| guest
-            .call_adapt_response(&mut store, status, body))?;
-        host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
-        Ok(result)
+            .call_adapt_response(&mut store, status, body))
+        .and_then(|result| {
+            host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
+            Ok(result)
+        });
+        loaded.observe(started, &result, Result::is_err);
+        result
     }
 }
