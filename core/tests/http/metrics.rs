@@ -13,7 +13,7 @@ use crate::common::{
 use crate::on_both_backends;
 
 on_both_backends!(metrics_are_served_on_the_main_listener);
-on_both_backends!(mod own_listener, configure = own_metrics_listener; a_metrics_listener_of_its_own_serves_them_alone);
+on_both_backends!(mod own_listener, configure = crate::metrics::own_metrics_listener; a_metrics_listener_of_its_own_serves_them_alone);
 
 /// `GET /metrics` on a host, as text, with its status and content type.
 async fn scrape(base: &str) -> (u16, String, String) {
@@ -60,7 +60,7 @@ async fn metrics_are_served_on_the_main_listener(app: TestApp) {
     assert!(doc["paths"].get("/metrics").is_none());
 }
 
-fn own_metrics_listener(config: &mut crochet::config::Config) {
+pub(crate) fn own_metrics_listener(config: &mut crochet::config::Config) {
     config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
 }
 

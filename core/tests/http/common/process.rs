@@ -22,9 +22,11 @@ pub fn crochet() -> Command {
 
 /// A `crochet serve` process on a free port, its logs collected from the start.
 pub struct Host {
-    child: Child,
+    /// Taken by [`Host::wait`]; a host dropped with it (a failed test) is killed.
+    child: Option<Child>,
     pub client: Client,
-    logs: std::thread::JoinHandle<String>,
+    /// The thread collecting stderr, joined by [`Host::wait`].
+    logs: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Host {
@@ -74,8 +76,8 @@ impl Host {
         assert_ne!(addr, "127.0.0.1:0", "the chosen port is printed");
         Self {
             client: Client::new(format!("http://{addr}")),
-            child,
-            logs,
+            child: Some(child),
+            logs: Some(logs),
         }
     }
 
@@ -88,13 +90,20 @@ impl Host {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.text().await.unwrap()
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        text
     }
 
     /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end.
     pub async fn stop(self, signal: &str) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .unwrap_or_default()
+            .to_string();
         assert!(
             Command::new("kill")
                 .args([&format!("-{signal}"), &pid])
@@ -107,11 +116,22 @@ impl Host {
 
     /// Waits for the process to end by itself.
     pub async fn wait(mut self) -> (ExitStatus, String) {
-        let status = tokio::task::spawn_blocking(move || self.child.wait())
+        let mut child = self.child.take().expect("a running host");
+        let status = tokio::task::spawn_blocking(move || child.wait())
             .await
             .unwrap()
             .unwrap();
-        (status, self.logs.join().unwrap())
+        let logs = self.logs.take().map(|l| l.join().unwrap());
+        (status, logs.unwrap_or_default())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
