@@ -9,7 +9,6 @@
 //! URL, header or signature.
 
 use axum::Json;
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayme
 use super::pipeline::{CallFacts, GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::RequestError;
-use crate::http::error::{ApiError, ErrorEnvelope};
+use crate::http::error::{ApiError, ErrorEnvelope, ErrorSpec};
 use crate::http::extract::{ApiBytes, ApiPath, ApiQuery, Auth, is_json_content_type};
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
 use crate::metrics::GatewayOutcome;
@@ -148,7 +147,7 @@ async fn call(
             let error = ApiError::Gateway(e);
             let spec = error.spec();
             if let ApiError::Gateway(e) = &error {
-                report.failure(e, &spec.body.code, spec.status);
+                report.failure(e, &spec);
             }
             error.respond(spec)
         }
@@ -190,7 +189,8 @@ impl Report<'_> {
     }
 
     /// A call answered with an error (a 402 included).
-    fn failure(&self, e: &GatewayError, code: &Cow<'static, str>, status: StatusCode) {
+    fn failure(&self, e: &GatewayError, spec: &ErrorSpec) {
+        let (code, status) = (&spec.body.code, spec.status);
         let outcome = match e {
             GatewayError::PaymentRequired(_) => GatewayOutcome::PaymentRequired,
             GatewayError::Policy(PolicyRefusal::Denied { .. }) => GatewayOutcome::PolicyRefused,
