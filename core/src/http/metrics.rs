@@ -45,6 +45,7 @@ pub fn metrics_router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route(METRICS_PATH, get(scrape))
         .fallback(super::route_not_found)
+        .method_not_allowed_fallback(super::method_not_allowed)
         .with_state(state)
 }
 

@@ -84,6 +84,14 @@ async fn a_metrics_listener_of_its_own_serves_them_alone(app: TestApp) {
     assert!(text.contains("# TYPE crochet_http_requests_total counter"));
     let health = reqwest::get(format!("{base}/api/v1/health")).await.unwrap();
     assert_eq!(health.status(), 404);
+    let post = reqwest::Client::new()
+        .post(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    let body: Value = post.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
 }
 
 /// A host whose only policy plugin is `request-validation`, logging JSON.
