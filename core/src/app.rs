@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, CatalogSettings, Category, DEFAULT_CATEGORIES};
@@ -457,16 +457,19 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
 /// A host that is accepting connections.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The listener of `GET /metrics`, when `metrics_bind` gives it one of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Set (or dropped) to stop the listeners.
+    shutdown: Option<watch::Sender<bool>>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
-    /// Asks the server to stop accepting, lets in-flight requests finish, and waits.
+    /// Asks the servers to stop accepting, lets in-flight requests finish, and waits.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         self.finish().await
     }
@@ -491,6 +494,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {} (check CROCHET_BIND)", config.bind))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_bind {
+        Some(bind) => Some(TcpListener::bind(bind).await.with_context(|| {
+            format!("cannot listen on {bind} for metrics (check CROCHET_METRICS_BIND)")
+        })?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let public_url = config.public_url(addr);
     let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref())
         .await
@@ -499,8 +512,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
     let router = crate::http::router(state.clone());
     let limits = crate::http::server::Limits::new(&state.config.server);
+    let metrics_server = metrics_listener.map(|listener| {
+        let router = crate::http::metrics::metrics_router(state.clone());
+        (listener, router, limits.clone())
+    });
 
-    let (tx, rx) = oneshot::channel::<()>();
+    let (tx, rx) = watch::channel(false);
     let purge = state.identity.clone();
     let reputation = state.reputation.clone();
     let pruner = state.reputation.clone();
@@ -522,10 +539,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         });
         let refresher = reputation.spawn_refresher();
         let recovery = gateway.spawn_recovery_janitor();
-        let result = crate::http::server::serve(listener, router, limits, async move {
-            let _ = rx.await;
-        })
-        .await;
+        let stop = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let main = crate::http::server::serve(listener, router, limits, stop(rx.clone()));
+        let result = match metrics_server {
+            None => main.await,
+            Some((listener, router, limits)) => {
+                let metrics = crate::http::server::serve(listener, router, limits, stop(rx));
+                let (main, metrics) = tokio::join!(main, metrics);
+                main.and(metrics)
+            }
+        };
         janitor.abort();
         recovery.abort();
         if let Some(refresher) = refresher {
@@ -535,6 +560,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         shutdown: Some(tx),
         task,
@@ -546,6 +572,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, public_url = %running.state.public_url, "crochet is ready");
+    if let Some(metrics) = running.metrics_addr {
+        tracing::info!(addr = %metrics, "metrics served at /metrics on their own listener");
+    }
     let reloader = reload_on_hangup(running.state.clone());
     shutdown_signal().await;
     reloader.abort();

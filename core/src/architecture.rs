@@ -29,6 +29,10 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
         ("secrets", not_domains(&["http", "app"])),
         ("text", not_domains(&["http", "app"])),
         ("config", not_domains(&["http", "app"])),
+        (
+            "metrics",
+            not_domains(&["http", "app", "storage", "config", "secrets", "text"]),
+        ),
         ("seller_client", not_domains(&["http", "app"])),
         ("catalog", vec!["gateway"]),
         ("plugins", vec!["gateway", "catalog"]),

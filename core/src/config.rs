@@ -34,6 +34,9 @@ pub enum PaymentProviderKind {
 pub struct Config {
     /// Listen address; port 0 picks a free port.
     pub bind: SocketAddr,
+    /// A listener of its own for `GET /metrics` (then the main listener answers 404 for
+    /// it); unset: `/metrics` is served on `bind`.
+    pub metrics_bind: Option<SocketAddr>,
     /// `sqlite://PATH` or `postgres://…`; default: `crochet.db` in the working directory.
     pub database_url: Option<String>,
     pub environment: Environment,
@@ -268,6 +271,7 @@ pub enum LogFormat {
 /// The environment variables read (after the `CROCHET_` prefix, lower-cased).
 pub const ENV_KEYS: &[&str] = &[
     "bind",
+    "metrics_bind",
     "database_url",
     "environment",
     "payment_provider",
@@ -286,6 +290,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_bind: None,
             database_url: None,
             environment: Environment::Development,
             payment_provider: PaymentProviderKind::Mock,
@@ -499,6 +504,13 @@ mod tests {
             let c = Config::load(None).unwrap();
             assert_eq!(c.pow_difficulty(), 6);
             assert_eq!(c.bind.port(), 0);
+            assert_eq!(
+                c.metrics_bind, None,
+                "metrics on the main listener by default"
+            );
+            jail.set_env("CROCHET_METRICS_BIND", "127.0.0.1:9464");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.metrics_bind.unwrap().to_string(), "127.0.0.1:9464");
             assert_eq!(c.public_url(c.bind), "https://gw.example");
             Ok(())
         });

@@ -15,6 +15,7 @@
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
 //! - [`text`]: which characters network text may carry;
+//! - [`metrics`]: every Prometheus metric's name and labels, the recorder, the helpers;
 //! - [`http`]: router, middleware, envelope, the one error-to-response mapping, OpenAPI;
 //! - [`app`]: state, start-up and graceful shutdown;
 //! - [`devwallet`]: the `crochet wallet` development helper.
@@ -27,6 +28,7 @@ pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod ledger;
+pub mod metrics;
 pub mod pagination;
 pub mod payments;
 pub mod plugins;

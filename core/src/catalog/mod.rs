@@ -128,6 +128,7 @@ impl Catalog {
     ) -> Self {
         let calls = Cache::new(
             bus,
+            "listings",
             |what, c: &Arc<ListingForCall>| matches!(what, Invalidation::Listing(id) if *id == c.listing.id),
         );
         Self {

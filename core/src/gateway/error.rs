@@ -75,3 +75,19 @@ pub enum GatewayError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
+
+impl GatewayError {
+    /// The gateway request id (`X-Crochet-Request-Id`) this error concerns, when the
+    /// call got one: a forwarded call that failed, or the call a payment already paid for.
+    pub fn gateway_request_id(&self) -> Option<&str> {
+        match self {
+            Self::PaymentConsumed(id)
+            | Self::CallInterrupted(id)
+            | Self::CallInProgress { request_id: id, .. } => {
+                Some(id.as_str()).filter(|id| !id.is_empty())
+            }
+            Self::SellerFailed { context, .. } => context.get("request_id").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+}

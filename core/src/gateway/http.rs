@@ -1,7 +1,16 @@
 //! HTTP handlers of `POST /gateway/{listing_id}` and `GET /gateway-requests`.
+//!
+//! Each call that reaches the gateway (authenticated, with a JSON body) gets one log
+//! line (`gateway call`: info when it succeeded, asked for payment or is pending, warn
+//! otherwise) and is counted in `crochet_gateway_calls_total`. The line carries the
+//! gateway request id (`X-Crochet-Request-Id`, when the call has one), the listing and
+//! buyer ids, the outcome, the error code, the seller's status and the latency; the
+//! `request` span around it adds the HTTP `x-request-id`. Never a key, secret, endpoint
+//! URL, header or signature.
 
 use axum::Json;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -10,13 +19,16 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::GatewayError;
 use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayment};
-use super::pipeline::{GatewayCall, Outcome};
+use super::pipeline::{CallFacts, GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::RequestError;
-use crate::http::error::{ApiError, ErrorEnvelope};
+use crate::http::error::{ApiError, ErrorEnvelope, ErrorSpec};
 use crate::http::extract::{ApiBytes, ApiPath, ApiQuery, Auth, is_json_content_type};
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
+use crate::metrics::GatewayOutcome;
+use crate::plugins::policy::PolicyRefusal;
 use crate::storage::Page;
 
 /// The gateway routes, relative to `/api/v1`.
@@ -101,9 +113,8 @@ async fn call(
     if !headers.json_body {
         return Err(RequestError::UnsupportedMediaType.into());
     }
-    // Boxed once here, so the router's own boxing of this handler's future moves a
-    // pointer rather than the whole pipeline's state.
-    let outcome = Box::pin(s.gateway.call(GatewayCall {
+    let started = Instant::now();
+    let call = GatewayCall {
         buyer,
         listing_ref: listing_id,
         body,
@@ -113,12 +124,93 @@ async fn call(
         origin_chain_id: headers.origin_chain_id,
         origin_wallet_id: headers.origin_wallet_id,
         client_ip: peer.ip(),
-    }))
-    .await?;
-    Ok(match outcome {
-        Outcome::Forwarded(success) => ok(*success).into_response(),
-        Outcome::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),
+    };
+    let mut facts = CallFacts::default();
+    // Boxed once here, so the router's own boxing of this handler's future moves a
+    // pointer rather than the whole pipeline's state.
+    let result = Box::pin(s.gateway.call(&call, &mut facts)).await;
+    let report = Report {
+        call: &call,
+        facts: &facts,
+        started,
+    };
+    Ok(match result {
+        Ok(Outcome::Forwarded(success)) => {
+            report.success(GatewayOutcome::Forwarded, Some(&success.request_id));
+            ok(*success).into_response()
+        }
+        Ok(Outcome::Pending(pending)) => {
+            report.success(GatewayOutcome::PaymentPending, None);
+            (StatusCode::ACCEPTED, ok(pending)).into_response()
+        }
+        Err(e) => {
+            let error = ApiError::Gateway(e);
+            let spec = error.spec();
+            if let ApiError::Gateway(e) = &error {
+                report.failure(e, &spec);
+            }
+            error.respond(spec)
+        }
     })
+}
+
+/// The log line and the metrics of one gateway call.
+struct Report<'a> {
+    call: &'a GatewayCall,
+    facts: &'a CallFacts,
+    started: Instant,
+}
+
+impl Report<'_> {
+    /// The listing's id once resolved, else what the path named (an id or a slug).
+    fn listing_id(&self) -> &str {
+        self.facts
+            .listing
+            .as_ref()
+            .map_or(self.call.listing_ref.as_str(), |l| l.listing.id.as_str())
+    }
+
+    fn latency_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// A forwarded or pending call.
+    fn success(&self, outcome: GatewayOutcome, gateway_request_id: Option<&str>) {
+        crate::metrics::gateway_call(outcome, None, self.facts.seller_status);
+        tracing::info!(
+            gateway_request_id,
+            listing_id = self.listing_id(),
+            buyer_id = %self.call.buyer.profile_id,
+            outcome = outcome.as_str(),
+            seller_status = self.facts.seller_status,
+            latency_ms = self.latency_ms(),
+            "gateway call"
+        );
+    }
+
+    /// A call answered with an error (a 402 included).
+    fn failure(&self, e: &GatewayError, spec: &ErrorSpec) {
+        let (code, status) = (&spec.body.code, spec.status);
+        let outcome = match e {
+            GatewayError::PaymentRequired(_) => GatewayOutcome::PaymentRequired,
+            GatewayError::Policy(PolicyRefusal::Denied { .. }) => GatewayOutcome::PolicyRefused,
+            GatewayError::SellerFailed { .. } => GatewayOutcome::SellerFailed,
+            _ if status.is_server_error() => GatewayOutcome::Error,
+            _ => GatewayOutcome::Refused,
+        };
+        crate::metrics::gateway_call(outcome, Some(code), self.facts.seller_status);
+        let (gateway_request_id, listing_id) = (e.gateway_request_id(), self.listing_id());
+        let buyer_id = &self.call.buyer.profile_id;
+        let (seller_status, latency_ms) = (self.facts.seller_status, self.latency_ms());
+        let outcome = outcome.as_str();
+        if matches!(e, GatewayError::PaymentRequired(_)) {
+            tracing::info!(gateway_request_id, listing_id, %buyer_id, outcome, error_code = %code,
+                seller_status, latency_ms, "gateway call");
+        } else {
+            tracing::warn!(gateway_request_id, listing_id, %buyer_id, outcome, error_code = %code,
+                seller_status, latency_ms, "gateway call");
+        }
+    }
 }
 
 /// Gateway request history as buyer, seller or both: metadata and hashes, never bodies.

@@ -112,4 +112,9 @@ impl Gateway {
     pub async fn flush(&self) {
         self.recorder.flush().await;
     }
+
+    /// History rows waiting for the batched writer (for the metrics scrape).
+    pub fn history_queued(&self) -> usize {
+        self.recorder.queued()
+    }
 }

@@ -6,7 +6,8 @@
 //! the provider reports whether it settled: pending (202), failed (402), or settled, and
 //! then the call may be forwarded. A relay request id whose payment was already consumed
 //! is either taken over (its earlier attempt never finished, see [`super::recovery`]) or
-//! refused. Attempts that end here get a history row; no money moves.
+//! refused. Attempts that end here get a history row; no money moves. Each requirement
+//! issued and each settlement answer is counted by provider (`crochet_payments_total`).
 
 use serde_json::{Value, json};
 
@@ -15,6 +16,7 @@ use super::error::GatewayError;
 use super::model::{GatewayRequestStatus as Status, PaymentObject, PendingPayment};
 use super::pipeline::{GatewayCall, Result, Target, new_request_id};
 use super::recorder::FinishedRequest;
+use crate::metrics::PaymentEvent;
 use crate::payments::{
     OriginCurrency, PaymentChain, PaymentError, RequirementRequest, Route, Settlement,
     SettlementQuery, WalletRef,
@@ -161,6 +163,7 @@ impl Gateway {
             return self.replay(existing, target);
         }
         tx.commit().await?;
+        crate::metrics::payment(provider.name(), PaymentEvent::RequirementIssued);
         Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
             retry_headers: json!({"X-Crochet-Relay-Request-Id": requirement.request_id}),
             relay_request_id: requirement.request_id,
@@ -289,13 +292,15 @@ impl Gateway {
             amount_cents: payment.amount_cents,
             currency: payment.currency.clone(),
         };
-        match self
-            .payments
-            .provider()
-            .settlement(&query)
-            .await
-            .map_err(provider_error)?
-        {
+        let provider = self.payments.provider();
+        let settlement = provider.settlement(&query).await.map_err(provider_error)?;
+        let event = match &settlement {
+            Settlement::Pending { .. } => PaymentEvent::Pending,
+            Settlement::Failed { .. } => PaymentEvent::Failed,
+            Settlement::Settled { .. } => PaymentEvent::Settled,
+        };
+        crate::metrics::payment(provider.name(), event);
+        match settlement {
             Settlement::Pending {
                 retry_after_seconds,
                 provider_status,

@@ -21,6 +21,10 @@
 //! 8. `record`: the request row gets the outcome (sizes, hashes, status, latency; never
 //!    bodies) and the seller's score its event.
 //! 9. `reply`: the buyer's answer.
+//!
+//! What a call's log line and metrics need beyond its result (the listing it resolved
+//! to, the seller's status) is gathered in [`CallFacts`] as it runs; the HTTP handler
+//! writes the line. Money counters move here and in recovery, after the commit.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +67,15 @@ pub struct GatewayCall {
     pub origin_wallet_id: Option<String>,
     /// The client's address, for policies.
     pub client_ip: std::net::IpAddr,
+}
+
+/// What a call's log line and metrics report beyond its result, gathered as it runs.
+#[derive(Default)]
+pub struct CallFacts {
+    /// The listing the call resolved to (none when resolve refused it).
+    pub listing: Option<Arc<ListingForCall>>,
+    /// The seller's HTTP status, when it answered.
+    pub seller_status: Option<u16>,
 }
 
 /// A call's result that is not an error.
@@ -122,29 +135,31 @@ pub(super) fn new_request_id() -> String {
 }
 
 impl Gateway {
-    /// Runs one call through every phase.
+    /// Runs one call through every phase; `facts` gathers what its log line needs.
     ///
     /// The phases a free call without policies skips (policies, payment, the paid
     /// call's transactions) are boxed: their state would otherwise make this future
     /// several kilobytes, copied whole each time the router boxes or moves it.
-    pub async fn call(&self, call: GatewayCall) -> Result<Outcome> {
-        let mut target = self.resolve(&call).await?;
+    pub async fn call(&self, call: &GatewayCall, facts: &mut CallFacts) -> Result<Outcome> {
+        let mut target = self.resolve(call).await?;
+        facts.listing = Some(target.resolved.clone());
         if !self.policies.is_empty() {
-            Box::pin(self.policy(&call, &target)).await?;
+            Box::pin(self.policy(call, &target)).await?;
         }
-        self.adapt_request(&call, &mut target).await?;
+        self.adapt_request(call, &mut target).await?;
         let paid = match target.listing().pricing_model() {
             PricingModel::Free => None,
-            PricingModel::PerCall => match Box::pin(self.payment(&call, &target)).await? {
+            PricingModel::PerCall => match Box::pin(self.payment(call, &target)).await? {
                 Verified::Paid(paid) => Some(paid),
                 Verified::Pending(pending) => return Ok(Outcome::Pending(pending)),
             },
         };
-        let forwarding = self.account(&call, &target, paid).await?;
-        let (answer, latency_ms) = self.sign_and_send(&call, &target, &forwarding).await;
+        let forwarding = self.account(call, &target, paid).await?;
+        let (answer, latency_ms) = self.sign_and_send(call, &target, &forwarding).await;
         let answered = Self::classify(answer, latency_ms);
+        facts.seller_status = answered.response.as_ref().map(|r| r.status);
         let answered = self.adapt_response(&target, answered).await;
-        self.record(&call, &target, &forwarding, &answered).await?;
+        self.record(call, &target, &forwarding, &answered).await?;
         Self::reply(&target, forwarding, answered)
     }
 
@@ -305,6 +320,7 @@ impl Gateway {
             Ok(())
         })
         .await?;
+        crate::metrics::call_charged(fwd.charged_cents, fwd.fee_cents);
         self.recovery.fault_point(FaultPoint::AfterAccounting);
         Ok(fwd)
     }
@@ -351,7 +367,9 @@ impl Gateway {
                 "the endpoint has no URL".into(),
             ))),
         };
-        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let elapsed = started.elapsed();
+        crate::metrics::seller_call(elapsed);
+        let latency_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
         (answer, latency_ms)
     }
 

@@ -19,6 +19,9 @@
 //! history reads and shutdown call [`Recorder::flush`], which cuts the wait short and
 //! returns once every row sent before it is committed. A crash loses at most the rows
 //! of calls that moved no money from the last [`LINGER`] (and whatever was queued).
+//!
+//! Metrics: each committed batch's rows and time, rows that could not be written, and
+//! ([`Recorder::queued`], read at scrape time) the rows waiting.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +94,11 @@ impl Recorder {
         if self.tx.send(Msg::Row(Box::new(row))).await.is_err() {
             tracing::error!("gateway history writer stopped; a request row was not recorded");
         }
+    }
+
+    /// Rows (and flush requests) waiting in the queue for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Returns once every row queued before this call is committed.
@@ -185,6 +193,7 @@ async fn commit(
     mut conn: Option<PoolConnection<sqlx::Any>>,
     rows: Vec<FinishedRequest>,
 ) -> Option<PoolConnection<sqlx::Any>> {
+    let started = std::time::Instant::now();
     let mut last_error = None;
     for _ in 0..2 {
         let mut c = match conn.take() {
@@ -198,12 +207,16 @@ async fn commit(
             },
         };
         match write(&db, &mut c, &rows).await {
-            Ok(()) => return (db.backend() == Backend::Sqlite).then_some(c),
+            Ok(()) => {
+                crate::metrics::history_batch(rows.len(), started.elapsed());
+                return (db.backend() == Backend::Sqlite).then_some(c);
+            }
             // Dropped: the retry takes a fresh connection.
             Err(e) => last_error = Some(e),
         }
     }
     if let Some(e) = last_error {
+        crate::metrics::history_rows_lost(rows.len());
         tracing::error!(error = %e, rows = rows.len(), "could not record gateway history rows");
     }
     None

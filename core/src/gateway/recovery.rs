@@ -228,6 +228,8 @@ impl Gateway {
                 }
                 let refunded = crate::ledger::record_reversal(&mut tx, id, now).await?;
                 tx.commit().await?;
+                // The charge's entries followed the fee rule, so their mirrors do too.
+                crate::metrics::charge_reversed(refunded, crate::ledger::fee_cents(refunded));
                 tracing::warn!(
                     gateway_request_id = %id,
                     refunded_cents = refunded,

@@ -4,10 +4,12 @@
 //! cannot exist without its OpenAPI entry; the document is served at `/api/openapi.json`.
 //! Domain modules contribute their routes (`identity::http::routes`); this module adds
 //! the cross-cutting parts: request ids, tracing, the body-size limit, panic capture,
-//! and a last guard that turns any non-JSON error into an envelope.
+//! a last guard that turns any non-JSON error into an envelope, and the request metrics
+//! (with `GET /metrics`, see [`metrics`]).
 
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod server;
 
 use std::sync::Arc;
@@ -122,18 +124,33 @@ pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::Ope
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The routes served beside the OpenAPI-documented ones.
+const OPENAPI_PATH: &str = "/api/openapi.json";
+const RECEIPT_KEYS_PATH: &str = "/.well-known/crochet-receipt-keys";
+
 /// The complete application: routes, OpenAPI route, fallbacks and middleware.
+/// `/metrics` is served here unless `metrics_bind` gives it a listener of its own.
 pub fn router(state: AppState) -> axum::Router {
-    let (api_router, openapi) = api(state.payments.mock().is_some());
+    let (mut api_router, openapi) = api(state.payments.mock().is_some());
+    let metrics_here = state.config.metrics_bind.is_none();
+    let extra = [OPENAPI_PATH, RECEIPT_KEYS_PATH];
+    let templates = openapi.paths.paths.keys().map(String::as_str).chain(extra);
+    let http_metrics = if metrics_here {
+        api_router = api_router.route(metrics::METRICS_PATH, get(metrics::scrape));
+        metrics::HttpMetricsLayer::new(templates.chain([metrics::METRICS_PATH]))
+    } else {
+        metrics::HttpMetricsLayer::new(templates)
+    };
     let openapi = Arc::new(openapi);
     let max_body = state.config.max_body_bytes;
     api_router
-        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
-        .route("/.well-known/crochet-receipt-keys", get(crate::ledger::http::receipt_keys))
+        .route(OPENAPI_PATH, get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route(RECEIPT_KEYS_PATH, get(crate::ledger::http::receipt_keys))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(http_metrics)
                 .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

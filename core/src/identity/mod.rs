@@ -74,6 +74,7 @@ impl Identity {
     pub fn new(db: Database, hasher: ApiKeyHasher, settings: IdentitySettings, bus: &Bus) -> Self {
         let keys = Cache::new(
             bus,
+            "api_keys",
             |what, k: &CachedKey| matches!(what, Invalidation::ApiKey(id) if *id == k.principal.api_key_id),
         );
         Self {

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::PluginError;
 pub use super::bindings::WindowCount;
+use crate::metrics::{self, RedisWhere};
 
 /// Where plugin counters live. Cheap to clone.
 #[derive(Clone)]
@@ -54,11 +55,10 @@ impl Counters {
     pub async fn connect(&self) -> Result<(), PluginError> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Redis(r) => r
-                .connection()
-                .await
-                .map(drop)
-                .map_err(|e| PluginError::Counter(format!("Redis: {e}"))),
+            Self::Redis(r) => r.connection().await.map(drop).map_err(|e| {
+                metrics::redis_error(RedisWhere::PluginCounters);
+                PluginError::Counter(format!("Redis: {e}"))
+            }),
         }
     }
 
@@ -201,6 +201,7 @@ impl RedisCounters {
                 Ok((current, if idx == 0 { 0 } else { previous.unwrap_or(0) }))
             }
             Err(e) => {
+                metrics::redis_error(RedisWhere::PluginCounters);
                 if e.is_io_error()
                     || e.is_connection_dropped()
                     || e.is_unrecoverable_error()

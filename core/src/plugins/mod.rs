@@ -19,6 +19,9 @@
 //! - **the compile cache**: compiled components are reused in memory and written, under
 //!   an HMAC, to a cache directory so a restart does not recompile them.
 //! - **the counters** ([`Counters`]) behind `counter-add`: in memory or in Redis.
+//! - **the metrics** of every call ([`crate::metrics::PluginMetrics`], registered when a
+//!   plugin is loaded): its result (ok, denied, trap, timeout, ...), a policy's refusal
+//!   code, and its time.
 //!
 //! Loading a plugin ([`PluginHost::policy`] and the like) may compile it with cranelift,
 //! which is CPU-bound and can take a while: call it from a blocking context
@@ -41,7 +44,7 @@ mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
@@ -55,6 +58,8 @@ pub use cache::CacheStats;
 pub use counters::{Counters, MemoryCounters, RedisCounters};
 pub use error::{LoadError, PluginError};
 use sandbox::HostState;
+
+use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
 
 /// What one plugin call may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +210,7 @@ impl PluginHost {
             name: name.into(),
             config: config_json.into(),
             pre,
+            metrics: PluginMetrics::new(name, PluginKind::Policy),
         })))
     }
 
@@ -221,10 +227,13 @@ impl PluginHost {
             name: name.into(),
             config: config_json.into(),
             pre,
+            metrics: PluginMetrics::new(name, PluginKind::Scorer),
         })))
     }
 
     /// Loads a `seller-adapter` component; its configuration comes with each call.
+    /// Sellers upload adapters, so all of them share one metrics label,
+    /// [`ADAPTER_METRICS_LABEL`].
     pub fn adapter(&self, name: &str, wasm: &[u8]) -> Result<AdapterPlugin, PluginError> {
         let pre = self.prepare(name, wasm, "seller-adapter", SellerAdapterPre::new)?;
         Ok(AdapterPlugin(Arc::new(Loaded {
@@ -232,6 +241,7 @@ impl PluginHost {
             name: name.into(),
             config: "{}".into(),
             pre,
+            metrics: PluginMetrics::new(ADAPTER_METRICS_LABEL, PluginKind::SellerAdapter),
         })))
     }
 
@@ -361,12 +371,40 @@ macro_rules! sandboxed {
     }};
 }
 
-/// A loaded plugin: its host, name, operator configuration and pre-linked component.
+/// The `plugin` label of every seller adapter's metrics (one per listing would be
+/// unbounded).
+pub const ADAPTER_METRICS_LABEL: &str = "seller-adapter";
+
+/// A loaded plugin: its host, name, operator configuration, pre-linked component and
+/// metrics.
 struct Loaded<P> {
     host: PluginHost,
     name: Arc<str>,
     config: Arc<str>,
     pre: P,
+    metrics: PluginMetrics,
+}
+
+impl<P> Loaded<P> {
+    /// Counts a finished call begun at `started`; `denied` says whether an answer is a
+    /// refusal.
+    fn observe<T>(
+        &self,
+        started: Instant,
+        result: &Result<T, PluginError>,
+        denied: impl FnOnce(&T) -> bool,
+    ) {
+        let kind = match result {
+            Ok(answer) if denied(answer) => PluginResult::Denied,
+            Ok(_) => PluginResult::Ok,
+            Err(PluginError::Trap { .. }) => PluginResult::Trap,
+            Err(PluginError::Timeout { .. }) => PluginResult::Timeout,
+            Err(PluginError::MemoryLimit { .. }) => PluginResult::MemoryLimit,
+            Err(PluginError::OutputTooLarge { .. }) => PluginResult::OutputTooLarge,
+            Err(_) => PluginResult::Error,
+        };
+        self.metrics.observe(kind, started.elapsed());
+    }
 }
 
 /// A loaded `policy` plugin. Cheap to clone.
@@ -384,35 +422,48 @@ impl PolicyPlugin {
         self.check_counting_in(ctx, None).await
     }
 
-    /// Asks the policy about a sample call without touching the host's counters: what
-    /// it counts goes to a scratch store dropped afterwards. Used to try a plugin before
-    /// it serves.
+    /// Asks the policy about a sample call without touching the host's counters or its
+    /// metrics: what it counts goes to a scratch store dropped afterwards. Used to try a
+    /// plugin before it serves.
     pub async fn dry_run(&self, ctx: &CallContext) -> Result<Decision, PluginError> {
         self.check_counting_in(ctx, Some(&Counters::memory())).await
     }
 
+    /// One call; `scratch` counters mark a dry run (not observed in metrics).
     async fn check_counting_in(
         &self,
         ctx: &CallContext,
-        counters: Option<&Counters>,
+        scratch: Option<&Counters>,
     ) -> Result<Decision, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host,
             name,
             config,
             pre,
-        } = &*self.0;
-        let decision = sandboxed!(host, name, config.clone(), counters, pre, |guest, store| {
+            ..
+        } = loaded;
+        let started = Instant::now();
+        let decision = sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
             guest.call_check(&mut store, ctx)
-        })?;
-        let bytes = match &decision {
-            Decision::Allow => 0,
-            Decision::Deny(d) => {
-                d.code.len() + d.message.len() + d.field.as_ref().map_or(0, String::len)
+        })
+        .and_then(|decision| {
+            let bytes = match &decision {
+                Decision::Allow => 0,
+                Decision::Deny(d) => {
+                    d.code.len() + d.message.len() + d.field.as_ref().map_or(0, String::len)
+                }
+            };
+            host.check_output(name, bytes)?;
+            Ok(decision)
+        });
+        if scratch.is_none() {
+            loaded.observe(started, &decision, |d| matches!(d, Decision::Deny(_)));
+            if let Ok(Decision::Deny(denial)) = &decision {
+                loaded.metrics.denied(&denial.code);
             }
-        };
-        host.check_output(name, bytes)?;
-        Ok(decision)
+        }
+        decision
     }
 }
 
@@ -428,22 +479,29 @@ impl ScorerPlugin {
 
     /// Scores one agent. The result is the guest's: callers clamp `score` to 0-1000.
     pub async fn score(&self, stats: &AgentStats) -> Result<ScoreResult, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host,
             name,
             config,
             pre,
-        } = &*self.0;
+            ..
+        } = loaded;
+        let started = Instant::now();
         let result = sandboxed!(host, name, config.clone(), pre, |guest, store| guest
-            .call_score(&mut store, *stats))?;
-        // Strings, plus the fixed part of each component, count against the limit.
-        let bytes = result
-            .components
-            .iter()
-            .map(|c| c.name.len() + c.detail.len() + 8)
-            .sum();
-        host.check_output(name, bytes)?;
-        Ok(result)
+            .call_score(&mut store, *stats))
+        .and_then(|result| {
+            // Strings, plus the fixed part of each component, count against the limit.
+            let bytes = result
+                .components
+                .iter()
+                .map(|c| c.name.len() + c.detail.len() + 8)
+                .sum();
+            host.check_output(name, bytes)?;
+            Ok(result)
+        });
+        loaded.observe(started, &result, |_| false);
+        result
     }
 }
 
@@ -463,13 +521,19 @@ impl AdapterPlugin {
         config_json: &str,
         body: &str,
     ) -> Result<Result<String, String>, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host, name, pre, ..
-        } = &*self.0;
+        } = loaded;
+        let started = Instant::now();
         let result = sandboxed!(host, name, config_json.into(), pre, |guest, store| guest
-            .call_adapt_request(&mut store, body))?;
-        host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
-        Ok(result)
+            .call_adapt_request(&mut store, body))
+        .and_then(|result| {
+            host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
+            Ok(result)
+        });
+        loaded.observe(started, &result, Result::is_err);
+        result
     }
 
     /// Reshapes the seller's reply (HTTP `status`, JSON `body`) for the buyer.
@@ -479,12 +543,18 @@ impl AdapterPlugin {
         status: u16,
         body: &str,
     ) -> Result<Result<String, String>, PluginError> {
+        let loaded = &*self.0;
         let Loaded {
             host, name, pre, ..
-        } = &*self.0;
+        } = loaded;
+        let started = Instant::now();
         let result = sandboxed!(host, name, config_json.into(), pre, |guest, store| guest
-            .call_adapt_response(&mut store, status, body))?;
-        host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
-        Ok(result)
+            .call_adapt_response(&mut store, status, body))
+        .and_then(|result| {
+            host.check_output(name, result.as_ref().map_or_else(String::len, String::len))?;
+            Ok(result)
+        });
+        loaded.observe(started, &result, Result::is_err);
+        result
     }
 }

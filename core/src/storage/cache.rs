@@ -20,6 +20,10 @@
 //!
 //! A fill that raced an invalidation is discarded: each cache has a generation counter,
 //! read before the database query and compared before the insert.
+//!
+//! Each cache counts its lookups by name (`crochet_cache_lookups_total`: hit, miss, or
+//! bypass while the bus is not live); the bus sets `crochet_cache_bus_live` and counts
+//! its Redis failures.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +31,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{Backend, Database};
+use crate::metrics::{self, CacheMetrics, RedisWhere};
 
 /// How long a cached entry is trusted without a message saying otherwise.
 pub const ENTRY_TTL: Duration = Duration::from_secs(30);
@@ -147,6 +152,7 @@ impl Bus {
     }
 
     fn with_remote(remote: Remote, scope: String) -> Self {
+        metrics::cache_bus_live(true);
         Self(Arc::new(BusInner {
             subscribers: RwLock::new(Vec::new()),
             subscribed: AtomicBool::new(true),
@@ -213,6 +219,9 @@ impl Bus {
             }
         };
         if let Err(error) = sent {
+            if matches!(self.0.remote, Remote::Redis { .. }) {
+                metrics::redis_error(RedisWhere::BusPublish);
+            }
             // Peers that miss this fall back on ENTRY_TTL; a peer whose own subscription
             // broke has already stopped trusting its caches.
             tracing::warn!(%error, "could not publish a cache invalidation to other instances");
@@ -241,6 +250,7 @@ impl BusInner {
         // Either way the caches may hold what a missed message would have dropped.
         self.deliver(&Invalidation::All);
         self.subscribed.store(live, Ordering::Release);
+        metrics::cache_bus_live(live);
     }
 }
 
@@ -286,6 +296,9 @@ async fn listen(bus: std::sync::Weak<BusInner>, ready: tokio::sync::oneshot::Sen
         }
         inner.set_subscribed(false);
         if let Err(error) = result {
+            if matches!(inner.remote, Remote::Redis { .. }) {
+                metrics::redis_error(RedisWhere::BusSubscribe);
+            }
             tracing::warn!(%error, "cache invalidation channel lost; caches bypassed until it is back");
         }
         drop(inner);
@@ -356,6 +369,7 @@ pub struct Cache<V> {
     entries: RwLock<HashMap<String, (V, Instant)>>,
     generation: AtomicU64,
     bus: Bus,
+    metrics: CacheMetrics,
 }
 
 /// Taken before a database read; an insert with a stale ticket is dropped.
@@ -363,15 +377,18 @@ pub struct Cache<V> {
 pub struct Ticket(u64);
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
-    /// A cache whose entries `drop_on` says to drop for each invalidation.
+    /// A cache, named `name` in metrics, whose entries `drop_on` says to drop for each
+    /// invalidation.
     pub fn new(
         bus: &Bus,
+        name: &'static str,
         drop_on: impl Fn(&Invalidation, &V) -> bool + Send + Sync + 'static,
     ) -> Arc<Self> {
         let cache = Arc::new(Self {
             entries: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             bus: bus.clone(),
+            metrics: CacheMetrics::new(name),
         });
         let weak = Arc::downgrade(&cache);
         bus.subscribe(move |what| {
@@ -385,11 +402,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// The cached value, if the bus is live and the entry is fresh.
     pub fn get(&self, key: &str) -> Option<V> {
         if !self.bus.is_live() {
+            self.metrics.bypass();
             return None;
         }
-        let entries = self.entries.read().ok()?;
-        let (value, at) = entries.get(key)?;
-        (at.elapsed() < ENTRY_TTL).then(|| value.clone())
+        let found = self.entries.read().ok().and_then(|entries| {
+            let (value, at) = entries.get(key)?;
+            (at.elapsed() < ENTRY_TTL).then(|| value.clone())
+        });
+        match found {
+            Some(_) => self.metrics.hit(),
+            None => self.metrics.miss(),
+        }
+        found
     }
 
     /// The bus this cache listens on (to publish a write's invalidation).
@@ -440,6 +464,7 @@ mod tests {
     fn listing_cache(bus: &Bus) -> Arc<Cache<String>> {
         Cache::new(
             bus,
+            "unit_listings",
             |what, v: &String| matches!(what, Invalidation::Listing(id) if id == v),
         )
     }

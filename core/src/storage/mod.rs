@@ -129,11 +129,18 @@ impl Database {
     /// for the lock, and if another connection (the history writer, another instance on
     /// the same file) commits while it waits, SQLite fails it with `SQLITE_BUSY_SNAPSHOT`
     /// at once instead of waiting out the busy timeout.
+    ///
+    /// Its time (waiting for a pooled connection, then `BEGIN`) is recorded in
+    /// `crochet_db_transaction_begin_duration_seconds`: sqlx counts no waiters, so this
+    /// is the measure of waiting for the pool (and, on SQLite, for the write lock).
     pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        match self.backend {
+        let started = std::time::Instant::now();
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
-        }
+        };
+        crate::metrics::db_begin(started.elapsed());
+        tx
     }
 
     /// [`Self::begin`] on a connection the caller holds.
@@ -150,6 +157,17 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Sets the pool gauges (connections in use, idle, the cap) from the pool's state.
+    pub fn report_pool(&self) {
+        let size = self.pool.size() as usize;
+        let idle = self.pool.num_idle();
+        crate::metrics::db_pool(
+            size.saturating_sub(idle),
+            idle,
+            self.pool.options().get_max_connections(),
+        );
     }
 
     /// Whether the database answers a trivial query.

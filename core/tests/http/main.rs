@@ -9,6 +9,7 @@ mod gateway;
 mod identity;
 mod input;
 mod instances;
+mod metrics;
 mod payments;
 mod plugins;
 mod process;

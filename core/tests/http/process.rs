@@ -1,114 +1,14 @@
 //! The `crochet` binary as an operator runs it: start-up, logs, shutdown, and recovery
 //! of paid calls after the process is killed.
 
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::{
-    Agent, Backend, Client, Published, TestDatabase, Wallet, gateway_call, poll_until, retry,
-    settle,
+    Agent, Backend, Client, Deployment, Host, Published, Wallet, crochet, gateway_call, poll_until,
+    retry, settle,
 };
-
-fn crochet() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crochet"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CROCHET_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// A `crochet serve` process on a free port, its logs collected from the start.
-struct Host {
-    child: Child,
-    client: Client,
-    logs: std::thread::JoinHandle<String>,
-}
-
-impl Host {
-    /// Starts `crochet serve` in `dir` with `env` (on top of a free port and a fast
-    /// proof-of-work) and waits for its "listening on" line.
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = crochet();
-        cmd.arg("serve")
-            .current_dir(dir)
-            .env("CROCHET_BIND", "127.0.0.1:0")
-            .env("CROCHET_POW_DIFFICULTY", "2")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        // Both pipes are drained from the start: a debug log outgrows the pipe's buffer,
-        // and a server blocked on writing its log would stop answering.
-        let stderr = child.stderr.take().unwrap();
-        let logs = std::thread::spawn(move || {
-            let mut logs = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut logs);
-            logs
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (first_line, first_line_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut stdout = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            let _ = first_line.send(line);
-            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-        });
-        let line = tokio::time::timeout(Duration::from_secs(120), first_line_rx)
-            .await
-            .expect("the host starts within two minutes")
-            .unwrap_or_default();
-        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no address line: {line:?}\n{}",
-                logs.join().unwrap_or_default()
-            );
-        };
-        assert_ne!(addr, "127.0.0.1:0", "the chosen port is printed");
-        Self {
-            client: Client::new(format!("http://{addr}")),
-            child,
-            logs,
-        }
-    }
-
-    /// Sends `signal` (`HUP`, `TERM`, `KILL`) to the process.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([&format!("-{signal}"), &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end.
-    async fn stop(self, signal: &str) -> (ExitStatus, String) {
-        self.signal(signal);
-        self.wait().await
-    }
-
-    /// Waits for the process to end by itself.
-    async fn wait(mut self) -> (ExitStatus, String) {
-        let status = tokio::task::spawn_blocking(move || self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        (status, self.logs.join().unwrap())
-    }
-}
 
 #[tokio::test]
 async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
@@ -221,59 +121,6 @@ fn migrate_applies_migrations_and_bad_config_is_reported() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("environment"));
-}
-
-/// One deployment's database and settings, for hosts started one after another on it.
-struct Deployment {
-    db: TestDatabase,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Deployment {
-    async fn new(backend: Backend) -> Option<Self> {
-        let db = TestDatabase::new(backend).await?;
-        let env = vec![
-            ("CROCHET_DATABASE_URL", db.url.clone()),
-            (
-                "CROCHET_ENCRYPTION_KEY",
-                crochet::secrets::MasterKey::generate().to_base64(),
-            ),
-        ];
-        Some(Self { db, env })
-    }
-
-    /// Starts a host with a one-second lease grace, abandoned calls resolved after
-    /// `interrupted_after` seconds, and `extra` environment.
-    async fn host(&self, interrupted_after: u64, extra: &[(&str, &str)]) -> Host {
-        let dir = self.db.dir.path();
-        let config = dir.join("crochet.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nlease_grace_seconds = 1\ninterrupted_after_seconds = {interrupted_after}\n\n\
-                 [plugins]\npolicy = []\ncache_dir = \"{}\"\n",
-                dir.join("plugin-cache").display()
-            ),
-        )
-        .unwrap();
-        let config = config.display().to_string();
-        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        env.push(("CROCHET_CONFIG", &config));
-        env.extend_from_slice(extra);
-        Host::start(dir, &env).await
-    }
-
-    /// `SELECT` of one number from the deployment's database.
-    async fn scalar(&self, sql: &str, bind: &str) -> i64 {
-        let db = self.db.connect().await;
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .bind(bind)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        db.close().await;
-        n
-    }
 }
 
 /// Publishes a listing on `seller` (price in USD, `None` = free) with a four-second
@@ -581,7 +428,7 @@ async fn interrupted_calls_are_recovered_postgres() {
 
 /// `crochet.toml` with one policy: the bundled template, refusing `{"blocked": true}`
 /// with `message`.
-fn template_policy_config(dir: &Path, message: &str) -> String {
+fn template_policy_config(dir: &std::path::Path, message: &str) -> String {
     let path = dir.join("crochet.toml");
     std::fs::write(
         &path,

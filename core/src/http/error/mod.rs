@@ -482,7 +482,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let ErrorSpec { status, body, data } = self.spec();
+        let spec = self.spec();
+        self.respond(spec)
+    }
+}
+
+impl ApiError {
+    /// The response of this error from its [`spec`](Self::spec), for a handler that read
+    /// the spec first (the gateway logs and counts each call's error code).
+    pub fn respond(&self, spec: ErrorSpec) -> Response {
+        let ErrorSpec { status, body, data } = spec;
         if status.is_server_error() {
             tracing::error!(error = %self, code = %body.code, "request failed");
         } else {

@@ -4,18 +4,23 @@
 //!
 //! Split by what each part provides: [`app`] (hosts and databases), [`agents`] (client,
 //! wallets, agents, proof-of-work), [`sellers`] (the test seller, publishing),
-//! [`payments`] (gateway calls and the paid flow) and [`raw`] (raw TCP connections).
+//! [`payments`] (gateway calls and the paid flow), [`raw`] (raw TCP connections),
+//! [`process`] (the real binary as a process) and [`metrics`] (reading `/metrics`).
 //! Everything is re-exported here: tests use `crate::common::X`.
 
 pub mod agents;
 pub mod app;
+pub mod metrics;
 pub mod payments;
+pub mod process;
 pub mod raw;
 pub mod sellers;
 
 pub use agents::*;
 pub use app::*;
+pub use metrics::*;
 pub use payments::*;
+pub use process::*;
 pub use raw::*;
 pub use sellers::*;
 
