@@ -44,6 +44,8 @@ pub struct AppInner {
     pub plugins: Plugins,
     /// Reviews and the Crochet Score.
     pub reputation: crate::reputation::Reputation,
+    /// The operator's routes; `None` (and not mounted) without an operator credential.
+    pub admin: Option<crate::admin::Admin>,
 }
 
 /// The plugin runtime and the configured policy chain.
@@ -110,9 +112,10 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds every service; fails only when the payment provider is misconfigured.
+    /// Builds every service; fails only when the payment provider or the operator
+    /// credential is misconfigured. Of the operator credential only its hash is kept.
     pub fn new(
-        config: Config,
+        mut config: Config,
         db: Database,
         keys: &Keys,
         public_url: String,
@@ -165,6 +168,11 @@ impl AppState {
             .context("cannot set up the payment provider")?;
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
         let recorder = crate::gateway::recorder::Recorder::start(db.clone());
+        let admin = config.admin_token()?.map(|token| {
+            let credential = crate::admin::AdminCredential::new(token.expose());
+            crate::admin::Admin::new(db.clone(), credential, &bus, Arc::new(recorder.clone()))
+        });
+        config.admin_token = None;
         let reputation = crate::reputation::Reputation::new(
             db.clone(),
             plugins.scorer.clone(),
@@ -204,6 +212,7 @@ impl AppState {
             bus,
             plugins,
             reputation,
+            admin,
         })))
     }
 }

@@ -24,7 +24,7 @@ use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -86,6 +86,7 @@ pub fn paged<T: Serialize>(items: Vec<T>, page: Page, total: i64) -> Json<PagedE
         (name = "gateway", description = "Pay-per-call gateway, request history and ledger"),
         (name = "payments", description = "Mock payment completion (development only)"),
         (name = "reputation", description = "Reviews and the public Crochet Score"),
+        (name = "admin", description = "The marketplace operator's routes (served only when an operator credential is configured)"),
     )
 )]
 struct ApiDoc;
@@ -98,13 +99,21 @@ impl utoipa::Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("am_k_...".into());
         components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
+        let admin = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The operator's credential (`admin_token`); never an agent key",
+            ))
+            .build();
+        components.add_security_scheme("admin_token", SecurityScheme::Http(admin));
     }
 }
 
 /// Builds the OpenAPI-documented router and the document itself.
 ///
-/// `mock_payments` mounts the mock provider's settle route (only while it is active).
-pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+/// `mock_payments` mounts the mock provider's settle route (only while it is active);
+/// `admin` the operator's routes (only when an operator credential is configured).
+pub fn api(mock_payments: bool, admin: bool) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let mut v1 = OpenApiRouter::new()
         .routes(routes!(health))
         .merge(crate::identity::http::routes())
@@ -113,6 +122,9 @@ pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::Ope
         .merge(crate::reputation::http::routes());
     if mock_payments {
         v1 = v1.merge(crate::payments::http::routes());
+    }
+    if admin {
+        v1 = v1.merge(crate::admin::http::routes());
     }
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -123,7 +135,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The complete application: routes, OpenAPI route, fallbacks and middleware.
 pub fn router(state: AppState) -> axum::Router {
-    let (api_router, openapi) = api(state.payments.mock().is_some());
+    let (api_router, openapi) = api(state.payments.mock().is_some(), state.admin.is_some());
     let openapi = Arc::new(openapi);
     let max_body = state.config.max_body_bytes;
     api_router
