@@ -4,15 +4,18 @@
 //!
 //! Split by what each part provides: [`app`] (hosts and databases), [`agents`] (client,
 //! wallets, agents, proof-of-work), [`sellers`] (the test seller, publishing),
-//! [`payments`] (gateway calls and the paid flow) and [`raw`] (raw TCP connections).
+//! [`payments`] (gateway calls and the paid flow), [`raw`] (raw TCP connections) and
+//! [`admin`] (the operator credential and admin requests).
 //! Everything is re-exported here: tests use `crate::common::X`.
 
+pub mod admin;
 pub mod agents;
 pub mod app;
 pub mod payments;
 pub mod raw;
 pub mod sellers;
 
+pub use admin::*;
 pub use agents::*;
 pub use app::*;
 pub use payments::*;
