@@ -47,6 +47,8 @@ pub struct AppInner {
     pub plugins: Plugins,
     /// Reviews and the Crochet Score.
     pub reputation: crate::reputation::Reputation,
+    /// The operator's routes; `None` (and not mounted) without an operator credential.
+    pub admin: Option<crate::admin::Admin>,
 }
 
 /// The plugin runtime, the policy chain and the scorer in service.
@@ -202,9 +204,10 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds every service; fails only when the payment provider is misconfigured.
+    /// Builds every service; fails only when the payment provider or the operator
+    /// credential is misconfigured. Of the operator credential only its hash is kept.
     pub fn new(
-        config: Config,
+        mut config: Config,
         db: Database,
         keys: &Keys,
         public_url: String,
@@ -257,6 +260,11 @@ impl AppState {
             .context("cannot set up the payment provider")?;
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
         let recorder = crate::gateway::recorder::Recorder::start(db.clone());
+        let admin = config.admin_token()?.map(|token| {
+            let credential = crate::admin::AdminCredential::new(token.expose());
+            crate::admin::Admin::new(db.clone(), credential, &bus, Arc::new(recorder.clone()))
+        });
+        config.admin_token = None;
         let reputation = crate::reputation::Reputation::new(
             db.clone(),
             plugins.scorer.clone(),
@@ -295,6 +303,7 @@ impl AppState {
             bus,
             plugins,
             reputation,
+            admin,
         })))
     }
 }
@@ -332,6 +341,51 @@ impl AppState {
             .map_err(|e| LoadError::Config(e.to_string()))?
             .map_err(|e| LoadError::Config(e.to_string()))?;
         self.plugins.reload(&config).await
+    }
+
+    /// [`reload_plugins`](Self::reload_plugins) on behalf of `operator`, written to the
+    /// audit log (when the admin API is on) whether it succeeded or was refused.
+    pub async fn reload_plugins_as(
+        &self,
+        operator: &crate::admin::Operator,
+    ) -> Result<ReloadReport, crate::http::error::ApiError> {
+        let before = Some(serde_json::json!({"plugins": self.plugins.describe()}));
+        let outcome = self.reload_plugins().await;
+        if let Some(admin) = &self.admin {
+            let (action, after) = match &outcome {
+                Ok(report) => (
+                    "plugins.reload",
+                    Some(serde_json::json!({"plugins": report.plugins})),
+                ),
+                Err(e) => (
+                    "plugins.reload_refused",
+                    Some(serde_json::json!({"error": e.to_string()})),
+                ),
+            };
+            let entry = crate::admin::AuditEntry {
+                action,
+                target_type: "plugins",
+                target_id: "plugins",
+                reason: None,
+                before,
+                after,
+            };
+            admin.record(operator, entry).await?;
+        }
+        match &outcome {
+            Ok(report) => tracing::info!(
+                actor = %operator.actor,
+                plugins = report.plugins.len(),
+                took_ms = report.took_ms,
+                "plugins reloaded"
+            ),
+            Err(error) => tracing::error!(
+                actor = %operator.actor,
+                %error,
+                "plugin reload refused; the running plugins go on serving"
+            ),
+        }
+        Ok(outcome?)
     }
 
     /// The published receipt verification keys, current first.
@@ -597,19 +651,15 @@ fn reload_on_hangup(state: AppState) -> JoinHandle<()> {
                 tracing::warn!("cannot listen for SIGHUP: reload plugins through the admin API");
                 return;
             };
+            let operator = crate::admin::Operator {
+                actor: "signal:SIGHUP".into(),
+                client_addr: None,
+                request_id: None,
+            };
             while hangups.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading the plugins");
-                match state.reload_plugins().await {
-                    Ok(report) => tracing::info!(
-                        plugins = report.plugins.len(),
-                        took_ms = report.took_ms,
-                        "plugins reloaded"
-                    ),
-                    Err(error) => tracing::error!(
-                        %error,
-                        "plugin reload refused; the running plugins go on serving"
-                    ),
-                }
+                // The outcome is logged (and audited) by `reload_plugins_as`.
+                let _ = state.reload_plugins_as(&operator).await;
             }
         }
         #[cfg(not(unix))]

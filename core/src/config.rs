@@ -76,11 +76,42 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Connection limits and timeouts of the HTTP server (`[server]` in `crochet.toml`).
     pub server: ServerConfig,
+    /// The operator's credential for the admin routes (`Authorization: Bearer …`); the
+    /// admin routes exist only when it (or `admin_token_file`) is set.
+    pub admin_token: Option<Secret>,
+    /// A file holding the operator's credential (its content is trimmed); instead of
+    /// `admin_token`, so the credential stays out of the environment.
+    pub admin_token_file: Option<PathBuf>,
     /// The file this configuration was loaded from when one was named (`--config` or
     /// `CROCHET_CONFIG`); a plugin reload reads the same sources again.
     #[serde(skip)]
     pub file: Option<PathBuf>,
 }
+
+/// A configured secret: read like a string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+/// Shortest operator credential accepted in production.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 /// How long a forwarding attempt owns a paid call, and when an abandoned call is
 /// resolved.
@@ -284,6 +315,8 @@ pub const ENV_KEYS: &[&str] = &[
     "max_body_bytes",
     "log_format",
     "previous_encryption_keys",
+    "admin_token",
+    "admin_token_file",
 ];
 
 impl Default for Config {
@@ -310,6 +343,8 @@ impl Default for Config {
             reputation: ReputationConfig::default(),
             gateway: GatewayConfig::default(),
             server: ServerConfig::default(),
+            admin_token: None,
+            admin_token_file: None,
             file: None,
         }
     }
@@ -324,6 +359,12 @@ pub enum ConfigError {
     Unsafe {
         setting: &'static str,
         problem: &'static str,
+        fix: &'static str,
+    },
+    #[error("invalid configuration: {setting} {problem}. Fix: {fix}")]
+    Setting {
+        setting: &'static str,
+        problem: String,
         fix: &'static str,
     },
 }
@@ -441,10 +482,52 @@ impl Config {
         }
     }
 
-    /// Refuses the settings that are unsafe in `production`; a no-op in development.
+    /// The operator's credential, from `admin_token` or the file `admin_token_file`
+    /// names (trimmed); `None` when neither is set. Setting both, an unreadable file and
+    /// an empty credential are errors.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Setting {
+                    setting: "CROCHET_ADMIN_TOKEN",
+                    problem: "is set together with CROCHET_ADMIN_TOKEN_FILE".into(),
+                    fix: "set only one of admin_token and admin_token_file",
+                });
+            }
+            (Some(token), None) => token.expose().trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Setting {
+                    setting: "CROCHET_ADMIN_TOKEN_FILE",
+                    problem: format!("cannot be read ({}: {e})", path.display()),
+                    fix: "point admin_token_file at a readable file holding the credential",
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err(ConfigError::Setting {
+                setting: "CROCHET_ADMIN_TOKEN",
+                problem: "is empty".into(),
+                fix: "set a random credential (`openssl rand -base64 32`), or unset it to turn the admin routes off",
+            });
+        }
+        Ok(Some(Secret(token)))
+    }
+
+    /// Refuses the settings that are unsafe in `production`; a no-op in development
+    /// (except for a malformed operator credential, refused everywhere).
     pub fn check_production(&self) -> Result<(), ConfigError> {
+        let admin_token = self.admin_token()?;
         if self.environment != Environment::Production {
             return Ok(());
+        }
+        if admin_token.is_some_and(|t| t.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS) {
+            return Err(ConfigError::Unsafe {
+                setting: "CROCHET_ADMIN_TOKEN",
+                problem: "is shorter than 32 characters, short enough to guess",
+                fix: "set a random credential of at least 32 characters (`openssl rand -base64 32`)",
+            });
         }
         if self.payment_provider == PaymentProviderKind::Mock {
             return Err(ConfigError::Unsafe {
@@ -607,6 +690,71 @@ mod tests {
         c.check_production().unwrap();
         assert!(!c.allow_private_endpoints());
         assert_eq!(c.pow_difficulty(), 5);
+    }
+
+    #[test]
+    fn admin_token_from_env_or_a_trimmed_file_never_both() {
+        Jail::expect_with(|jail| {
+            assert!(Config::load(None).unwrap().admin_token().unwrap().is_none());
+            jail.create_file("admin.token", "  s3cret-from-a-file\n")?;
+            jail.set_env("CROCHET_ADMIN_TOKEN_FILE", "admin.token");
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.admin_token().unwrap().unwrap().expose(),
+                "s3cret-from-a-file"
+            );
+            jail.set_env("CROCHET_ADMIN_TOKEN", "s3cret-from-the-env");
+            let err = Config::load(None).unwrap().admin_token().unwrap_err();
+            assert!(
+                err.to_string().contains("CROCHET_ADMIN_TOKEN_FILE"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CROCHET_ADMIN_TOKEN", "s3cret-from-the-env");
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.admin_token().unwrap().unwrap().expose(),
+                "s3cret-from-the-env"
+            );
+            // Never shown: not by the configuration's Debug, not by the secret's.
+            let shown = format!("{c:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("[redacted]"));
+            jail.set_env("CROCHET_ADMIN_TOKEN", "   ");
+            assert!(Config::load(None).unwrap().admin_token().is_err());
+            Ok(())
+        });
+        let missing = Config {
+            admin_token_file: Some("/nonexistent/admin.token".into()),
+            ..Config::default()
+        };
+        let err = missing.admin_token().unwrap_err().to_string();
+        assert!(err.contains("cannot be read"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_a_short_admin_token() {
+        let mut c = Config {
+            environment: Environment::Production,
+            payment_provider: PaymentProviderKind::Relay,
+            encryption_key: Some(crate::secrets::MasterKey::generate().to_base64()),
+            admin_token: Some(Secret::new("a".repeat(MIN_ADMIN_TOKEN_CHARS - 1))),
+            ..Config::default()
+        };
+        let err = c.check_production().unwrap_err().to_string();
+        assert!(err.contains("CROCHET_ADMIN_TOKEN"), "{err}");
+        c.admin_token = Some(Secret::new("a".repeat(MIN_ADMIN_TOKEN_CHARS)));
+        c.check_production().unwrap();
+        c.environment = Environment::Development;
+        c.admin_token = Some(Secret::new("short"));
+        c.check_production().unwrap();
+        c.admin_token_file = Some("admin.token".into());
+        assert!(
+            c.check_production().is_err(),
+            "both set is refused everywhere"
+        );
     }
 
     #[test]

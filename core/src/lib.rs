@@ -11,6 +11,8 @@
 //! - [`payments`]: the configured payment provider and the mock settle route;
 //! - [`reputation`]: reviews, score events and the Crochet Score;
 //! - [`plugins`]: the WebAssembly sandbox for policy, scorer and seller-adapter plugins;
+//! - [`admin`]: the operator's credential, suspensions, marketplace statistics and the
+//!   audit log;
 //! - [`storage`]: the SQLite/PostgreSQL pool and migrations;
 //! - [`config`]: layered configuration and production safety checks;
 //! - [`secrets`]: the master key and derived keys;
@@ -20,6 +22,7 @@
 //! - [`app`]: state, start-up and graceful shutdown;
 //! - [`devwallet`]: the `crochet wallet` development helper.
 
+pub mod admin;
 pub mod app;
 pub mod catalog;
 pub mod config;

@@ -18,7 +18,7 @@ impl Catalog {
         id: &str,
         req: PutAdapterRequest,
     ) -> Result<AdapterInfo> {
-        let listing = self.owned(who, id).await?.listing;
+        let listing = self.owned_for_change(who, id).await?.listing;
         let current = store::adapter(self.db.pool(), &listing.id, true).await?;
         let (source, component, sha, bytes) = match (req.bundled.as_deref(), current) {
             (Some(name), _) => {
@@ -72,7 +72,7 @@ impl Catalog {
         id: &str,
         wasm: Vec<u8>,
     ) -> Result<AdapterInfo> {
-        let listing = self.owned(who, id).await?.listing;
+        let listing = self.owned_for_change(who, id).await?.listing;
         let host = self.plugins.clone();
         let checked =
             tokio::task::spawn_blocking(move || host.validate_adapter(&wasm).map(|()| wasm))
@@ -113,7 +113,7 @@ impl Catalog {
 
     /// Detaches the listing's adapter (returned); calls are forwarded unchanged again.
     pub async fn delete_adapter(&self, who: &Principal, id: &str) -> Result<AdapterInfo> {
-        let listing = self.owned(who, id).await?.listing;
+        let listing = self.owned_for_change(who, id).await?.listing;
         let removed = store::adapter(self.db.pool(), &listing.id, false)
             .await?
             .ok_or(CatalogError::AdapterNotFound)?;

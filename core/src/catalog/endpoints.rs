@@ -127,7 +127,7 @@ impl Catalog {
         id: &str,
         req: UpdateEndpointRequest,
     ) -> Result<EndpointInfo> {
-        let listing = self.owned(who, id).await?.listing;
+        let listing = self.owned_for_change(who, id).await?.listing;
         let mut e = self.endpoint_row(&listing.id).await?;
         if let Some(u) = req.private_endpoint_url.as_deref() {
             let url = self.upstream.check_endpoint(u.trim()).await?;

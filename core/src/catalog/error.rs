@@ -13,6 +13,10 @@ pub enum CatalogError {
     ListingNotFound,
     #[error("only the listing's seller can do this")]
     NotOwner,
+    #[error(
+        "the marketplace's operator has suspended this listing; it cannot be changed until the operator reinstates it"
+    )]
+    SuspendedByOperator,
     #[error("this profile was registered as a buyer only and cannot publish listings")]
     SellerRoleRequired,
     #[error("no open listing challenge: request one with POST /listings/challenge")]

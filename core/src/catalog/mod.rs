@@ -129,7 +129,12 @@ impl Catalog {
         let calls = Cache::new(
             bus,
             "listings",
-            |what, c: &Arc<ListingForCall>| matches!(what, Invalidation::Listing(id) if *id == c.listing.id),
+            |what, c: &Arc<ListingForCall>| match what {
+                Invalidation::Listing(id) => *id == c.listing.id,
+                // The seller's standing changed (an operator suspended or reinstated it).
+                Invalidation::Profile(id) => *id == c.listing.seller_id,
+                _ => false,
+            },
         );
         Self {
             db,
@@ -230,6 +235,8 @@ impl Catalog {
             review_count: 0,
             rating_sum: 0,
             seller_score: None,
+            operator_suspended: 0,
+            seller_suspended: 0,
             created_at: now,
             updated_at: now,
         };
@@ -304,13 +311,15 @@ impl Catalog {
             .to_listing(&self.settings.public_url, r.endpoint_configured != 0)
     }
 
-    /// A listing by UUID or slug: active ones for everyone, any status for its seller.
+    /// A listing by UUID or slug: active ones of sellers in good standing for everyone,
+    /// any status for its seller.
     pub async fn get(&self, id_or_slug: &str, viewer: Option<&Principal>) -> Result<Listing> {
         let r = store::listing_by_ref(self.db.pool(), id_or_slug)
             .await?
             .ok_or(CatalogError::ListingNotFound)?;
         let is_owner = viewer.is_some_and(|v| v.profile_id == r.listing.seller_id);
-        if r.listing.status != ListingStatus::Active && !is_owner {
+        let public = r.listing.status == ListingStatus::Active && !r.listing.is_seller_suspended();
+        if !public && !is_owner {
             return Err(CatalogError::ListingNotFound);
         }
         Ok(self.public(&r))
@@ -327,6 +336,20 @@ impl Catalog {
         Ok(r)
     }
 
+    /// The listing, if `who` is its seller and may change it: not while an operator's
+    /// suspension holds it (only the operator lifts that).
+    pub(super) async fn owned_for_change(
+        &self,
+        who: &Principal,
+        id_or_slug: &str,
+    ) -> Result<ListingWithEndpoint> {
+        let r = self.owned(who, id_or_slug).await?;
+        if r.listing.is_operator_suspended() {
+            return Err(CatalogError::SuspendedByOperator);
+        }
+        Ok(r)
+    }
+
     /// Updates listing fields; `private_endpoint_url` updates the endpoint.
     pub async fn update_listing(
         &self,
@@ -334,7 +357,7 @@ impl Catalog {
         id: &str,
         req: UpdateListingRequest,
     ) -> Result<Listing> {
-        let current = self.owned(who, id).await?;
+        let current = self.owned_for_change(who, id).await?;
         let mut row = current.listing.clone();
         if let Some(name) = req.name.as_deref() {
             row.name = name_text("name", Some(name), 120)?
@@ -392,7 +415,10 @@ impl Catalog {
         row.updated_at = now;
         endpoint.updated_at = now;
         let mut tx = self.db.begin().await?;
-        store::update_listing(&mut tx, &row).await?;
+        if !store::update_listing(&mut tx, &row).await? {
+            // An operator suspended it since it was read.
+            return Err(CatalogError::SuspendedByOperator);
+        }
         if req.private_endpoint_url.is_some() {
             store::update_endpoint(&mut tx, &endpoint).await?;
         }
@@ -401,19 +427,21 @@ impl Catalog {
         Ok(row.to_listing(&self.settings.public_url, endpoint.url_enc.is_some()))
     }
 
-    /// Deletes a draft; suspends anything published (the gateway then refuses it).
+    /// Deletes a draft; suspends anything published (the gateway then refuses it). Refused
+    /// while an operator's suspension holds the listing.
     pub async fn delete_listing(&self, who: &Principal, id: &str) -> Result<DeleteOutcome> {
-        let mut row = self.owned(who, id).await?.listing;
+        let mut row = self.owned_for_change(who, id).await?.listing;
         let mut tx = self.db.begin().await?;
-        let status = if row.status == ListingStatus::Draft {
-            store::delete_listing(&mut tx, &row.id).await?;
-            "deleted"
+        let (done, status) = if row.status == ListingStatus::Draft {
+            (store::delete_listing(&mut tx, &row.id).await?, "deleted")
         } else {
             row.status = ListingStatus::Suspended;
             row.updated_at = now_ms();
-            store::update_listing(&mut tx, &row).await?;
-            "suspended"
+            (store::update_listing(&mut tx, &row).await?, "suspended")
         };
+        if !done {
+            return Err(CatalogError::SuspendedByOperator);
+        }
         tx.commit().await?;
         self.changed(&row.id).await;
         Ok(DeleteOutcome { id: row.id, status })

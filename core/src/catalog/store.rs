@@ -41,11 +41,26 @@ pub struct ListingRow {
     pub rating_sum: i64,
     /// The seller's current Crochet Score, once computed.
     pub seller_score: Option<i64>,
+    /// 1 while the marketplace's operator has the listing suspended (its seller cannot
+    /// change it then); 0 otherwise.
+    pub operator_suspended: i64,
+    /// 1 while the operator has the listing's seller suspended; 0 otherwise.
+    pub seller_suspended: i64,
 }
 
 impl ListingRow {
     pub fn pricing_model(&self) -> PricingModel {
         self.pricing_model
+    }
+
+    /// Whether an operator's suspension holds the listing (only the operator lifts it).
+    pub fn is_operator_suspended(&self) -> bool {
+        self.operator_suspended != 0
+    }
+
+    /// Whether the listing's seller is suspended (the listing takes no calls meanwhile).
+    pub fn is_seller_suspended(&self) -> bool {
+        self.seller_suspended != 0
     }
 
     /// The public view; `gateway_url` is set when the listing can be called.
@@ -97,7 +112,14 @@ const LISTING_COLUMNS: &str = "l.id, l.slug, l.seller_id, l.name, l.description,
      l.pricing_currency, l.status, l.created_at, l.updated_at, l.policy_config, \
      (SELECT a.source || ':' || a.component_sha256 || ':' || CAST(a.updated_at AS TEXT) || '@' || a.listing_id \
       FROM listing_adapters a WHERE a.listing_id = l.id) AS adapter, l.review_count, l.rating_sum, \
-     (SELECT s.score FROM agent_scores s WHERE s.profile_id = l.seller_id) AS seller_score";
+     (SELECT s.score FROM agent_scores s WHERE s.profile_id = l.seller_id) AS seller_score, \
+     CASE WHEN l.suspended_by IS NULL THEN 0 ELSE 1 END AS operator_suspended, \
+     CASE WHEN EXISTS (SELECT 1 FROM profiles p WHERE p.id = l.seller_id AND p.status = 'suspended') \
+     THEN 1 ELSE 0 END AS seller_suspended";
+
+/// Leaves out listings whose seller the operator has suspended (public reads).
+const SELLER_NOT_SUSPENDED: &str =
+    "NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = l.seller_id AND p.status = 'suspended')";
 
 /// A listing row with whether its endpoint has a URL.
 #[derive(Debug, FromRow)]
@@ -138,12 +160,14 @@ pub async fn insert_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     Ok(row.is_some())
 }
 
-/// Rewrites every mutable column of a listing.
-pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::Result<()> {
-    sqlx::query(
+/// Rewrites every mutable column of a listing, unless an operator's suspension holds it
+/// (then nothing changes and this returns false: the seller cannot undo it).
+pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::Result<bool> {
+    let done = sqlx::query(
         "UPDATE listings SET name = $1, description = $2, category = $3, delivery_type = $4, \
          auth_method = $5, formats = $6, connection_instructions = $7, pricing_model = $8, \
-         price_cents = $9, status = $10, updated_at = $11, policy_config = $13 WHERE id = $12",
+         price_cents = $9, status = $10, updated_at = $11, policy_config = $13 \
+         WHERE id = $12 AND suspended_by IS NULL",
     )
     .bind(&l.name)
     .bind(&l.description)
@@ -160,10 +184,24 @@ pub async fn update_listing(conn: &mut AnyConnection, l: &ListingRow) -> sqlx::R
     .bind(l.policy_config.as_deref())
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
-pub async fn delete_listing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+/// Deletes a listing and its endpoint, unless an operator's suspension holds it (then
+/// nothing changes and this returns false). The listing's row is locked first, so an
+/// operator's suspension cannot slip in between the check and the delete.
+pub async fn delete_listing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    let free = sqlx::query(
+        "UPDATE listings SET updated_at = updated_at WHERE id = $1 AND suspended_by IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !free {
+        return Ok(false);
+    }
     sqlx::query("DELETE FROM listing_gateway_endpoints WHERE listing_id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -172,7 +210,7 @@ pub async fn delete_listing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<
         .bind(id)
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// A listing by UUID or slug, any status.
@@ -251,7 +289,10 @@ pub async fn search_listings(
     page: Page,
 ) -> sqlx::Result<(Vec<ListingWithEndpoint>, i64)> {
     let mut args = Args::default();
-    let mut clauses = vec!["l.status = 'active'".to_owned()];
+    let mut clauses = vec![
+        "l.status = 'active'".to_owned(),
+        SELLER_NOT_SUSPENDED.to_owned(),
+    ];
     if let Some(terms) = q.q.as_deref().map(search_terms).filter(|t| !t.is_empty()) {
         clauses.push(search_clause(backend, &terms, &mut args));
     }

@@ -10,6 +10,10 @@ pub enum GatewayError {
     ListingNotFound,
     #[error("the listing is {0} and cannot be called")]
     ListingNotActive(String),
+    #[error(
+        "the listing's seller is suspended by the marketplace's operator; the listing cannot be called"
+    )]
+    SellerSuspended,
     #[error("the seller's endpoint is not configured or is paused")]
     EndpointUnavailable,
     #[error("the request body must be JSON: {0}")]

@@ -2,8 +2,8 @@
 //! call through its phases in order, each a method that says when it runs and what it
 //! may change:
 //!
-//! 1. `resolve`: active listing, usable endpoint, a JSON body within the endpoint's
-//!    limit. The buyer was authenticated by the HTTP extractor before.
+//! 1. `resolve`: active listing of a seller in good standing, usable endpoint, a JSON
+//!    body within the endpoint's limit. The buyer was authenticated by the HTTP extractor before.
 //! 2. `policy`: the operator's policy plugins, before any payment exists, so a refused
 //!    call is never charged.
 //! 3. `adapt_request` (see `adapter.rs`): the listing's seller adapter reshapes the
@@ -175,6 +175,9 @@ impl Gateway {
             ListingStatus::Active => {}
             ListingStatus::Draft => return Err(GatewayError::ListingNotFound),
             other => return Err(GatewayError::ListingNotActive(other.as_str().to_owned())),
+        }
+        if listing.is_seller_suspended() {
+            return Err(GatewayError::SellerSuspended);
         }
         if endpoint.url.is_none() || !endpoint.active {
             return Err(GatewayError::EndpointUnavailable);

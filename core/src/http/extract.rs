@@ -258,6 +258,45 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The marketplace's operator, authenticated by `Authorization: Bearer <admin token>`,
+/// and the admin service. Only the admin routes use it, and they are mounted only when
+/// an operator credential is configured.
+pub struct AdminAuth {
+    pub admin: crate::admin::Admin,
+    pub operator: crate::admin::Operator,
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(admin) = state.admin.clone() else {
+            let route = format!("{} {}", parts.method, parts.uri.path());
+            return Err(RequestError::RouteNotFound(route).into());
+        };
+        // A header that is not visible ASCII carries no bearer credential.
+        let header = match parts.headers.get(AUTHORIZATION).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return Err(crate::admin::AdminError::TokenRequired.into()),
+        };
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let operator = admin.authenticate(header, client, request_id)?;
+        Ok(AdminAuth { admin, operator })
+    }
+}
+
 /// The caller when an `Authorization` header is sent (then it must be valid), else `None`.
 pub struct MaybeAuth(pub Option<Principal>);
 

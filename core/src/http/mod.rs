@@ -26,7 +26,7 @@ use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -88,6 +88,7 @@ pub fn paged<T: Serialize>(items: Vec<T>, page: Page, total: i64) -> Json<PagedE
         (name = "gateway", description = "Pay-per-call gateway, request history and ledger"),
         (name = "payments", description = "Mock payment completion (development only)"),
         (name = "reputation", description = "Reviews and the public Crochet Score"),
+        (name = "admin", description = "The marketplace operator's routes (served only when an operator credential is configured)"),
     )
 )]
 struct ApiDoc;
@@ -100,22 +101,32 @@ impl utoipa::Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("am_k_...".into());
         components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
+        let admin = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The operator's credential (`admin_token`); never an agent key",
+            ))
+            .build();
+        components.add_security_scheme("admin_token", SecurityScheme::Http(admin));
     }
 }
 
 /// Builds the OpenAPI-documented router and the document itself.
 ///
-/// `mock_payments` mounts the mock provider's settle route (only while it is active).
-pub fn api(mock_payments: bool) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+/// `mock_payments` mounts the mock provider's settle route (only while it is active);
+/// `admin` the operator's routes (only when an operator credential is configured).
+pub fn api(mock_payments: bool, admin: bool) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let mut v1 = OpenApiRouter::new()
         .routes(routes!(health))
         .merge(crate::identity::http::routes())
         .merge(crate::catalog::http::routes())
         .merge(crate::gateway::http::routes())
-        .merge(crate::reputation::http::routes())
-        .merge(crate::plugins::http::admin_routes());
+        .merge(crate::reputation::http::routes());
     if mock_payments {
         v1 = v1.merge(crate::payments::http::routes());
+    }
+    if admin {
+        v1 = v1.merge(crate::admin::http::routes());
     }
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -131,7 +142,7 @@ const RECEIPT_KEYS_PATH: &str = "/.well-known/crochet-receipt-keys";
 /// The complete application: routes, OpenAPI route, fallbacks and middleware.
 /// `/metrics` is served here unless `metrics_bind` gives it a listener of its own.
 pub fn router(state: AppState) -> axum::Router {
-    let (mut api_router, openapi) = api(state.payments.mock().is_some());
+    let (mut api_router, openapi) = api(state.payments.mock().is_some(), state.admin.is_some());
     let metrics_here = state.config.metrics_bind.is_none();
     let extra = [OPENAPI_PATH, RECEIPT_KEYS_PATH];
     let templates = openapi.paths.paths.keys().map(String::as_str).chain(extra);

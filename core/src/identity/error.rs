@@ -48,6 +48,8 @@ pub enum IdentityError {
     AuthMalformed,
     #[error("API key is invalid or revoked")]
     InvalidApiKey,
+    #[error("this agent is suspended by the marketplace's operator; its API keys do not work")]
+    AgentSuspended,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(revoke_api_key))
         .routes(routes!(claim_agent))
+        .routes(routes!(agent_profile))
 }
 
 /// Issues a wallet signing challenge plus proof-of-work for one purpose.
@@ -225,4 +226,17 @@ async fn claim_agent(
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Created<Claim>, ApiError> {
     Ok(created(s.identity.claim_agent(&id, req).await?))
+}
+
+/// An agent's public profile: name, role, status (`active` or `suspended`), Crochet Score.
+#[utoipa::path(get, path = "/agents/{id}", tag = "identity",
+    params(("id" = String, Path, description = "Agent (profile) id")),
+    responses((status = 200, body = Envelope<Profile>), (status = 404, body = ErrorEnvelope)))]
+async fn agent_profile(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Envelope<Profile>>, ApiError> {
+    let mut profile = s.identity.profile(&id).await?;
+    current_score(&s, &mut profile).await;
+    Ok(ok(profile))
 }

@@ -72,11 +72,11 @@ const MAX_PROOF_FIELD: usize = 256;
 
 impl Identity {
     pub fn new(db: Database, hasher: ApiKeyHasher, settings: IdentitySettings, bus: &Bus) -> Self {
-        let keys = Cache::new(
-            bus,
-            "api_keys",
-            |what, k: &CachedKey| matches!(what, Invalidation::ApiKey(id) if *id == k.principal.api_key_id),
-        );
+        let keys = Cache::new(bus, "api_keys", |what, k: &CachedKey| match what {
+            Invalidation::ApiKey(id) => *id == k.principal.api_key_id,
+            Invalidation::Profile(id) => *id == k.principal.profile_id,
+            _ => false,
+        });
         Self {
             db,
             hasher,
@@ -343,8 +343,9 @@ impl Identity {
     }
 
     /// Resolves an `Authorization` header to its profile. Resolved keys are cached in
-    /// memory; revocation drops them on every instance (see `storage::cache`), so it
-    /// still takes effect on the next request.
+    /// memory; revocation and a suspension of the agent drop them on every instance (see
+    /// `storage::cache`), so they still take effect on the next request. A suspended
+    /// agent's keys are refused with [`IdentityError::AgentSuspended`].
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal> {
         let token = parse_bearer(header).map_err(|p| match p {
             HeaderProblem::Missing => IdentityError::AuthMissing,
@@ -372,6 +373,11 @@ impl Identity {
                 .await?
                 .ok_or(IdentityError::InvalidApiKey)?,
         };
+        match row.status.as_str() {
+            "active" => {}
+            "suspended" => return Err(IdentityError::AgentSuspended),
+            _ => return Err(IdentityError::InvalidApiKey),
+        }
         let mut last_used_at = row.last_used_at.unwrap_or(0);
         if now - last_used_at > TOUCH_INTERVAL_MS {
             store::touch_api_key(self.db.pool(), &row.id, now).await?;
@@ -407,6 +413,15 @@ impl Identity {
             }
         }
         Ok(None)
+    }
+
+    /// An agent's public profile (whatever its status: a suspended agent shows as such).
+    pub async fn profile(&self, id: &str) -> Result<Profile> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::get_profile(&mut conn, id)
+            .await?
+            .ok_or(IdentityError::AgentNotFound)?
+            .into())
     }
 
     pub async fn me(&self, who: &Principal) -> Result<Me> {

@@ -150,6 +150,8 @@ pub struct Profile {
     pub id: String,
     pub display_name: Option<String>,
     pub role: Role,
+    /// `active`, or `suspended` while the marketplace's operator has suspended the agent
+    /// (its keys and listings do not work meanwhile).
     pub status: String,
     pub created_at: String,
     /// The current Crochet Score (`GET /agents/{id}/score` has the details), computed at

@@ -120,12 +120,14 @@ impl From<ApiKeyRow> for ApiKeyInfo {
     }
 }
 
-/// An API key row joined with its profile's role, as authentication needs it.
+/// An API key row joined with its profile's role and status, as authentication needs it.
 #[derive(Debug, FromRow)]
 pub struct AuthRow {
     pub id: String,
     pub profile_id: String,
     pub role: String,
+    /// The profile's status: `active`, or `suspended` by the operator.
+    pub status: String,
     pub last_used_at: Option<i64>,
 }
 
@@ -497,9 +499,9 @@ pub async fn revoke_api_key(
 
 pub async fn auth_by_hash(pool: &AnyPool, hash: &str) -> sqlx::Result<Option<AuthRow>> {
     sqlx::query_as(
-        "SELECT k.id, k.profile_id, p.role, k.last_used_at FROM api_keys k \
+        "SELECT k.id, k.profile_id, p.role, p.status, k.last_used_at FROM api_keys k \
          JOIN profiles p ON p.id = k.profile_id \
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND p.status = 'active'",
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
     )
     .bind(hash)
     .fetch_optional(pool)

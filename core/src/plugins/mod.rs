@@ -34,7 +34,6 @@ mod cache;
 mod counters;
 mod engine;
 mod error;
-pub mod http;
 pub mod inventory;
 pub mod policy;
 mod sandbox;

@@ -14,9 +14,10 @@
 //!   lost) its caches are bypassed and every lookup reads the database, and they are
 //!   emptied when the subscription comes back, because messages may have been missed.
 //!
-//! Revoking a key, suspending a listing or rotating a signing secret therefore takes
-//! effect on every instance within one message delivery. Entries also expire after
-//! [`ENTRY_TTL`], which bounds staleness should a message ever be lost in flight.
+//! Revoking a key, suspending a listing or an agent, or rotating a signing secret
+//! therefore takes effect on every instance within one message delivery. Entries also
+//! expire after [`ENTRY_TTL`], which bounds staleness should a message ever be lost in
+//! flight.
 //!
 //! A fill that raced an invalidation is discarded: each cache has a generation counter,
 //! read before the database query and compared before the insert.
@@ -49,6 +50,9 @@ pub enum Invalidation {
     Listing(String),
     /// An API key (by key id).
     ApiKey(String),
+    /// Everything that belongs to a profile: its API keys and its listings (by profile
+    /// id), when the profile's standing changes (an operator suspends or reinstates it).
+    Profile(String),
     /// Anything: drop every entry.
     All,
 }
@@ -58,6 +62,7 @@ impl Invalidation {
         match self {
             Self::Listing(id) => format!("l:{id}"),
             Self::ApiKey(id) => format!("k:{id}"),
+            Self::Profile(id) => format!("p:{id}"),
             Self::All => "*".into(),
         }
     }
@@ -66,6 +71,7 @@ impl Invalidation {
         match s.split_once(':') {
             Some(("l", id)) => Self::Listing(id.into()),
             Some(("k", id)) => Self::ApiKey(id.into()),
+            Some(("p", id)) => Self::Profile(id.into()),
             // Unknown messages (a newer peer) are treated as "everything changed".
             _ => Self::All,
         }
@@ -514,6 +520,7 @@ mod tests {
         for m in [
             Invalidation::Listing("x".into()),
             Invalidation::ApiKey("k".into()),
+            Invalidation::Profile("p".into()),
             Invalidation::All,
         ] {
             assert_eq!(Invalidation::decode(&m.encode()), m);

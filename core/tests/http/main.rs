@@ -1,6 +1,7 @@
 //! HTTP-level tests: each starts the real router on an ephemeral port with a temporary
 //! database and acts as agents would, with real keys.
 
+mod admin;
 mod catalog;
 mod common;
 mod connections;

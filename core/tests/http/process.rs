@@ -449,7 +449,11 @@ async fn sighup_reloads_the_plugins_and_a_broken_reload_changes_nothing() {
     let config = template_policy_config(dir.path(), "first");
     let host = Host::start(
         dir.path(),
-        &[("CROCHET_CONFIG", &config), ("CROCHET_LOG_FORMAT", "json")],
+        &[
+            ("CROCHET_CONFIG", &config),
+            ("CROCHET_LOG_FORMAT", "json"),
+            ("CROCHET_ADMIN_TOKEN", crate::common::ADMIN_TOKEN),
+        ],
     )
     .await;
     let c = host.client.clone();
@@ -483,6 +487,22 @@ async fn sighup_reloads_the_plugins_and_a_broken_reload_changes_nothing() {
     gateway_call(&c, &buyer, &listing.id, &json!({"task": "t"}), &[])
         .await
         .expect(200);
+    // Both signals are in the audit log, the refused one with its reason.
+    let audit = c.admin_get("/admin/audit").await.expect(200);
+    let actions: Vec<(&str, &str)> = audit
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("signal:SIGHUP", "plugins.reload_refused"),
+            ("signal:SIGHUP", "plugins.reload")
+        ]
+    );
 
     let (status, logs) = host.stop("TERM").await;
     assert!(status.success(), "{logs}");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::json;
 
-use crate::common::{Backend, TestApp, Wallet, gateway_call, priced_listing, reload_plugins};
+use crate::common::{Backend, TestApp, Wallet, gateway_call, priced_listing, with_admin};
 
 /// The template policy named `gate`, refusing `{"blocked": true}` with `message`, then
 /// whatever `more` adds.
@@ -20,11 +20,12 @@ fn gate(message: &str, more: &str) -> String {
 }
 
 /// A host whose plugins come from `file` (written with `toml` first), as a host started
-/// with `--config FILE` has them.
+/// with `--config FILE` has them, with the admin API on.
 async fn host_with_plugin_file(backend: Backend, file: &Path, toml: &str) -> Option<TestApp> {
     std::fs::write(file, toml).unwrap();
     let file = file.to_path_buf();
     TestApp::start(backend, move |c| {
+        with_admin(c);
         c.plugins = crochet::config::Config::load(Some(&file))
             .expect("the test configuration loads")
             .plugins;
@@ -92,7 +93,7 @@ async fn reload_swaps_the_chain_under_load(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     std::fs::write(&file, gate("second", "")).unwrap();
-    let report = reload_plugins(&app).await.expect(200);
+    let report = app.reload_plugins().await.expect(200);
     let plugins = report.data()["plugins"].as_array().unwrap().clone();
     assert_eq!(plugins[0]["name"], "gate");
     assert_eq!(plugins[0]["world"], "policy");
@@ -111,7 +112,8 @@ async fn reload_swaps_the_chain_under_load(backend: Backend) {
         hostile.display()
     );
     std::fs::write(&file, broken).unwrap();
-    let refused = reload_plugins(&app)
+    let refused = app
+        .reload_plugins()
         .await
         .expect_error(422, "PLUGIN_RELOAD_REFUSED");
     assert_eq!(refused.body["error"]["details"]["plugin"], "hostile");
@@ -135,6 +137,23 @@ async fn reload_swaps_the_chain_under_load(backend: Backend) {
     }
     assert!(served.load(Ordering::Relaxed) > 0, "the load ran");
     assert_eq!(message().await, "second", "the refused chain never served");
+
+    // Both reloads are in the audit log: the plugins before and after, or the reason.
+    let audit = app.admin_get("/admin/audit").await.expect(200);
+    let entries = audit.data().as_array().unwrap();
+    let refused = &entries[0];
+    assert_eq!(refused["action"], "plugins.reload_refused");
+    assert!(
+        refused["after"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("hostile")
+    );
+    let done = &entries[1];
+    assert_eq!(done["action"], "plugins.reload");
+    assert_eq!(done["before"]["plugins"][0]["name"], "gate");
+    assert_eq!(done["after"]["plugins"][0]["sha256"], plugins[0]["sha256"]);
+    assert!(done["actor"].as_str().unwrap().starts_with("admin:"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +208,8 @@ async fn broken_sources_are_refused_with_the_reason(backend: Backend) {
     ];
     for (toml, plugin, reason) in cases {
         std::fs::write(&file, &toml).unwrap();
-        let r = reload_plugins(&app)
+        let r = app
+            .reload_plugins()
             .await
             .expect_error(422, "PLUGIN_RELOAD_REFUSED");
         assert_eq!(
@@ -233,7 +253,7 @@ async fn counters_carry_over_a_reload(backend: Backend) {
             .await
             .expect(200);
     }
-    reload_plugins(&app).await.expect(200);
+    app.reload_plugins().await.expect(200);
     gateway_call(&app, &buyer, &p.id, &body, &[])
         .await
         .expect(200);

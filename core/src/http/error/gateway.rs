@@ -22,7 +22,7 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
     };
     match e {
         G::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
-        G::ListingNotActive(_) => spec(S::CONFLICT, "LISTING_NOT_ACTIVE", msg),
+        G::ListingNotActive(_) | G::SellerSuspended => spec(S::CONFLICT, "LISTING_NOT_ACTIVE", msg),
         G::EndpointUnavailable => spec(S::SERVICE_UNAVAILABLE, "SELLER_ENDPOINT_UNAVAILABLE", msg).recovery(Recovery {
             retryable: true,
             next_action: Some("retry_gateway_request_later"),

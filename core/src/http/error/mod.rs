@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use std::borrow::Cow;
 
+use crate::admin::AdminError;
 use crate::catalog::CatalogError;
 use crate::gateway::GatewayError;
 use crate::identity::IdentityError;
@@ -86,6 +87,8 @@ pub enum ApiError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Reputation(#[from] ReputationError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -289,11 +292,15 @@ impl ApiError {
                 I::AuthMissing => spec(S::UNAUTHORIZED, "AUTH_REQUIRED", msg).recovery(send_api_key()),
                 I::AuthMalformed => spec(S::UNAUTHORIZED, "INVALID_AUTHORIZATION_HEADER", msg).recovery(send_api_key()),
                 I::InvalidApiKey => spec(S::UNAUTHORIZED, "INVALID_API_KEY", msg).recovery(send_api_key()),
+                I::AgentSuspended => spec(S::FORBIDDEN, "AGENT_SUSPENDED", msg).recovery(ask_operator(
+                    "The marketplace's operator has suspended this agent: none of its API keys work until the operator reinstates it. Do not retry; contact the operator.",
+                )),
                 I::Database(e) => database_spec(e),
             },
             ApiError::Catalog(e) => catalog_spec(e, msg),
             ApiError::Gateway(e) => gateway_spec(e, msg),
             ApiError::Reputation(e) => reputation_spec(e, msg),
+            ApiError::Admin(e) => admin_spec(e, msg),
             ApiError::PluginLoad(e) => {
                 let plugin = match e {
                     LoadError::Config(_) => None,
@@ -335,6 +342,9 @@ fn catalog_spec(e: &CatalogError, msg: String) -> ErrorSpec {
         C::Invalid { field, .. } => spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg).details(json!({"field": field})),
         C::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
         C::NotOwner => spec(S::FORBIDDEN, "NOT_LISTING_OWNER", msg),
+        C::SuspendedByOperator => spec(S::FORBIDDEN, "LISTING_SUSPENDED_BY_OPERATOR", msg).recovery(ask_operator(
+            "The marketplace's operator has suspended this listing; only the operator can reinstate it. Do not retry; contact the operator.",
+        )),
         C::SellerRoleRequired => spec(S::FORBIDDEN, "SELLER_ROLE_REQUIRED", msg).recovery(Recovery {
             retryable: false,
             summary: "Listings need a profile registered with role `seller` or `both`. Register a seller profile with another wallet (POST /auth/challenge, POST /register with \"role\": \"seller\") and publish from it.".into(),
@@ -393,6 +403,43 @@ fn reputation_spec(e: &ReputationError, msg: String) -> ErrorSpec {
         }),
         R::Database(e) => database_spec(e),
         R::Corrupt(_) => internal_spec(),
+    }
+}
+
+fn ask_operator(summary: &str) -> Recovery {
+    Recovery {
+        retryable: false,
+        next_action: Some("contact_marketplace_operator"),
+        summary: summary.into(),
+        ..Recovery::default()
+    }
+}
+
+fn admin_spec(e: &AdminError, msg: String) -> ErrorSpec {
+    use AdminError as A;
+    use StatusCode as S;
+    let send_token = || {
+        Recovery {
+        retryable: false,
+        summary: "Admin routes take the operator's credential (admin_token), `Authorization: Bearer <admin token>`; agents' API keys are never accepted here.".into(),
+        ..Recovery::default()
+    }
+    };
+    match e {
+        A::TokenRequired => {
+            spec(S::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED", msg).recovery(send_token())
+        }
+        A::TokenInvalid => spec(S::FORBIDDEN, "ADMIN_TOKEN_INVALID", msg).recovery(send_token()),
+        A::Invalid { field, .. } => {
+            spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg).details(json!({"field": field}))
+        }
+        A::AgentNotFound => spec(S::NOT_FOUND, "AGENT_NOT_FOUND", msg),
+        A::ListingNotFound => spec(S::NOT_FOUND, "LISTING_NOT_FOUND", msg),
+        A::AgentAlreadySuspended => spec(S::CONFLICT, "AGENT_ALREADY_SUSPENDED", msg),
+        A::AgentNotSuspended => spec(S::CONFLICT, "AGENT_NOT_SUSPENDED", msg),
+        A::ListingAlreadySuspended => spec(S::CONFLICT, "LISTING_ALREADY_SUSPENDED", msg),
+        A::ListingNotSuspended => spec(S::CONFLICT, "LISTING_NOT_SUSPENDED", msg),
+        A::Database(e) => database_spec(e),
     }
 }
 

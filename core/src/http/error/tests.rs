@@ -218,3 +218,48 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn operator_errors_have_stable_codes_and_statuses() {
+    use crate::admin::AdminError as A;
+    let cases: Vec<(ApiError, u16, &str)> = vec![
+        (A::TokenRequired.into(), 401, "ADMIN_TOKEN_REQUIRED"),
+        (A::TokenInvalid.into(), 403, "ADMIN_TOKEN_INVALID"),
+        (A::AgentNotFound.into(), 404, "AGENT_NOT_FOUND"),
+        (A::ListingNotFound.into(), 404, "LISTING_NOT_FOUND"),
+        (
+            A::AgentAlreadySuspended.into(),
+            409,
+            "AGENT_ALREADY_SUSPENDED",
+        ),
+        (A::AgentNotSuspended.into(), 409, "AGENT_NOT_SUSPENDED"),
+        (
+            A::ListingAlreadySuspended.into(),
+            409,
+            "LISTING_ALREADY_SUSPENDED",
+        ),
+        (A::ListingNotSuspended.into(), 409, "LISTING_NOT_SUSPENDED"),
+        (A::invalid("from", "x").into(), 422, "VALIDATION_ERROR"),
+        (IdentityError::AgentSuspended.into(), 403, "AGENT_SUSPENDED"),
+        (
+            CatalogError::SuspendedByOperator.into(),
+            403,
+            "LISTING_SUSPENDED_BY_OPERATOR",
+        ),
+        (
+            GatewayError::SellerSuspended.into(),
+            409,
+            "LISTING_NOT_ACTIVE",
+        ),
+    ];
+    for (err, status, code) in cases {
+        let s = err.spec();
+        assert_eq!(s.status.as_u16(), status, "{code}");
+        assert_eq!(s.body.code, code);
+    }
+    // What an agent refused for its standing is told: not retryable, ask the operator.
+    let s = ApiError::from(IdentityError::AgentSuspended).spec();
+    let r = s.body.recovery.unwrap();
+    assert!(!r.retryable);
+    assert_eq!(r.next_action, Some("contact_marketplace_operator"));
+}

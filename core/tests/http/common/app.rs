@@ -260,16 +260,3 @@ async fn pg_admin(url: &str, sql: &str) {
         .expect(sql);
     let _ = conn.close().await;
 }
-
-/// The operator token of test hosts that enable the admin API.
-pub const TEST_ADMIN_TOKEN: &str = "test-operator-token-0123456789abcdef0123456789";
-
-/// Asks the host to reload its plugins, as its operator.
-pub async fn reload_plugins(app: &Client) -> Reply {
-    app.post(
-        "/admin/plugins/reload",
-        Some(TEST_ADMIN_TOKEN),
-        serde_json::json!({}),
-    )
-    .await
-}

@@ -5,9 +5,11 @@
 //! Split by what each part provides: [`app`] (hosts and databases), [`agents`] (client,
 //! wallets, agents, proof-of-work), [`sellers`] (the test seller, publishing),
 //! [`payments`] (gateway calls and the paid flow), [`raw`] (raw TCP connections),
-//! [`process`] (the real binary as a process) and [`metrics`] (reading `/metrics`).
+//! [`process`] (the real binary as a process), [`metrics`] (reading `/metrics`) and
+//! [`admin`] (the operator credential and admin requests).
 //! Everything is re-exported here: tests use `crate::common::X`.
 
+pub mod admin;
 pub mod agents;
 pub mod app;
 pub mod metrics;
@@ -16,6 +18,7 @@ pub mod process;
 pub mod raw;
 pub mod sellers;
 
+pub use admin::*;
 pub use agents::*;
 pub use app::*;
 pub use metrics::*;
