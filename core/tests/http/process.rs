@@ -13,7 +13,14 @@ use crate::common::{
 #[tokio::test]
 async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::start(dir.path(), &[("CROCHET_LOG", "debug")]).await;
+    let host = Host::start(
+        dir.path(),
+        &[
+            ("CROCHET_LOG", "debug"),
+            ("CROCHET_ADMIN_TOKEN", crate::common::ADMIN_TOKEN),
+        ],
+    )
+    .await;
     let client = host.client.clone();
     let agent = client.register(Wallet::evm()).await;
     client.get("/me", agent.key()).await.expect(200);
@@ -47,8 +54,60 @@ async fn serve_prints_its_address_logs_no_secrets_and_drains_on_sigterm() {
         .expect(200);
     assert_eq!(test.data()["error"], "SELLER_UNREACHABLE");
 
+    // The rest of a day's run: a paid call through a live seller whose private URL
+    // carries a secret, a failing call, the operator's reads, a suspension, a plugin
+    // reload and a metrics scrape.
+    let live = client
+        .publish_with("Live Listing", "/ok?token=live-url-secret-456", |body| {
+            body["pricing_amount"] = json!(0.25);
+        })
+        .await;
+    let live_secret = live.data["gateway_endpoint"]["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let buyer = client.register(Wallet::solana()).await;
+    let body = json!({"task": "t"});
+    let (_, paid) = crate::common::pay_and_call(&client, &buyer, &live.id, &body).await;
+    paid.expect(200);
+    crate::common::gateway_call(&client, &buyer, &id, &json!({"task": "t"}), &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    for path in [
+        "/admin/stats",
+        "/admin/gateway-requests/failed",
+        "/admin/plugins",
+    ] {
+        client.admin_get(path).await.expect(200);
+    }
+    let listing = format!("/admin/listings/{}", live.id);
+    client
+        .admin_post(&format!("{listing}/suspend"), Some(json!({"reason": "r"})))
+        .await
+        .expect(200);
+    client
+        .admin_post(&format!("{listing}/reinstate"), None)
+        .await
+        .expect(200);
+    client.reload_plugins().await.expect(200);
+    assert!(host.metrics().await.contains("crochet_gateway_calls_total"));
+
     let (status, logs) = host.stop("TERM").await;
     assert!(status.success(), "exit status {status:?}\n{logs}");
+    assert!(logs.contains("gateway call"), "gateway calls are logged");
+    assert!(logs.contains("plugins reloaded"), "the reload is logged");
+    assert!(
+        !logs.contains(crate::common::ADMIN_TOKEN),
+        "no operator credential"
+    );
+    assert!(!logs.contains(&crate::common::ADMIN_TOKEN[10..30]));
+    assert!(!logs.contains(&buyer.api_key[5..20]), "no buyer key");
+    assert!(!logs.contains(&live_secret[4..]), "no signing secret");
+    assert!(!logs.contains("live-url-secret-456"), "no endpoint URL");
+    assert!(
+        !logs.contains(&format!(":{}/ok", live.seller.port())),
+        "no seller address"
+    );
     assert!(logs.contains("request_id"), "requests are logged with ids");
     assert!(
         !logs.contains('\u{1b}'),
