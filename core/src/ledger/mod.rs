@@ -20,7 +20,7 @@ use crate::storage::{Page, rfc3339};
 
 /// The marketplace fee in basis points (4.9 %).
 pub const FEE_BPS: i64 = 490;
-/// The same fee as a rate, as the seeds show it.
+/// The same fee as a rate, as the API shows it.
 pub const FEE_RATE: f64 = 0.049;
 
 /// `round_half_up(charged * 490 / 10000)`: the marketplace's cut of a charge in cents.

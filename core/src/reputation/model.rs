@@ -188,7 +188,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tiers_follow_the_seeds() {
+    fn tiers_follow_the_published_bands() {
         for (score, name) in [
             (0, "Low"),
             (399, "Low"),
