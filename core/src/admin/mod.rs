@@ -119,6 +119,31 @@ pub struct AuditEntry<'a> {
     pub after: Option<Value>,
 }
 
+/// What an operator does to an agent or a listing.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    Suspend,
+    Reinstate,
+}
+
+impl Hold {
+    /// The audit action on an agent.
+    fn agent_action(self) -> &'static str {
+        match self {
+            Hold::Suspend => "agent.suspend",
+            Hold::Reinstate => "agent.reinstate",
+        }
+    }
+
+    /// The audit action on a listing.
+    fn listing_action(self) -> &'static str {
+        match self {
+            Hold::Suspend => "listing.suspend",
+            Hold::Reinstate => "listing.reinstate",
+        }
+    }
+}
+
 /// The admin service.
 #[derive(Clone)]
 pub struct Admin {
@@ -176,26 +201,7 @@ impl Admin {
         id: &str,
         reason: Option<String>,
     ) -> Result<AdminAgent> {
-        let reason = clean_reason(reason)?;
-        let now = now_ms();
-        let mut tx = self.db.begin().await?;
-        let before = store::agent(&mut tx, id)
-            .await?
-            .ok_or(AdminError::AgentNotFound)?;
-        if before.is_suspended()
-            || !store::suspend_agent(&mut tx, &before.id, &op.actor, reason.as_deref(), now).await?
-        {
-            return Err(AdminError::AgentAlreadySuspended);
-        }
-        let after = self
-            .agent_changed(&mut tx, op, "agent.suspend", reason.as_deref(), before, now)
-            .await?;
-        tx.commit().await?;
-        self.bus
-            .publish(Invalidation::Profile(after.id.clone()))
-            .await;
-        tracing::info!(agent_id = %after.id, actor = %op.actor, "agent suspended by the operator");
-        Ok(after.into())
+        self.hold_agent(op, id, reason, Hold::Suspend).await
     }
 
     /// Lifts an agent's suspension: its keys and listings work again.
@@ -205,30 +211,49 @@ impl Admin {
         id: &str,
         reason: Option<String>,
     ) -> Result<AdminAgent> {
+        self.hold_agent(op, id, reason, Hold::Reinstate).await
+    }
+
+    /// Suspends or reinstates an agent, its audit row in the same transaction; then
+    /// every instance drops the agent's cached keys and listings.
+    async fn hold_agent(
+        &self,
+        op: &Operator,
+        id: &str,
+        reason: Option<String>,
+        hold: Hold,
+    ) -> Result<AdminAgent> {
         let reason = clean_reason(reason)?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let before = store::agent(&mut tx, id)
             .await?
             .ok_or(AdminError::AgentNotFound)?;
-        if !before.is_suspended() || !store::reinstate_agent(&mut tx, &before.id, now).await? {
-            return Err(AdminError::AgentNotSuspended);
+        let changed = match hold {
+            Hold::Suspend => {
+                !before.is_suspended()
+                    && store::suspend_agent(&mut tx, &before.id, &op.actor, reason.as_deref(), now)
+                        .await?
+            }
+            Hold::Reinstate => {
+                before.is_suspended() && store::reinstate_agent(&mut tx, &before.id, now).await?
+            }
+        };
+        if !changed {
+            return Err(match hold {
+                Hold::Suspend => AdminError::AgentAlreadySuspended,
+                Hold::Reinstate => AdminError::AgentNotSuspended,
+            });
         }
+        let action = hold.agent_action();
         let after = self
-            .agent_changed(
-                &mut tx,
-                op,
-                "agent.reinstate",
-                reason.as_deref(),
-                before,
-                now,
-            )
+            .agent_changed(&mut tx, op, action, reason.as_deref(), before, now)
             .await?;
         tx.commit().await?;
         self.bus
             .publish(Invalidation::Profile(after.id.clone()))
             .await;
-        tracing::info!(agent_id = %after.id, actor = %op.actor, "agent reinstated by the operator");
+        tracing::info!(agent_id = %after.id, actor = %op.actor, action, "agent changed by the operator");
         Ok(after.into())
     }
 
@@ -272,34 +297,7 @@ impl Admin {
         id: &str,
         reason: Option<String>,
     ) -> Result<AdminListing> {
-        let reason = clean_reason(reason)?;
-        let now = now_ms();
-        let mut tx = self.db.begin().await?;
-        let before = store::listing(&mut tx, id)
-            .await?
-            .ok_or(AdminError::ListingNotFound)?;
-        if before.is_held()
-            || !store::suspend_listing(&mut tx, &before.id, &op.actor, reason.as_deref(), now)
-                .await?
-        {
-            return Err(AdminError::ListingAlreadySuspended);
-        }
-        let after = self
-            .listing_changed(
-                &mut tx,
-                op,
-                "listing.suspend",
-                reason.as_deref(),
-                before,
-                now,
-            )
-            .await?;
-        tx.commit().await?;
-        self.bus
-            .publish(Invalidation::Listing(after.id.clone()))
-            .await;
-        tracing::info!(listing_id = %after.id, actor = %op.actor, "listing suspended by the operator");
-        Ok(after.into())
+        self.hold_listing(op, id, reason, Hold::Suspend).await
     }
 
     /// Lifts the operator's suspension of a listing, restoring its earlier status.
@@ -309,30 +307,55 @@ impl Admin {
         id: &str,
         reason: Option<String>,
     ) -> Result<AdminListing> {
+        self.hold_listing(op, id, reason, Hold::Reinstate).await
+    }
+
+    /// Suspends or reinstates a listing, its audit row in the same transaction; then
+    /// every instance drops the cached listing.
+    async fn hold_listing(
+        &self,
+        op: &Operator,
+        id: &str,
+        reason: Option<String>,
+        hold: Hold,
+    ) -> Result<AdminListing> {
         let reason = clean_reason(reason)?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let before = store::listing(&mut tx, id)
             .await?
             .ok_or(AdminError::ListingNotFound)?;
-        if !before.is_held() || !store::reinstate_listing(&mut tx, &before.id, now).await? {
-            return Err(AdminError::ListingNotSuspended);
+        let changed = match hold {
+            Hold::Suspend => {
+                !before.is_held()
+                    && store::suspend_listing(
+                        &mut tx,
+                        &before.id,
+                        &op.actor,
+                        reason.as_deref(),
+                        now,
+                    )
+                    .await?
+            }
+            Hold::Reinstate => {
+                before.is_held() && store::reinstate_listing(&mut tx, &before.id, now).await?
+            }
+        };
+        if !changed {
+            return Err(match hold {
+                Hold::Suspend => AdminError::ListingAlreadySuspended,
+                Hold::Reinstate => AdminError::ListingNotSuspended,
+            });
         }
+        let action = hold.listing_action();
         let after = self
-            .listing_changed(
-                &mut tx,
-                op,
-                "listing.reinstate",
-                reason.as_deref(),
-                before,
-                now,
-            )
+            .listing_changed(&mut tx, op, action, reason.as_deref(), before, now)
             .await?;
         tx.commit().await?;
         self.bus
             .publish(Invalidation::Listing(after.id.clone()))
             .await;
-        tracing::info!(listing_id = %after.id, actor = %op.actor, "listing reinstated by the operator");
+        tracing::info!(listing_id = %after.id, actor = %op.actor, action, "listing changed by the operator");
         Ok(after.into())
     }
 
