@@ -3,7 +3,8 @@
 //! may change:
 //!
 //! 1. `resolve`: active listing of a seller in good standing, usable endpoint, a JSON
-//!    body within the endpoint's limit. The buyer was authenticated by the HTTP extractor before.
+//!    body within the endpoint's limit. The buyer was authenticated by the HTTP
+//!    extractor before.
 //! 2. `policy`: the operator's policy plugins, before any payment exists, so a refused
 //!    call is never charged.
 //! 3. `adapt_request` (see `adapter.rs`): the listing's seller adapter reshapes the
