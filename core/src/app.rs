@@ -98,12 +98,23 @@ impl Plugins {
             cache_key: keys.current.derive("plugin-cache"),
             counters,
         })?;
+        tracing::info!("{}", config.policy_chain_summary());
         let policies = PolicyChain::prepare(&host, &config.policy_plugins())
             .await
-            .context("cannot load the policy plugins ([[plugins.policy]] in crochet.toml)")?;
-        let scorer = Scorer::prepare(&host, &p.scorer)
+            .with_context(|| {
+                format!(
+                    "cannot load the policy plugins ([[plugins.policy]] in {})",
+                    config.file_name()
+                )
+            })?;
+        let scorer = Scorer::prepare(&host, &config.scorer_source(), p.scorer_sha256.as_deref())
             .await
-            .context("cannot load the scorer plugin (plugins.scorer in crochet.toml)")?;
+            .with_context(|| {
+                format!(
+                    "cannot load the scorer plugin (plugins.scorer in {})",
+                    config.file_name()
+                )
+            })?;
         if let Err(error) = policies.try_out().await {
             tracing::warn!(%error, "a policy plugin fails on a sample call");
         }
@@ -143,7 +154,12 @@ impl Plugins {
         let started = std::time::Instant::now();
         let policies = PolicyChain::prepare(&self.host, &config.policy_plugins()).await?;
         policies.try_out().await?;
-        let scorer = Scorer::prepare(&self.host, &config.plugins.scorer).await?;
+        let scorer = Scorer::prepare(
+            &self.host,
+            &config.scorer_source(),
+            config.plugins.scorer_sha256.as_deref(),
+        )
+        .await?;
         scorer.try_out().await?;
         self.policies.install(policies);
         self.scorer.install(scorer);
@@ -487,7 +503,14 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
     let bus = Bus::connect(&db, config.database_url(), config.redis_url.as_deref()).await?;
     let host = PluginHost::new(HostSettings::default())?;
     let plugins = Plugins {
-        scorer: ScorerSlot::new(Scorer::prepare(&host, &config.plugins.scorer).await?),
+        scorer: ScorerSlot::new(
+            Scorer::prepare(
+                &host,
+                &config.scorer_source(),
+                config.plugins.scorer_sha256.as_deref(),
+            )
+            .await?,
+        ),
         host,
         policies: PolicyChain::default(),
         reloading: Arc::default(),

@@ -206,8 +206,12 @@ pub struct PluginsConfig {
     /// unauthenticated identity routes. Unset: the bundled `rate-limit` then
     /// `request-validation`. An empty list turns policies off.
     pub policy: Option<Vec<PolicyPluginConfig>>,
-    /// The Crochet Score formula: `bundled:scoring` or a component file.
+    /// The Crochet Score formula: `bundled:scoring` or a component file (a relative
+    /// path is taken from the configuration file's folder).
     pub scorer: String,
+    /// The SHA-256 (hex) the scorer's component must have; a different component is
+    /// refused. Unset: not checked.
+    pub scorer_sha256: Option<String>,
     /// Wall-clock limit of one plugin call.
     pub timeout_ms: u64,
     /// Linear memory one plugin instance may grow to.
@@ -226,6 +230,7 @@ impl Default for PluginsConfig {
         Self {
             policy: None,
             scorer: "bundled:scoring".into(),
+            scorer_sha256: None,
             timeout_ms: 200,
             max_memory_bytes: 32 * 1024 * 1024,
             max_output_bytes: 1024 * 1024,
@@ -242,8 +247,13 @@ pub struct PolicyPluginConfig {
     /// Names the plugin in logs, errors and listing configuration.
     pub name: String,
     /// `bundled:rate-limit`, `bundled:request-validation`, `bundled:template` or the
-    /// path of a component file.
+    /// path of a component file (a relative path is taken from the configuration
+    /// file's folder).
     pub source: String,
+    /// The SHA-256 (hex) the component must have; a different component is refused at
+    /// start-up and on a reload. Unset: not checked.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// What a failing plugin (trap, timeout, limit, unreachable counters) does to the
     /// call: `closed` refuses it with 503 `PLUGIN_UNAVAILABLE`, `open` lets it through.
     #[serde(default)]
@@ -423,9 +433,17 @@ impl Config {
     /// The policy plugins to run: the configured list, or the bundled defaults. In
     /// development the auth-route limit is loose enough for a test suite registering
     /// hundreds of agents a minute from one address.
+    /// Relative component paths are taken from the configuration file's folder
+    /// ([`plugin_source`](Self::plugin_source)).
     pub fn policy_plugins(&self) -> Vec<PolicyPluginConfig> {
         if let Some(list) = &self.plugins.policy {
-            return list.clone();
+            return list
+                .iter()
+                .map(|p| PolicyPluginConfig {
+                    source: self.plugin_source(&p.source),
+                    ..p.clone()
+                })
+                .collect();
         }
         // Per buyer: 6000 calls a minute, 200 in any one second; per listing ten times
         // that. Per address on the auth routes: 60 a minute in production.
@@ -447,15 +465,75 @@ impl Config {
                 name: "rate-limit".into(),
                 source: "bundled:rate-limit".into(),
                 failure: FailureMode::Closed,
+                sha256: None,
                 config: rate_limit,
             },
             PolicyPluginConfig {
                 name: "request-validation".into(),
                 source: "bundled:request-validation".into(),
                 failure: FailureMode::Closed,
+                sha256: None,
                 config: empty_object(),
             },
         ]
+    }
+
+    /// Which policy chain runs, in one sentence for the start-up log: the operator's
+    /// own list (which replaces the bundled defaults, never adds to them) or the
+    /// defaults.
+    pub fn policy_chain_summary(&self) -> String {
+        let names = |list: &[PolicyPluginConfig]| {
+            list.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &self.plugins.policy {
+            Some(list) if list.is_empty() => format!(
+                "no policy plugins run: [[plugins.policy]] in {} is an empty list, and the \
+                 bundled defaults are not added",
+                self.file_name()
+            ),
+            Some(list) => format!(
+                "policy chain from [[plugins.policy]] in {}: [{}]; the bundled defaults \
+                 (rate-limit, request-validation) are not added",
+                self.file_name(),
+                names(list)
+            ),
+            None => format!(
+                "policy chain: the bundled defaults [{}] (no [[plugins.policy]] in {})",
+                names(&self.policy_plugins()),
+                self.file_name()
+            ),
+        }
+    }
+
+    /// The scorer's component: `plugins.scorer`, a relative path taken from the
+    /// configuration file's folder.
+    pub fn scorer_source(&self) -> String {
+        self.plugin_source(&self.plugins.scorer)
+    }
+
+    /// A plugin `source` as the host reads it: `bundled:` names and absolute paths as
+    /// written, a relative path joined to the folder of the configuration file it came
+    /// from (the working directory when no file was named).
+    pub fn plugin_source(&self, source: &str) -> String {
+        if source.starts_with("bundled:") || Path::new(source).is_absolute() {
+            return source.to_owned();
+        }
+        match self.file.as_deref().and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(source).display().to_string(),
+            _ => source.to_owned(),
+        }
+    }
+
+    /// The configuration file in use, for messages: the one named by `--config` or
+    /// `CROCHET_CONFIG`, else `crochet.toml`.
+    pub fn file_name(&self) -> String {
+        match &self.file {
+            Some(file) => file.display().to_string(),
+            None => "crochet.toml".to_owned(),
+        }
     }
 
     /// Where compiled plugins are cached: configured, or beside the SQLite file.
@@ -559,6 +637,72 @@ impl Config {
 mod tests {
     use super::*;
     use figment::Jail;
+
+    #[test]
+    fn relative_plugin_sources_resolve_from_the_configuration_files_folder() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("conf")?;
+            jail.create_file(
+                "conf/gateway.toml",
+                r#"
+                [plugins]
+                scorer = "score.wasm"
+                scorer_sha256 = "ab"
+
+                [[plugins.policy]]
+                name = "mine"
+                source = "plugins/mine.wasm"
+                sha256 = "cd"
+
+                [[plugins.policy]]
+                name = "absolute"
+                source = "/opt/plugins/abs.wasm"
+
+                [[plugins.policy]]
+                name = "bundled"
+                source = "bundled:template"
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("conf/gateway.toml"))).unwrap();
+            let policies = c.policy_plugins();
+            assert_eq!(policies[0].source, "conf/plugins/mine.wasm");
+            assert_eq!(policies[0].sha256.as_deref(), Some("cd"));
+            assert_eq!(policies[1].source, "/opt/plugins/abs.wasm");
+            assert_eq!(policies[1].sha256, None);
+            assert_eq!(policies[2].source, "bundled:template");
+            assert_eq!(c.scorer_source(), "conf/score.wasm");
+            assert_eq!(c.plugins.scorer_sha256.as_deref(), Some("ab"));
+            assert_eq!(c.file_name(), "conf/gateway.toml");
+
+            // The implicit `crochet.toml` is in the working directory: paths stay as
+            // written, and messages name it.
+            let mut c = Config::load(None).unwrap();
+            c.plugins.scorer = "score.wasm".into();
+            assert_eq!(c.scorer_source(), "score.wasm");
+            assert_eq!(c.file_name(), "crochet.toml");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_operator_chain_replaces_the_defaults_and_says_so() {
+        let mut c = Config::default();
+        let defaults = c.policy_chain_summary();
+        assert!(defaults.contains("bundled defaults [rate-limit, request-validation]"));
+        c.plugins.policy = Some(vec![PolicyPluginConfig {
+            name: "mine".into(),
+            source: "bundled:template".into(),
+            failure: FailureMode::Closed,
+            sha256: None,
+            config: empty_object(),
+        }]);
+        assert_eq!(c.policy_plugins().len(), 1, "the defaults are not added");
+        let own = c.policy_chain_summary();
+        assert!(own.contains("[mine]"), "{own}");
+        assert!(own.contains("defaults (rate-limit, request-validation) are not added"));
+        c.plugins.policy = Some(Vec::new());
+        assert!(c.policy_chain_summary().contains("no policy plugins run"));
+    }
 
     #[test]
     fn defaults_without_any_configuration() {

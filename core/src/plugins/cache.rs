@@ -108,7 +108,7 @@ impl ComponentCache {
             Some(component) => component,
             None => {
                 let component = Component::new(engine, wasm)
-                    .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                    .map_err(|e| PluginError::Compile(one_line(&format!("{e:#}"))))?;
                 self.compiled.fetch_add(1, Ordering::Relaxed);
                 if let Some(file) = &file {
                     self.store(&component, file);
@@ -219,4 +219,10 @@ impl Hasher for Sha256Hasher {
         let digest = self.0.clone().finalize();
         u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
     }
+}
+
+/// `text` on one line: wasmtime's reasons may spread over several (a byte array, a
+/// backtrace of causes), which a log line or an error message should not.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -114,6 +114,23 @@ pub enum LoadError {
         error: PluginError,
     },
 
+    /// The component's SHA-256 is not the one pinned in the configuration (`sha256`
+    /// of a policy, `plugins.scorer_sha256`).
+    #[error(
+        "plugin `{plugin}` ({origin}) has SHA-256 {actual}, not the pinned {expected}; \
+         it was not loaded"
+    )]
+    DigestMismatch {
+        /// The configured name.
+        plugin: String,
+        /// `bundled:<name>` or the file's path.
+        origin: String,
+        /// The pinned digest, as configured (lower-cased).
+        expected: String,
+        /// The digest of the bytes read.
+        actual: String,
+    },
+
     /// Two policies share a name (names key their counters and listing settings).
     #[error("two policy plugins are named `{0}`; names must be unique")]
     DuplicateName(String),

@@ -60,6 +60,9 @@ use sandbox::HostState;
 
 use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
 
+/// The first bytes of every WebAssembly module or component.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
 /// What one plugin call may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
@@ -265,6 +268,13 @@ impl PluginHost {
                 bytes: wasm.len(),
                 limit,
             });
+        }
+        if !wasm.starts_with(WASM_MAGIC) {
+            return Err(PluginError::Compile(
+                "the file is not WebAssembly (it does not start with the `\\0asm` magic \
+                 bytes); a plugin is a WebAssembly component built for wasm32-wasip2"
+                    .to_owned(),
+            ));
         }
         let component = self.0.cache.get(&self.0.engine, wasm)?;
         let wrong_world = |detail: String| PluginError::WrongWorld {

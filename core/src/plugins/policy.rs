@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 
 use super::inventory::{PluginInfo, sample_contexts};
 use super::{
@@ -109,6 +110,7 @@ impl PolicyChain {
                 plugin: c.name.clone(),
                 reason: e.to_string(),
             })?;
+            check_digest(&c.name, &c.source, &wasm, c.sha256.as_deref())?;
             let info = PluginInfo::new(&c.name, "policy", &c.source, &wasm, Some(c.failure));
             let (host, name, config) = (host.clone(), c.name.clone(), c.config.to_string());
             let plugin = tokio::task::spawn_blocking(move || host.policy(&name, &wasm, config))
@@ -201,6 +203,31 @@ pub fn component_bytes(source: &str) -> anyhow::Result<Vec<u8>> {
         None => std::fs::read(source)
             .map_err(|e| anyhow::anyhow!("cannot read plugin component `{source}`: {e}")),
     }
+}
+
+/// Refuses `wasm` when `pinned` (a hex SHA-256 from the configuration) is set and is not
+/// its digest.
+#[allow(clippy::result_large_err)] // the load steps' one error type; never on a call's path
+pub fn check_digest(
+    plugin: &str,
+    origin: &str,
+    wasm: &[u8],
+    pinned: Option<&str>,
+) -> Result<(), LoadError> {
+    let Some(pinned) = pinned else {
+        return Ok(());
+    };
+    let expected = pinned.trim().to_ascii_lowercase();
+    let actual = hex::encode(Sha256::digest(wasm));
+    if expected == actual {
+        return Ok(());
+    }
+    Err(LoadError::DigestMismatch {
+        plugin: plugin.to_owned(),
+        origin: origin.to_owned(),
+        expected,
+        actual,
+    })
 }
 
 /// An empty context of the given kind, to be filled by the caller.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::inventory::{PluginInfo, sample_stats};
-use super::policy::component_bytes;
+use super::policy::{check_digest, component_bytes};
 use super::{LoadError, PluginHost, ScorerPlugin};
 
 /// A scorer with its description.
@@ -17,13 +17,19 @@ pub struct Scorer {
 
 impl Scorer {
     /// Reads, compiles (on the blocking pool) and links the scorer at `source`
-    /// (`bundled:scoring` or a path).
-    pub async fn prepare(host: &PluginHost, source: &str) -> Result<Self, LoadError> {
+    /// (`bundled:scoring` or a path), refusing it when `sha256` is set and is not its
+    /// digest.
+    pub async fn prepare(
+        host: &PluginHost,
+        source: &str,
+        sha256: Option<&str>,
+    ) -> Result<Self, LoadError> {
         let name = "scorer";
         let wasm = component_bytes(source).map_err(|e| LoadError::Source {
             plugin: name.into(),
             reason: e.to_string(),
         })?;
+        check_digest(name, source, &wasm, sha256)?;
         let info = PluginInfo::new(name, "scorer", source, &wasm, None);
         let host = host.clone();
         let plugin = tokio::task::spawn_blocking(move || host.scorer(name, &wasm, "{}".into()))

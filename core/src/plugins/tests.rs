@@ -417,6 +417,38 @@ fn garbage_does_not_compile() {
     assert!(matches!(err, PluginError::Compile(_)), "{err:?}");
 }
 
+#[test]
+fn what_is_not_webassembly_is_refused_in_one_line() {
+    let host = shared_host();
+    let err = host.validate_adapter(b"definitely not wasm").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not WebAssembly"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+    // Bytes that start like WebAssembly but are broken: wasmtime's reason, on one line.
+    let err = host
+        .validate_adapter(b"\0asm\x0d\0\x01\0garbage")
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PluginError::Compile(_)), "{err:?}");
+    assert!(!text.contains('\n'), "{text}");
+}
+
+#[test]
+fn a_pinned_digest_must_match() {
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bundled::TEMPLATE));
+    policy::check_digest("gate", "bundled:template", bundled::TEMPLATE, None).unwrap();
+    policy::check_digest("gate", "bundled:template", bundled::TEMPLATE, Some(&digest)).unwrap();
+    let upper = digest.to_ascii_uppercase();
+    policy::check_digest("gate", "bundled:template", bundled::TEMPLATE, Some(&upper)).unwrap();
+    let pinned = "0".repeat(64);
+    let err = policy::check_digest("gate", "bundled:template", bundled::TEMPLATE, Some(&pinned))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::DigestMismatch { .. }), "{err:?}");
+    assert!(text.contains(&pinned) && text.contains(&digest), "{text}");
+    assert!(text.contains("`gate`"), "{text}");
+}
+
 fn cached_host(dir: &std::path::Path, key: [u8; 32]) -> PluginHost {
     PluginHost::new(HostSettings {
         cache_dir: Some(dir.to_owned()),

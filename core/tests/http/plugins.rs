@@ -408,3 +408,51 @@ async fn a_component_of_the_wrong_world_stops_start_up_with_a_clear_error() {
         assert!(text.contains("policy plugin `bad`"), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_refusals_name_the_configuration_file_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not a component").unwrap();
+    let named = dir.path().join("gateway.toml");
+    let config_with = |policies: Vec<crochet::config::PolicyPluginConfig>| {
+        let mut config = crate::common::test_config(format!(
+            "sqlite://{}",
+            dir.path().join("crochet.db").display()
+        ));
+        config.file = Some(named.clone());
+        config.plugins.policy = Some(policies);
+        config
+    };
+    let mut pinned = policy_plugin("pinned", "bundled:template", json!({}));
+    pinned.sha256 = Some("0".repeat(64));
+    let cases = [
+        (
+            vec![policy_plugin(
+                "junk",
+                &garbage.display().to_string(),
+                json!({}),
+            )],
+            "not WebAssembly",
+        ),
+        (vec![pinned], "not the pinned"),
+        (
+            vec![
+                policy_plugin("twin", "bundled:template", json!({})),
+                policy_plugin("twin", "bundled:template", json!({})),
+            ],
+            "named `twin`; names must be unique",
+        ),
+    ];
+    for (policies, reason) in cases {
+        let err = crochet::app::start(config_with(policies))
+            .await
+            .err()
+            .expect("refused");
+        let text = format!("{err:#}");
+        assert!(text.contains(reason), "{text}");
+        assert!(text.contains("gateway.toml"), "names the file used: {text}");
+        assert!(!text.contains("crochet.toml"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+}

@@ -261,3 +261,75 @@ async fn counters_carry_over_a_reload(backend: Backend) {
         .await
         .expect_error(429, "RATE_LIMITED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_paths_and_pinned_digests_sqlite() {
+    relative_paths_and_pinned_digests(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_paths_and_pinned_digests_postgres() {
+    relative_paths_and_pinned_digests(Backend::Postgres).await;
+}
+
+/// A relative `source` is read from the configuration file's folder (not the working
+/// directory), and a component whose SHA-256 is not the pinned one is refused with both
+/// digests, for a policy and for the scorer alike.
+async fn relative_paths_and_pinned_digests(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::write(
+        dir.path().join("plugins/gate.wasm"),
+        crochet::plugins::bundled::TEMPLATE,
+    )
+    .unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        crochet::plugins::bundled::TEMPLATE,
+    ));
+    let pinned = |sha: &str, scorer_sha: &str| {
+        format!(
+            "[plugins]\nscorer_sha256 = \"{scorer_sha}\"\n\n[[plugins.policy]]\nname = \"gate\"\n\
+             source = \"plugins/gate.wasm\"\nsha256 = \"{sha}\"\nconfig = {{ message = \"pinned\" }}\n"
+        )
+    };
+    let scoring = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        crochet::plugins::bundled::SCORING,
+    ));
+    let file = dir.path().join("crochet.toml");
+    let Some(app) = host_with_plugin_file(backend, &file, &pinned(&digest, &scoring)).await else {
+        return;
+    };
+    let listed = app.state().plugins.describe();
+    assert_eq!(
+        listed[0].source,
+        dir.path().join("plugins/gate.wasm").display().to_string()
+    );
+    assert_eq!(listed[0].sha256, digest);
+    let p = priced_listing(&app, None, "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let r = gateway_call(&app, &buyer, &p.id, &json!({"blocked": true}), &[])
+        .await
+        .expect_error(422, "BLOCKED_BY_POLICY");
+    assert_eq!(r.body["error"]["message"], "pinned");
+
+    let other = "0".repeat(64);
+    for (toml, plugin) in [
+        (pinned(&other, &scoring), "gate"),
+        (pinned(&digest, &other), "scorer"),
+    ] {
+        std::fs::write(&file, &toml).unwrap();
+        let r = app
+            .reload_plugins()
+            .await
+            .expect_error(422, "PLUGIN_RELOAD_REFUSED");
+        assert_eq!(r.body["error"]["details"]["plugin"], plugin, "{toml}");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        let actual = if plugin == "gate" { &digest } else { &scoring };
+        assert!(
+            message.contains(&other) && message.contains(actual.as_str()),
+            "{message}"
+        );
+    }
+    std::fs::write(&file, pinned(&digest.to_uppercase(), &scoring)).unwrap();
+    app.reload_plugins().await.expect(200);
+}

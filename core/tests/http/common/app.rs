@@ -140,6 +140,7 @@ pub fn policy_plugin(
         name: name.into(),
         source: source.into(),
         failure: crochet::config::FailureMode::Closed,
+        sha256: None,
         config,
     }
 }
