@@ -189,7 +189,8 @@ fn print_logs(logs: &[GuestLog]) {
     }
     for (i, line) in logs.iter().enumerate() {
         let label = if i == 0 { "log:" } else { "" };
-        println!("{label:<9} [{}] {}", line.level, line.message);
+        let message = line.message.replace('\n', "\n          ");
+        println!("{label:<9} [{}] {message}", line.level);
     }
 }
 

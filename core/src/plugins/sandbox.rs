@@ -314,6 +314,26 @@ mod tests {
         assert_eq!(s.log_lines, MAX_LOG_LINES * 2 + 1);
     }
 
+    #[test]
+    fn a_trace_records_the_lines_the_log_keeps() {
+        let trace = CallTrace::default();
+        let mut s = state();
+        s.trace = Some(trace.clone());
+        s.log(LogLevel::Warn, "first".into());
+        s.log(LogLevel::Error, "x".repeat(MAX_LOG_BYTES + 10));
+        for _ in 0..MAX_LOG_LINES {
+            s.log(LogLevel::Debug, "more".into());
+        }
+        let logs = trace.logs();
+        assert_eq!(logs.len(), MAX_LOG_LINES as usize);
+        assert_eq!((logs[0].level, logs[0].message.as_str()), ("warn", "first"));
+        assert_eq!(logs[1].level, "error");
+        assert_eq!(logs[1].message.len(), MAX_LOG_BYTES + 3);
+        assert_eq!(trace.fuel_consumed(), None);
+        trace.record_fuel(42);
+        assert_eq!(trace.fuel_consumed(), Some(42));
+    }
+
     #[tokio::test]
     async fn counters_are_namespaced_by_plugin() {
         let counters = Counters::memory();
