@@ -97,6 +97,7 @@ impl Plugins {
             cache_dir: config.plugin_cache_dir(),
             cache_key: keys.current.derive("plugin-cache"),
             counters,
+            trace: None,
         })?;
         tracing::info!("{}", config.policy_chain_summary());
         let policies = PolicyChain::prepare(&host, &config.policy_plugins())

@@ -1,14 +1,16 @@
 //! The `crochet` binary: `crochet serve` runs the host, `crochet migrate` applies the
 //! database migrations and exits, `crochet example-seller` runs a local seller endpoint
-//! for the quick starts.
+//! for the quick starts, `crochet plugin new|check|run` helps write plugins.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crochet::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 mod example_seller;
+mod plugin_cli;
 
 /// mimalloc instead of glibc's malloc: the gateway path allocates and frees small
 /// buffers across worker threads, and glibc's arenas cost about a tenth of its CPU there
@@ -23,7 +25,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Crochet Gateway: agent-to-agent marketplace host"
 )]
 struct Cli {
-    /// Configuration file (default: ./crochet.toml when present).
+    /// Configuration file (default: ./crochet.toml when present). For `crochet plugin
+    /// check|run`: the plugin's configuration, a JSON file (CROCHET_CONFIG does not
+    /// apply there).
     #[arg(long, global = true, env = "CROCHET_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -55,6 +59,9 @@ enum Command {
         #[arg(long)]
         capture: Option<PathBuf>,
     },
+    /// Write, check and try WebAssembly plugins (see plugins/README.md).
+    #[command(subcommand)]
+    Plugin(plugin_cli::PluginCommand),
 }
 
 #[derive(Subcommand)]
@@ -120,8 +127,19 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let command = match cli.command {
+        Command::Plugin(cmd) => {
+            // Only a `--config` on the command line names a plugin's configuration.
+            let config = cli
+                .config
+                .filter(|_| matches.value_source("config") == Some(ValueSource::CommandLine));
+            return plugin_cli::run(cmd, config).await;
+        }
         Command::Wallet(cmd) => {
             return match wallet_command(cmd) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -160,7 +178,7 @@ async fn main() -> std::process::ExitCode {
     };
     init_logging(config.log_format);
     let result = match command {
-        Command::Wallet(_) | Command::ExampleSeller { .. } => {
+        Command::Wallet(_) | Command::ExampleSeller { .. } | Command::Plugin(_) => {
             unreachable!("handled before configuration is loaded")
         }
         Command::Serve => crochet::app::serve(config).await,

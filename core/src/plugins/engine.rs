@@ -57,7 +57,9 @@ const KEEP_RESIDENT_BYTES: usize = 4 << 20;
 /// (about 2 GiB reserved). Because the reservation equals the memory limit rather than
 /// wasmtime's default 4 GiB, compiled code keeps explicit bounds checks; the trade is a
 /// pool 200 times smaller.
-pub(crate) fn build_engine(limits: &PluginLimits) -> Result<Engine, PluginError> {
+/// `meter_fuel` also counts the fuel guests burn (`crochet plugin run`); a serving host
+/// leaves it off.
+pub(crate) fn build_engine(limits: &PluginLimits, meter_fuel: bool) -> Result<Engine, PluginError> {
     // The largest memory a guest may have, in whole 64 KiB wasm pages.
     let max_memory = (limits.max_memory_bytes.max(1) as u64).div_ceil(65_536) * 65_536;
 
@@ -84,6 +86,7 @@ pub(crate) fn build_engine(limits: &PluginLimits) -> Result<Engine, PluginError>
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(meter_fuel)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
         .memory_reservation(max_memory)

@@ -28,6 +28,7 @@
 //! (`tokio::task::spawn_blocking`) when serving. Calls are `async` and must run inside
 //! a Tokio runtime with timers enabled.
 
+pub mod authoring;
 mod bindings;
 pub mod bundled;
 mod cache;
@@ -37,6 +38,7 @@ mod error;
 pub mod inventory;
 pub mod policy;
 mod sandbox;
+pub mod scaffold;
 pub mod scorer;
 #[cfg(test)]
 mod tests;
@@ -57,6 +59,7 @@ pub use cache::CacheStats;
 pub use counters::{Counters, MemoryCounters, RedisCounters};
 pub use error::{LoadError, PluginError};
 use sandbox::HostState;
+pub use sandbox::{CallTrace, GuestLog};
 
 use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
 
@@ -103,6 +106,10 @@ pub struct HostSettings {
     pub cache_key: [u8; 32],
     /// Where `counter-add` counts.
     pub counters: Counters,
+    /// Records every call's guest log lines and fuel, and turns on wasmtime's fuel
+    /// metering for that: for `crochet plugin run`, never for serving (which stays on
+    /// epoch interruption alone).
+    pub trace: Option<CallTrace>,
 }
 
 impl std::fmt::Debug for HostSettings {
@@ -112,6 +119,7 @@ impl std::fmt::Debug for HostSettings {
             .field("cache_dir", &self.cache_dir)
             .field("cache_key", &"<redacted>")
             .field("counters", &self.counters)
+            .field("trace", &self.trace.is_some())
             .finish()
     }
 }
@@ -124,6 +132,7 @@ impl Default for HostSettings {
             cache_dir: None,
             cache_key: [0; 32],
             counters: Counters::memory(),
+            trace: None,
         }
     }
 }
@@ -142,6 +151,8 @@ struct HostInner {
     cache: cache::ComponentCache,
     /// Epoch deadline of a call, in ticks of [`engine::epoch_tick`].
     deadline_ticks: u64,
+    /// Set: calls are metered and their logs recorded.
+    trace: Option<CallTrace>,
     _ticker: engine::EpochTicker,
 }
 
@@ -162,8 +173,9 @@ impl PluginHost {
             cache_dir,
             cache_key,
             counters,
+            trace,
         } = settings;
-        let engine = engine::build_engine(&limits)?;
+        let engine = engine::build_engine(&limits, trace.is_some())?;
         let mut linker = Linker::<HostState>::new(&engine);
         let link = |e: wasmtime::Error| PluginError::Compile(format!("plugin linker: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
@@ -185,6 +197,7 @@ impl PluginHost {
             counters,
             cache,
             deadline_ticks,
+            trace,
             _ticker: ticker,
         })))
     }
@@ -326,6 +339,11 @@ impl PluginHost {
             self.0.limits.max_memory_bytes,
         );
         let mut store = Store::new(&self.0.engine, state);
+        if let Some(trace) = &self.0.trace {
+            store.data_mut().trace = Some(trace.clone());
+            // Cannot fail: the engine meters fuel whenever there is a trace.
+            let _ = store.set_fuel(CallTrace::FUEL_BUDGET);
+        }
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(self.0.deadline_ticks);
         store.epoch_deadline_trap();
@@ -344,6 +362,13 @@ impl PluginHost {
             tokio::time::timeout(self.0.limits.timeout, call).await.ok()
         } else {
             Some(call.await)
+        }
+    }
+
+    /// With a trace, records the fuel a finished call's store consumed.
+    fn record_fuel(&self, store: &Store<HostState>) {
+        if let (Some(trace), Ok(left)) = (&self.0.trace, store.get_fuel()) {
+            trace.record_fuel(CallTrace::FUEL_BUDGET.saturating_sub(left));
         }
     }
 
@@ -376,6 +401,7 @@ macro_rules! sandboxed {
                 $call.await
             })
             .await;
+        $host.record_fuel(&$store);
         sandbox::classify($name, $store.data().limiter.memory_refused, outcome)
     }};
 }

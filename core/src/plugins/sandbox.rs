@@ -1,7 +1,7 @@
 //! Per-call store state: the host imports, the memory limiter, the empty WASI context,
 //! and the mapping of wasmtime failures to [`PluginError`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap};
@@ -24,6 +24,8 @@ pub(crate) struct HostState {
     counters: Counters,
     pub(crate) limiter: Limiter,
     log_lines: u32,
+    /// Where the call's log lines are also recorded (`crochet plugin run`).
+    pub(crate) trace: Option<CallTrace>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -49,9 +51,69 @@ impl HostState {
             counters,
             limiter: Limiter::new(max_memory_bytes),
             log_lines: 0,
+            trace: None,
             wasi,
             table: ResourceTable::new(),
         }
+    }
+}
+
+/// Records what the calls of a host did, for tools that show one call to a plugin's
+/// author (`crochet plugin run`): the guest's log lines and the fuel each call burnt.
+/// A host given one ([`super::HostSettings::trace`]) meters fuel, which a serving host
+/// does not.
+#[derive(Debug, Clone, Default)]
+pub struct CallTrace(Arc<Mutex<Traced>>);
+
+#[derive(Debug, Default)]
+struct Traced {
+    logs: Vec<GuestLog>,
+    fuel: Option<u64>,
+}
+
+/// One line a guest wrote with the `log` import.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuestLog {
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The line, cut as the host's log cuts it.
+    pub message: String,
+}
+
+impl CallTrace {
+    /// Fuel a call starts with when traced: far more than any call finishes in its
+    /// time limit, so the wall-clock limit, not the fuel, stops a runaway guest.
+    pub const FUEL_BUDGET: u64 = u64::MAX / 2;
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        if let Ok(mut traced) = self.0.lock() {
+            traced.logs.push(GuestLog {
+                level,
+                message: message.to_owned(),
+            });
+        }
+    }
+
+    pub(crate) fn record_fuel(&self, consumed: u64) {
+        if let Ok(mut traced) = self.0.lock() {
+            traced.fuel = Some(consumed);
+        }
+    }
+
+    /// The log lines recorded so far, oldest first.
+    pub fn logs(&self) -> Vec<GuestLog> {
+        self.0.lock().map(|t| t.logs.clone()).unwrap_or_default()
+    }
+
+    /// Fuel the last finished call consumed (`None` before any call).
+    pub fn fuel_consumed(&self) -> Option<u64> {
+        self.0.lock().ok().and_then(|t| t.fuel)
     }
 }
 
@@ -89,6 +151,9 @@ impl host::Host for HostState {
         }
         if self.log_lines == MAX_LOG_LINES {
             message.push_str(" (log limit reached: further lines of this call are dropped)");
+        }
+        if let Some(trace) = &self.trace {
+            trace.log(level, &message);
         }
         let plugin = &*self.plugin;
         match level {
@@ -247,6 +312,26 @@ mod tests {
             s.log(LogLevel::Debug, "x".into());
         }
         assert_eq!(s.log_lines, MAX_LOG_LINES * 2 + 1);
+    }
+
+    #[test]
+    fn a_trace_records_the_lines_the_log_keeps() {
+        let trace = CallTrace::default();
+        let mut s = state();
+        s.trace = Some(trace.clone());
+        s.log(LogLevel::Warn, "first".into());
+        s.log(LogLevel::Error, "x".repeat(MAX_LOG_BYTES + 10));
+        for _ in 0..MAX_LOG_LINES {
+            s.log(LogLevel::Debug, "more".into());
+        }
+        let logs = trace.logs();
+        assert_eq!(logs.len(), MAX_LOG_LINES as usize);
+        assert_eq!((logs[0].level, logs[0].message.as_str()), ("warn", "first"));
+        assert_eq!(logs[1].level, "error");
+        assert_eq!(logs[1].message.len(), MAX_LOG_BYTES + 3);
+        assert_eq!(trace.fuel_consumed(), None);
+        trace.record_fuel(42);
+        assert_eq!(trace.fuel_consumed(), Some(42));
     }
 
     #[tokio::test]

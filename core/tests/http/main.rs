@@ -3,6 +3,7 @@
 
 mod admin;
 mod catalog;
+mod cli;
 mod common;
 mod connections;
 mod conventions;

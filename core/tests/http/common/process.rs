@@ -20,6 +20,24 @@ pub fn crochet() -> Command {
     cmd
 }
 
+/// What one short `crochet` command did.
+pub struct Ran {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `crochet ARGS` in `dir` to completion.
+pub fn run_crochet(dir: &Path, args: &[&str]) -> Ran {
+    let output = crochet().args(args).current_dir(dir).output().unwrap();
+    Ran {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// A `crochet serve` process on a free port, its logs collected from the start.
 pub struct Host {
     /// Taken by [`Host::wait`]; a host dropped with it (a failed test) is killed.
