@@ -77,7 +77,7 @@ async fn python_policy_refuses_blocked_bodies_and_lets_others_through(app: TestA
         }
     };
     let bytes = std::fs::metadata(&wasm).unwrap().len();
-    // A Python component carries its interpreter: about 18 MiB, past the default 8 MiB
+    // A Python component carries its interpreter: about 18 MB, past the default 8 MiB
     // cap. A call (a fresh instance) takes about 5 ms, within the default 200 ms, but
     // tests share a busy machine: 1 s leaves room.
     let loading = Instant::now();
