@@ -14,6 +14,7 @@ mod instances;
 mod metrics;
 mod payments;
 mod plugins;
+mod polyglot;
 mod process;
 mod reload;
 mod reputation;
