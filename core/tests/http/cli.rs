@@ -133,6 +133,16 @@ fn check_and_run_report_hostile_plugins() {
         report["error"].as_str().unwrap().contains("failed: "),
         "{report}"
     );
+    // The guest's panic hook sent the panic's message to the host's log first.
+    let panic = &report["logs"][0];
+    assert_eq!(panic["level"], "error", "{report}");
+    assert!(
+        panic["message"]
+            .as_str()
+            .unwrap()
+            .contains("hostile plugin: trap mode"),
+        "{report}"
+    );
 
     let ran = run_crochet(
         dir.path(),

@@ -79,11 +79,34 @@ pub fn decide(config: &Config, body_json: &str) -> Decision {
     Decision::Allow
 }
 
+/// Sends a panic's message to the host's log (error level) before the call traps, so
+/// the reason shows beside the host's "plugin failed" line. Without it a panic's message
+/// is lost: a plugin has no stderr.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            host::log(LogLevel::Error, &format!("panic{at}: {message}"));
+        }));
+    });
+}
+
 /// The glue between the host and [`decide`].
 struct Component;
 
 impl Guest for Component {
     fn check(ctx: CallContext) -> Decision {
+        install_panic_hook();
         // `config()` returns the operator's JSON for this plugin. Parsing it on every
         // call is cheap; the host may also reuse one instance for many calls.
         let (config, warning) = Config::parse(&host::config());

@@ -18,7 +18,7 @@ wit_bindgen::generate!({
     world: "policy",
 });
 
-use crochet::plugin::host;
+use crochet::plugin::host::{self, LogLevel};
 use crochet::plugin::types::Denial;
 use std::hint::black_box;
 
@@ -89,10 +89,33 @@ pub fn huge_denial(bytes: usize) -> Decision {
     })
 }
 
+/// Sends a panic's message to the host's log (error level) before the call traps, so
+/// the reason shows beside the host's "plugin failed" line. Without it a panic's message
+/// is lost: a plugin has no stderr.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            host::log(LogLevel::Error, &format!("panic{at}: {message}"));
+        }));
+    });
+}
+
 struct Component;
 
 impl Guest for Component {
     fn check(_ctx: CallContext) -> Decision {
+        install_panic_hook();
         match parse_mode(&host::config()) {
             Ok(Mode::Allow) => Decision::Allow,
             Ok(Mode::Loop) => spin(),
