@@ -79,9 +79,10 @@ impl Plugins {
     /// plugins and the scorer of the configuration, compiling them or taking them from
     /// the cache.
     ///
-    /// Each is tried on sample calls; at start-up a failed trial is only logged (the
-    /// plugin's `failure` setting decides what its failures do to calls), while a reload
-    /// refuses it.
+    /// Each is tried on sample calls. A policy that reports it cannot work with its
+    /// configuration (a 5xx refusal) stops the start; a trap or timeout is only logged
+    /// at start-up (the plugin's `failure` setting decides what its failures do to
+    /// calls). A reload refuses both.
     pub async fn load(config: &Config, keys: &Keys, bus: &Bus) -> anyhow::Result<Self> {
         let p = &config.plugins;
         let counters = match &config.redis_url {
@@ -116,8 +117,16 @@ impl Plugins {
                     config.file_name()
                 )
             })?;
-        if let Err(error) = policies.try_out().await {
-            tracing::warn!(%error, "a policy plugin fails on a sample call");
+        match policies.try_out().await {
+            Ok(()) => {}
+            // The plugin itself says it cannot work as configured: do not serve with it.
+            Err(error @ LoadError::Misconfigured { .. }) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot start with the policy plugins ([[plugins.policy]] in {})",
+                    config.file_name()
+                )));
+            }
+            Err(error) => tracing::warn!(%error, "a policy plugin fails on a sample call"),
         }
         if let Err(error) = scorer.try_out().await {
             tracing::warn!(%error, "the scorer plugin fails on a sample call");

@@ -135,8 +135,19 @@ pub enum LoadError {
     #[error("two policy plugins are named `{0}`; names must be unique")]
     DuplicateName(String),
 
-    /// The plugin failed a sample call: it traps, runs out of time or memory, or
-    /// reports a server-side problem such as an invalid configuration.
+    /// A sample call refused with a 5xx status: the plugin says it cannot work as
+    /// configured (the bundled policies answer `PLUGIN_CONFIG_INVALID`).
+    #[error("plugin `{plugin}` cannot work with its configuration ({code}): {message}")]
+    Misconfigured {
+        /// The configured name.
+        plugin: String,
+        /// The plugin's code.
+        code: String,
+        /// The plugin's reason.
+        message: String,
+    },
+
+    /// The plugin failed a sample call: it trapped or ran out of time or memory.
     #[error("plugin `{plugin}` failed its trial call: {reason}")]
     Trial {
         /// The configured name.

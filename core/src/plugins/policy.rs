@@ -50,24 +50,31 @@ pub struct PreparedChain(Vec<Entry>);
 
 impl PreparedChain {
     /// Tries every policy on sample calls ([`sample_contexts`]) with scratch counters.
-    /// A trap, a timeout, exhausted memory or a refusal with a 5xx status (how a plugin
-    /// reports, for one, a configuration it cannot use) fails the trial; refusing a
-    /// sample call with a 4xx status is a policy doing its job.
+    /// A refusal with a 5xx status is how a plugin reports a configuration it cannot use
+    /// ([`LoadError::Misconfigured`]); a trap, a timeout or exhausted memory fails the
+    /// trial too ([`LoadError::Trial`]). Refusing a sample call with a 4xx status is a
+    /// policy doing its job.
     pub async fn try_out(&self) -> Result<(), LoadError> {
         for entry in &self.0 {
             for ctx in sample_contexts() {
-                let reason = match entry.plugin.dry_run(&ctx).await {
-                    Ok(Decision::Allow) => continue,
-                    Ok(Decision::Deny(d)) if (400..500).contains(&d.status) => continue,
+                let plugin = entry.info.name.clone();
+                match entry.plugin.dry_run(&ctx).await {
+                    Ok(Decision::Allow) => {}
+                    Ok(Decision::Deny(d)) if (400..500).contains(&d.status) => {}
                     Ok(Decision::Deny(d)) => {
-                        format!("refused with {} {}: {}", d.status, d.code, d.message)
+                        return Err(LoadError::Misconfigured {
+                            plugin,
+                            code: d.code,
+                            message: d.message,
+                        });
                     }
-                    Err(e) => e.to_string(),
-                };
-                return Err(LoadError::Trial {
-                    plugin: entry.info.name.clone(),
-                    reason,
-                });
+                    Err(e) => {
+                        return Err(LoadError::Trial {
+                            plugin,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
             }
         }
         Ok(())

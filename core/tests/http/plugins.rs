@@ -443,6 +443,23 @@ async fn start_up_refusals_name_the_configuration_file_and_the_reason() {
             ],
             "named `twin`; names must be unique",
         ),
+        // A typo in a bundled plugin's configuration: refused, not run on defaults.
+        (
+            vec![policy_plugin(
+                "rate-limit",
+                "bundled:rate-limit",
+                json!({"gateway": {"per_buyer": {"limt": 5}}}),
+            )],
+            "cannot work with its configuration (PLUGIN_CONFIG_INVALID)",
+        ),
+        (
+            vec![policy_plugin(
+                "request-validation",
+                "bundled:request-validation",
+                json!({"max_depht": 3}),
+            )],
+            "cannot work with its configuration (PLUGIN_CONFIG_INVALID)",
+        ),
     ];
     for (policies, reason) in cases {
         let err = crochet::app::start(config_with(policies))

@@ -205,6 +205,13 @@ async fn broken_sources_are_refused_with_the_reason(backend: Backend) {
             None,
             "cannot be read",
         ),
+        (
+            "[[plugins.policy]]\nname = \"limit\"\nsource = \"bundled:rate-limit\"\n\
+             config = { gateway = { per_buyer = { limt = 5 } } }\n"
+                .to_owned(),
+            Some("limit"),
+            "cannot work with its configuration (PLUGIN_CONFIG_INVALID)",
+        ),
     ];
     for (toml, plugin, reason) in cases {
         std::fs::write(&file, &toml).unwrap();

@@ -262,13 +262,27 @@ fn unavailable(err: &str) -> Decision {
     })
 }
 
+/// The refusal that reports an operator configuration this plugin cannot use.
+fn config_invalid(message: String) -> Decision {
+    Decision::Deny(Denial {
+        status: 500,
+        code: "PLUGIN_CONFIG_INVALID".to_owned(),
+        message,
+        field: None,
+        retry_after_seconds: None,
+    })
+}
+
 struct Component;
 
 impl Guest for Component {
     fn check(ctx: CallContext) -> Decision {
-        let (config, warning) = Config::parse(&host::config());
-        if let Some(warning) = warning {
-            host::log(LogLevel::Warn, &warning);
+        let (config, problem) = Config::parse(&host::config());
+        if let Some(problem) = problem {
+            // The host tries every policy before it serves: this refusal stops a bad
+            // configuration at start-up or reload instead of running on defaults.
+            host::log(LogLevel::Error, &problem);
+            return config_invalid(problem);
         }
         let call = Call {
             kind: ctx.kind,

@@ -504,9 +504,18 @@ impl Guest for Component {
         if let CallKind::Auth = ctx.kind {
             return Decision::Allow;
         }
-        let (operator, warning) = OperatorConfig::parse(&host::config());
-        if let Some(warning) = warning {
-            host::log(LogLevel::Warn, &warning);
+        let (operator, problem) = OperatorConfig::parse(&host::config());
+        if let Some(problem) = problem {
+            // The host tries every policy before it serves: this refusal stops a bad
+            // configuration at start-up or reload instead of running on defaults.
+            host::log(LogLevel::Error, &problem);
+            return Decision::Deny(Denial {
+                status: 500,
+                code: "PLUGIN_CONFIG_INVALID".to_owned(),
+                message: problem,
+                field: None,
+                retry_after_seconds: None,
+            });
         }
         let (listing, warning) = ListingConfig::parse(ctx.listing_config.as_deref());
         if let Some(warning) = warning {
