@@ -79,11 +79,6 @@ impl PreparedChain {
         }
         Ok(())
     }
-
-    /// What these policies are.
-    pub fn describe(&self) -> Vec<PluginInfo> {
-        self.0.iter().map(|e| e.info.clone()).collect()
-    }
 }
 
 /// The policy plugins in service, in the order they run. Clones share one chain, which
