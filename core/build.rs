@@ -58,6 +58,11 @@ const PLUGINS: &[Plugin] = &[
         name: "hostile",
     },
     Plugin {
+        package: "crochet-plugin-echo",
+        dir: "plugins/testing/echo",
+        name: "echo",
+    },
+    Plugin {
         package: "crochet-plugin-evil-import",
         dir: "plugins/testing/evil-import",
         name: "evil_import",

@@ -11,7 +11,9 @@
 //! Target: a policy check adds under 20 µs at p50 to a gateway call. Figures: README.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use crochet::plugins::{AgentStats, CallContext, CallKind, HostSettings, PluginHost, bundled};
+use crochet::plugins::{
+    AgentStats, Attempt, CallContext, CallKind, HostSettings, PaymentFlow, PluginHost, bundled,
+};
 
 fn context() -> CallContext {
     let body = r#"{"task":"classify","input":{"text":"a short request"}}"#;
@@ -36,6 +38,9 @@ fn context() -> CallContext {
             r#"{"schema":{"type":"object","required":["task"],"properties":{"task":{"type":"string","maxLength":100}}}}"#
                 .into(),
         ),
+        headers: Vec::new(),
+        attempt: Attempt::First,
+        payment: PaymentFlow::Requirement,
     }
 }
 

@@ -79,8 +79,10 @@ impl Plugins {
     /// plugins and the scorer of the configuration, compiling them or taking them from
     /// the cache.
     ///
-    /// Each is tried on sample calls. A policy that reports it cannot work with its
-    /// configuration (a 5xx refusal) stops the start; a trap or timeout is only logged
+    /// Each policy that exports `validate-config` is asked about its configuration, and
+    /// each is tried on sample calls. A policy that refuses its configuration, or
+    /// reports on a sample call that it cannot work with it (a 5xx refusal), stops the
+    /// start; a trap or timeout is only logged
     /// at start-up (the plugin's `failure` setting decides what its failures do to
     /// calls). A reload refuses both.
     pub async fn load(config: &Config, keys: &Keys, bus: &Bus) -> anyhow::Result<Self> {
@@ -101,7 +103,7 @@ impl Plugins {
             trace: None,
         })?;
         tracing::info!("{}", config.policy_chain_summary());
-        let policies = PolicyChain::prepare(&host, &config.policy_plugins())
+        let policies = PolicyChain::prepare(&host, &config.policy_plugins(), &p.forward_headers)
             .await
             .with_context(|| {
                 format!(
@@ -120,7 +122,7 @@ impl Plugins {
         match policies.try_out().await {
             Ok(()) => {}
             // The plugin itself says it cannot work as configured: do not serve with it.
-            Err(error @ LoadError::Misconfigured { .. }) => {
+            Err(error @ (LoadError::Misconfigured { .. } | LoadError::ConfigRejected { .. })) => {
                 return Err(anyhow::Error::new(error).context(format!(
                     "cannot start with the policy plugins ([[plugins.policy]] in {})",
                     config.file_name()
@@ -162,7 +164,12 @@ impl Plugins {
     pub async fn reload(&self, config: &Config) -> Result<ReloadReport, LoadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let started = std::time::Instant::now();
-        let policies = PolicyChain::prepare(&self.host, &config.policy_plugins()).await?;
+        let policies = PolicyChain::prepare(
+            &self.host,
+            &config.policy_plugins(),
+            &config.plugins.forward_headers,
+        )
+        .await?;
         policies.try_out().await?;
         let scorer = Scorer::prepare(
             &self.host,
@@ -337,10 +344,12 @@ impl AppState {
 impl AppState {
     /// Runs the policy plugins on an unauthenticated identity route (per-address rate
     /// limits), before any work is done for the caller.
+    /// `headers` are the request headers the policies are shown.
     pub async fn guard_auth_route(
         &self,
         route: &'static str,
         peer: SocketAddr,
+        headers: Vec<(String, String)>,
     ) -> Result<(), crate::http::error::ApiError> {
         if self.plugins.policies.is_empty() {
             return Ok(());
@@ -350,6 +359,7 @@ impl AppState {
             route,
             peer.ip().to_string(),
         );
+        ctx.headers = headers;
         self.plugins
             .policies
             .check(&mut ctx, None)
@@ -611,7 +621,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let gateway = state.gateway.clone();
     let task = tokio::spawn(async move {
         let janitor = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+            // The first round waits a full period: a start-up is no time for
+            // housekeeping, and tests that stage old rows must not race it.
+            let period = std::time::Duration::from_secs(300);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 tick.tick().await;
                 if let Err(e) = purge.purge_expired_challenges().await {

@@ -223,6 +223,10 @@ pub struct PluginsConfig {
     /// Where compiled components are cached (MAC'd with a key derived from the master
     /// key). Default: `<database file>.plugins/` on SQLite, none on PostgreSQL.
     pub cache_dir: Option<PathBuf>,
+    /// Request headers shown to policies built against `crochet:plugin@1.1.0` (their
+    /// `headers` field), e.g. `["x-agent-team"]`. Credentials, cookies, payment proofs
+    /// and `x-crochet-*` headers are refused. Default: none.
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for PluginsConfig {
@@ -236,6 +240,7 @@ impl Default for PluginsConfig {
             max_output_bytes: 1024 * 1024,
             max_component_bytes: 8 * 1024 * 1024,
             cache_dir: None,
+            forward_headers: Vec::new(),
         }
     }
 }

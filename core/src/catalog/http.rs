@@ -224,7 +224,7 @@ async fn delete_adapter(
 }
 
 /// Upload a seller-adapter component (`application/wasm`, a `seller-adapter` component of
-/// `crochet:plugin@1.0.0`, at most `plugins.max_component_bytes`). It is checked before
+/// `crochet:plugin@1.1.0` or `@1.0.0`, at most `plugins.max_component_bytes`). It is checked before
 /// it is stored; its configuration is kept (set it with `PUT /listings/{id}/adapter`).
 #[utoipa::path(put, path = "/listings/{id}/adapter/component", tag = "catalog", security(("api_key" = [])),
     params(("id" = String, Path, description = "Listing UUID or slug")),

@@ -25,7 +25,9 @@ use super::pipeline::{CallFacts, GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::RequestError;
 use crate::http::error::{ApiError, ErrorEnvelope, ErrorSpec};
-use crate::http::extract::{ApiBytes, ApiPath, ApiQuery, Auth, is_json_content_type};
+use crate::http::extract::{
+    ApiBytes, ApiPath, ApiQuery, Auth, PolicyHeaders, is_json_content_type,
+};
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
 use crate::metrics::GatewayOutcome;
 use crate::plugins::policy::PolicyRefusal;
@@ -108,6 +110,7 @@ async fn call(
     ApiPath(listing_id): ApiPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: CallHeaders,
+    PolicyHeaders(policy_headers): PolicyHeaders,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     if !headers.json_body {
@@ -124,6 +127,7 @@ async fn call(
         origin_chain_id: headers.origin_chain_id,
         origin_wallet_id: headers.origin_wallet_id,
         client_ip: peer.ip(),
+        policy_headers,
     };
     let mut facts = CallFacts::default();
     // Boxed once here, so the router's own boxing of this handler's future moves a

@@ -45,7 +45,7 @@ use crate::catalog::store::ListingRow;
 use crate::catalog::{ListingForCall, ListingStatus, PricingModel, ResolvedEndpoint};
 use crate::identity::Principal;
 use crate::ledger::{self, FEE_RATE, fee_cents};
-use crate::plugins::CallKind;
+use crate::plugins::{Attempt, CallKind, PaymentFlow};
 use crate::reputation::events::{self, ScoreEvent};
 use crate::seller_client::signing::{self, SignedHeaders};
 use crate::seller_client::upstream::{
@@ -68,6 +68,8 @@ pub struct GatewayCall {
     pub origin_wallet_id: Option<String>,
     /// The client's address, for policies.
     pub client_ip: std::net::IpAddr,
+    /// The request headers the policies are shown (`plugins.forward_headers`).
+    pub policy_headers: Vec<(String, String)>,
 }
 
 /// What a call's log line and metrics report beyond its result, gathered as it runs.
@@ -226,6 +228,15 @@ impl Gateway {
         );
         ctx.buyer_score = buyer;
         ctx.seller_score = seller;
+        ctx.headers = call.policy_headers.clone();
+        ctx.payment = match listing.pricing_model() {
+            PricingModel::Free => PaymentFlow::Free,
+            PricingModel::PerCall => PaymentFlow::Requirement,
+        };
+        ctx.attempt = match (&ctx.payment, &call.relay_request_id) {
+            (PaymentFlow::Requirement, Some(_)) => Attempt::PaidRetry,
+            _ => Attempt::First,
+        };
         self.policies
             .check(&mut ctx, Some(&target.resolved.policy_config))
             .await

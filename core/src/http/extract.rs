@@ -341,6 +341,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     }
 }
 
+/// The request headers the policy plugins are shown (`plugins.forward_headers`), read
+/// from the request in place. Empty, without allocating, when none is forwarded.
+pub struct PolicyHeaders(pub Vec<(String, String)>);
+
+impl FromRequestParts<AppState> for PolicyHeaders {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            state.plugins.policies.forwarded_headers(&parts.headers),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::model::*;
 use crate::app::AppState;
 use crate::http::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Auth, PolicyHeaders};
 use crate::http::{Envelope, PageQuery, PagedEnvelope, ok, paged};
 
 type Created<T> = (StatusCode, Json<Envelope<T>>);
@@ -46,9 +46,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn challenge(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PolicyHeaders(headers): PolicyHeaders,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<Envelope<Challenge>>, ApiError> {
-    s.guard_auth_route("POST /api/v1/auth/challenge", peer)
+    s.guard_auth_route("POST /api/v1/auth/challenge", peer, headers)
         .await?;
     Ok(ok(s.identity.create_challenge(req).await?))
 }
@@ -64,9 +65,11 @@ async fn challenge(
 async fn register(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PolicyHeaders(headers): PolicyHeaders,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Created<IssuedKey>, ApiError> {
-    s.guard_auth_route("POST /api/v1/register", peer).await?;
+    s.guard_auth_route("POST /api/v1/register", peer, headers)
+        .await?;
     let mut issued = s.identity.register(req).await?;
     current_score(&s, &mut issued.profile).await;
     Ok(created(issued))
@@ -100,9 +103,10 @@ async fn current_score(s: &AppState, profile: &mut Profile) {
 async fn recover(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PolicyHeaders(headers): PolicyHeaders,
     ApiJson(req): ApiJson<WalletProof>,
 ) -> Result<Created<IssuedKey>, ApiError> {
-    s.guard_auth_route("POST /api/v1/auth/recover", peer)
+    s.guard_auth_route("POST /api/v1/auth/recover", peer, headers)
         .await?;
     Ok(created(s.identity.recover(req).await?))
 }

@@ -10,7 +10,10 @@
 //!   `"gateway"`/`"auth"`, `route`, `client_ip`, `buyer_id`, `seller_id`, `listing_id`,
 //!   `price_cents`, `currency`, `origin_currency`, `origin_chain_id`,
 //!   `origin_wallet_id`, `buyer_score`/`seller_score` as `{"score", "tier"}` or `null`,
-//!   `listing_config` as any JSON or `null`) plus `body`, any JSON, from which
+//!   `listing_config` as any JSON or `null`, `headers` as an object of lowercase
+//!   names to strings or a list of `[name, value]` pairs, `attempt` `"first"` /
+//!   `"paid-retry"`, `payment` `"free"` / `"requirement"` / `"x402"` / `"balance"`;
+//!   a 1.0 policy is given the 1.0 view) plus `body`, any JSON, from which
 //!   `body_json`, `body_size` and `body_sha256` are derived. Missing keys take the
 //!   values of the sample gateway call ([`sample_contexts`]`()[0]`), so `{}` works.
 //! - `scorer`: agent-stats, keys as in the WIT record with `_` for `-`; missing keys
@@ -28,8 +31,8 @@ use sha2::{Digest, Sha256};
 use super::inventory::{sample_contexts, sample_stats};
 use super::scaffold::World;
 use super::{
-    AgentStats, CallContext, CallKind, CallTrace, Counters, Decision, GuestLog, HostSettings,
-    PluginError, PluginHost, PluginLimits, ScoreInfo, ScoreResult,
+    AgentStats, Attempt, CallContext, CallKind, CallTrace, Counters, Decision, GuestLog,
+    HostSettings, PaymentFlow, PluginError, PluginHost, PluginLimits, ScoreInfo, ScoreResult,
 };
 
 /// The name plugins are loaded under (their log and counter namespace).
@@ -45,7 +48,7 @@ pub struct InputError(String);
 /// One step of a check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
-    /// `component`, `world`, `imports` or `dry call`.
+    /// `component`, `world`, `imports`, `config` (policies) or `dry call`.
     pub name: &'static str,
     /// Whether it passed.
     pub passed: bool,
@@ -208,13 +211,34 @@ pub async fn check(wasm: &[u8], world: Option<World>, config: &str) -> CheckRepo
         return report;
     };
     report.world = Some(world.name());
-    step(&mut report, "world", true, world.name().to_owned());
+    let version = match &plugin {
+        Loaded::Policy(policy) => format!(" of `crochet:plugin@{}`", policy.version().as_str()),
+        _ => String::new(),
+    };
+    step(
+        &mut report,
+        "world",
+        true,
+        format!("{}{version}", world.name()),
+    );
     step(
         &mut report,
         "imports",
         true,
-        "only `crochet:plugin/host@1.0.0` and WASI 0.2".to_owned(),
+        "only `crochet:plugin/host` and WASI 0.2".to_owned(),
     );
+    if let Loaded::Policy(policy) = &plugin {
+        let (passed, detail) = match policy.validate_config().await {
+            Ok(None) => (true, "no `validate-config` export: not checked".to_owned()),
+            Ok(Some(Ok(()))) => (true, "`validate-config` accepts it".to_owned()),
+            Ok(Some(Err(reason))) => (false, format!("`validate-config` refuses it: {reason}")),
+            Err(e) => (false, format!("`validate-config` failed: {e}")),
+        };
+        if !step(&mut report, "config", passed, detail) {
+            report.logs = trace.logs();
+            return report;
+        }
+    }
     let dry = dry_call(&plugin, config).await;
     report.logs = trace.logs();
     report.passed = match dry {
@@ -297,6 +321,21 @@ pub async fn run(
             return Ok(report);
         }
     };
+    // The host refuses a configuration the plugin's `validate-config` refuses.
+    if let Loaded::Policy(policy) = &plugin {
+        let refused = match policy.validate_config().await {
+            Ok(None | Some(Ok(()))) => None,
+            Ok(Some(Err(reason))) => {
+                Some(format!("the plugin refused its configuration: {reason}"))
+            }
+            Err(e) => Some(format!("validate-config failed: {e}")),
+        };
+        if let Some(refused) = refused {
+            report.logs = trace.logs();
+            report.error = Some(refused);
+            return Ok(report);
+        }
+    }
     let started = Instant::now();
     let answer = call.call(&plugin, config).await;
     report.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -459,10 +498,54 @@ pub fn policy_context(input: Map<String, Value>) -> Result<CallContext, InputErr
             "listing_config" => {
                 ctx.listing_config = (!value.is_null()).then(|| value.to_string());
             }
+            "headers" => ctx.headers = headers(k, value)?,
+            "attempt" => {
+                ctx.attempt = match value.as_str() {
+                    Some("first") => Attempt::First,
+                    Some("paid-retry") => Attempt::PaidRetry,
+                    _ => return Err(bad(k, "\"first\" or \"paid-retry\"")),
+                }
+            }
+            "payment" => {
+                ctx.payment = match value.as_str() {
+                    Some("free") => PaymentFlow::Free,
+                    Some("requirement") => PaymentFlow::Requirement,
+                    Some("x402") => PaymentFlow::X402,
+                    Some("balance") => PaymentFlow::Balance,
+                    _ => {
+                        return Err(bad(k, "\"free\", \"requirement\", \"x402\" or \"balance\""));
+                    }
+                }
+            }
             _ => return Err(InputError(format!("unknown call-context key `{k}`"))),
         }
     }
     Ok(ctx)
+}
+
+/// Request headers from JSON: `{"name": "value"}` or `[["name", "value"], ...]`; names
+/// are lower-cased, as the host gives them.
+fn headers(key: &str, value: Value) -> Result<Vec<(String, String)>, InputError> {
+    let what = "an object of header names to strings, or a list of [name, value] pairs";
+    let pair = |name: String, value: Value| match value {
+        Value::String(v) => Ok((name.to_ascii_lowercase(), v)),
+        _ => Err(bad(key, what)),
+    };
+    match value {
+        Value::Object(o) => o.into_iter().map(|(n, v)| pair(n, v)).collect(),
+        Value::Array(pairs) => pairs
+            .into_iter()
+            .map(|p| match p {
+                Value::Array(mut nv) if nv.len() == 2 => {
+                    let v = nv.pop().unwrap_or_default();
+                    let n = string(key, nv.pop().unwrap_or_default())?;
+                    pair(n, v)
+                }
+                _ => Err(bad(key, what)),
+            })
+            .collect(),
+        _ => Err(bad(key, what)),
+    }
 }
 
 /// Agent statistics from JSON (see the module's documentation).

@@ -44,8 +44,12 @@ pub fn by_name(name: &str) -> Option<&'static [u8]> {
 #[doc(hidden)]
 pub mod testing {
     /// A policy that loops, exhausts memory, recurses, traps or floods its output,
-    /// as its configuration `{"mode": ...}` says.
+    /// as its configuration `{"mode": ...}` says. Built against `crochet:plugin@1.0.0`.
     pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/hostile.wasm"));
+
+    /// A `crochet:plugin@1.1.0` policy that refuses bodies with `"echo": true` with
+    /// `409 CONTEXT_ECHO` and the context's headers, attempt and payment flow as JSON.
+    pub const ECHO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/echo.wasm"));
 
     /// A policy that also imports `crochet:evil/shell`, which the host does not give.
     pub const EVIL_IMPORT: &[u8] =

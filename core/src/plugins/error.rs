@@ -136,13 +136,22 @@ pub enum LoadError {
     DuplicateName(String),
 
     /// A sample call refused with a 5xx status: the plugin says it cannot work as
-    /// configured (the bundled policies answer `PLUGIN_CONFIG_INVALID`).
+    /// configured (a policy without `validate-config` can only say so this way).
     #[error("plugin `{plugin}` cannot work with its configuration ({code}): {message}")]
     Misconfigured {
         /// The configured name.
         plugin: String,
         /// The plugin's code.
         code: String,
+        /// The plugin's reason.
+        message: String,
+    },
+
+    /// The plugin's `validate-config` export refused its configuration.
+    #[error("plugin `{plugin}` refused its configuration: {message}")]
+    ConfigRejected {
+        /// The configured name.
+        plugin: String,
         /// The plugin's reason.
         message: String,
     },

@@ -24,6 +24,10 @@ pub struct PluginInfo {
     pub failure: Option<FailureMode>,
     /// Size of the component in bytes.
     pub bytes: usize,
+    /// The `crochet:plugin` version a policy was built against (`1.0.0`, `1.1.0`);
+    /// unset for the scorer, whose exports are the same in every version.
+    #[schema(value_type = Option<String>, example = "1.1.0")]
+    pub wit_version: Option<&'static str>,
 }
 
 impl PluginInfo {
@@ -42,6 +46,7 @@ impl PluginInfo {
             sha256: hex::encode(Sha256::digest(wasm)),
             failure,
             bytes: wasm.len(),
+            wit_version: None,
         }
     }
 
@@ -54,6 +59,7 @@ impl PluginInfo {
             source = %self.source,
             sha256 = %self.sha256,
             failure = self.failure.map_or("-", FailureMode::as_str),
+            wit = self.wit_version.unwrap_or("-"),
             timeout_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             max_memory_bytes = limits.max_memory_bytes,
             max_output_bytes = limits.max_output_bytes,
@@ -78,6 +84,7 @@ pub fn sample_contexts() -> [CallContext; 2] {
     gateway.body_json = "{}".into();
     gateway.body_size = 2;
     gateway.body_sha256 = hex::encode(Sha256::digest(b"{}"));
+    gateway.payment = super::PaymentFlow::Requirement;
     let auth = super::policy::context(CallKind::Auth, "/api/v1/auth/challenge", "192.0.2.1".into());
     [gateway, auth]
 }

@@ -1,5 +1,6 @@
 //! The WebAssembly plugin host: policies, the scorer and seller adapters run as
-//! components of `wit/crochet-plugin.wit` (`crochet:plugin@1.0.0`) in a wasmtime sandbox.
+//! components of `wit/crochet-plugin.wit` (`crochet:plugin@1.1.0`, or the earlier
+//! `1.0.0`, which the host still runs unchanged) in a wasmtime sandbox.
 //!
 //! This module owns:
 //!
@@ -12,6 +13,10 @@
 //! - **the limits** ([`PluginLimits`]): wall time per call (epoch interruption for guest
 //!   code, a timer for time spent awaiting the host), linear memory, the size of what a
 //!   guest returns, and the size of an uploaded component.
+//! - **the versions** ([`WitVersion`]): a policy is bound to the newest version whose
+//!   `check` export it matches; a 1.0 policy is given the 1.0 view of each call. A
+//!   policy that exports `validate-config` (the `configurable-policy` world) is asked
+//!   about its configuration before it serves ([`PolicyPlugin::validate_config`]).
 //! - **the failure modes** ([`PluginError`]): a component that does not compile, is not
 //!   of the expected world or imports something the host does not give is refused when
 //!   it is loaded; a trap, timeout, exhausted memory or oversized output fails that one
@@ -47,12 +52,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 pub use bindings::{
-    AgentStats, CallContext, CallKind, Decision, Denial, ScoreComponent, ScoreInfo, ScoreResult,
-    WindowCount,
+    AgentStats, Attempt, CallContext, CallKind, Decision, Denial, PaymentFlow, ScoreComponent,
+    ScoreInfo, ScoreResult, WindowCount,
 };
 use bindings::{adapter::SellerAdapterPre, policy::PolicyPre, scorer::ScorerPre};
 pub use cache::CacheStats;
@@ -65,6 +70,32 @@ use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
 
 /// The first bytes of every WebAssembly module or component.
 const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// The export a `configurable-policy` adds.
+const VALIDATE_CONFIG: &str = "validate-config";
+
+/// The version of the `crochet:plugin` package a policy was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WitVersion {
+    /// `crochet:plugin@1.0.0`.
+    V1_0,
+    /// `crochet:plugin@1.1.0`: headers, attempt and payment flow in the context, and
+    /// `validate-config`.
+    V1_1,
+}
+
+impl WitVersion {
+    /// The newest version the host runs.
+    pub const CURRENT: Self = Self::V1_1;
+
+    /// `1.0.0` or `1.1.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1_0 => "1.0.0",
+            Self::V1_1 => "1.1.0",
+        }
+    }
+}
 
 /// What one plugin call may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +210,8 @@ impl PluginHost {
         let mut linker = Linker::<HostState>::new(&engine);
         let link = |e: wasmtime::Error| PluginError::Compile(format!("plugin linker: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
-        // The host interface is the same in every world: link it once, from `policy`.
+        // The host interface is the same in every world and version: link it once, from
+        // the current `policy`. A 1.0 import of it resolves here by semver.
         bindings::policy::Policy::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| {
             state
         })
@@ -212,20 +244,34 @@ impl PluginHost {
         self.0.cache.stats()
     }
 
-    /// Loads a `policy` component, configured with `config_json` (the operator's JSON).
+    /// Loads a `policy` component of any version the host runs, configured with
+    /// `config_json` (the operator's JSON).
     pub fn policy(
         &self,
         name: &str,
         wasm: &[u8],
         config_json: String,
     ) -> Result<PolicyPlugin, PluginError> {
-        let pre = self.prepare(name, wasm, "policy", PolicyPre::new)?;
-        Ok(PolicyPlugin(Arc::new(Loaded {
-            host: self.clone(),
-            name: name.into(),
-            config: config_json.into(),
-            pre,
-            metrics: PluginMetrics::new(name, PluginKind::Policy),
+        let (pre, validate) = self.prepare(name, wasm, "policy", |pre| {
+            let validate = pre.component().get_export_index(None, VALIDATE_CONFIG);
+            let pre = match PolicyPre::new(pre.clone()) {
+                Ok(pre) => PolicyPres::Current(pre),
+                Err(current) => bindings::v1_0::PolicyPre::new(pre)
+                    .map(PolicyPres::V1_0)
+                    // The current version's mismatch is the one worth reading.
+                    .map_err(|_| current)?,
+            };
+            Ok((pre, validate))
+        })?;
+        Ok(PolicyPlugin(Arc::new(PolicyLoaded {
+            loaded: Loaded {
+                host: self.clone(),
+                name: name.into(),
+                config: config_json.into(),
+                pre,
+                metrics: PluginMetrics::new(name, PluginKind::Policy),
+            },
+            validate,
         })))
     }
 
@@ -298,12 +344,13 @@ impl PluginHost {
         let pre = self.0.linker.instantiate_pre(&component).map_err(|e| {
             wrong_world(format!(
                 "it imports something the host does not provide ({e:#}); a plugin may import \
-                 only `crochet:plugin/host@1.0.0` and WASI 0.2"
+                 only `crochet:plugin/host` (1.1.0 or 1.0.0) and WASI 0.2"
             ))
         })?;
         bind(pre).map_err(|e| {
             wrong_world(format!(
-                "it does not export the functions of the `{world}` world ({e:#}); it exports: {}",
+                "it does not export the functions of the `{world}` world of \
+                 `crochet:plugin@1.1.0` or `@1.0.0` ({e:#}); it exports: {}",
                 self.export_names(&component)
             ))
         })
@@ -442,14 +489,84 @@ impl<P> Loaded<P> {
     }
 }
 
+/// A policy's exports, in the version it was built against.
+enum PolicyPres {
+    Current(PolicyPre<HostState>),
+    V1_0(bindings::v1_0::PolicyPre<HostState>),
+}
+
+impl PolicyPres {
+    fn instance_pre(&self) -> &InstancePre<HostState> {
+        match self {
+            Self::Current(pre) => pre.instance_pre(),
+            Self::V1_0(pre) => pre.instance_pre(),
+        }
+    }
+}
+
+struct PolicyLoaded {
+    loaded: Loaded<PolicyPres>,
+    /// The `validate-config` export, when the policy has one.
+    validate: Option<ComponentExportIndex>,
+}
+
 /// A loaded `policy` plugin. Cheap to clone.
 #[derive(Clone)]
-pub struct PolicyPlugin(Arc<Loaded<PolicyPre<HostState>>>);
+pub struct PolicyPlugin(Arc<PolicyLoaded>);
 
 impl PolicyPlugin {
     /// The name it was loaded under (the log and counter namespace).
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.0.loaded.name
+    }
+
+    /// The version of `crochet:plugin` it was built against.
+    pub fn version(&self) -> WitVersion {
+        match self.0.loaded.pre {
+            PolicyPres::Current(_) => WitVersion::V1_1,
+            PolicyPres::V1_0(_) => WitVersion::V1_0,
+        }
+    }
+
+    /// Whether it exports `validate-config`.
+    pub fn validates_config(&self) -> bool {
+        self.0.validate.is_some()
+    }
+
+    /// Asks the policy whether its operator configuration is usable, when it exports
+    /// `validate-config`: `Ok(None)` when it does not, `Ok(Some(Err(reason)))` when it
+    /// refuses the configuration. Runs with scratch counters and is not counted in
+    /// metrics.
+    pub async fn validate_config(&self) -> Result<Option<Result<(), String>>, PluginError> {
+        let Some(index) = self.0.validate else {
+            return Ok(None);
+        };
+        let Loaded {
+            host, name, config, ..
+        } = &self.0.loaded;
+        let instance_pre = self.0.loaded.pre.instance_pre();
+        let scratch = Counters::memory();
+        let answer = sandboxed!(
+            host,
+            name,
+            config.clone(),
+            Some(&scratch),
+            instance_pre,
+            |instance, store| async {
+                let func = instance
+                    .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, index)
+                    .map_err(|e| {
+                        wasmtime::Error::msg(format!(
+                            "its `{VALIDATE_CONFIG}` export is not \
+                             `func(config: string) -> result<_, string>`: {e:#}"
+                        ))
+                    })?;
+                let (answer,) = func.call_async(&mut store, (&**config,)).await?;
+                Ok(answer)
+            }
+        )?;
+        host.check_output(name, answer.as_ref().err().map_or(0, String::len))?;
+        Ok(Some(answer))
     }
 
     /// Asks the policy about one call.
@@ -470,7 +587,7 @@ impl PolicyPlugin {
         ctx: &CallContext,
         scratch: Option<&Counters>,
     ) -> Result<Decision, PluginError> {
-        let loaded = &*self.0;
+        let loaded = &self.0.loaded;
         let Loaded {
             host,
             name,
@@ -479,9 +596,20 @@ impl PolicyPlugin {
             ..
         } = loaded;
         let started = Instant::now();
-        let decision = sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
-            guest.call_check(&mut store, ctx)
-        })
+        let decision = match pre {
+            PolicyPres::Current(pre) => {
+                sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
+                    guest.call_check(&mut store, ctx)
+                })
+            }
+            PolicyPres::V1_0(pre) => {
+                let ctx = bindings::v1_0::context(ctx);
+                sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
+                    guest.call_check(&mut store, &ctx)
+                })
+                .map(bindings::v1_0::decision)
+            }
+        }
         .and_then(|decision| {
             let bytes = match &decision {
                 Decision::Allow => 0,

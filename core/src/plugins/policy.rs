@@ -9,6 +9,11 @@
 //! `closed` refuses the call with 503 `PLUGIN_UNAVAILABLE`, `open` lets it through. Each
 //! failure is logged with the plugin's name.
 //!
+//! A 1.1 policy also sees the request headers the operator forwards
+//! (`plugins.forward_headers`): never a credential, a cookie, a payment proof or one of
+//! the gateway's own `x-crochet-*` headers ([`NEVER_FORWARDED`]), which a configuration
+//! naming one is refused for.
+//!
 //! The chain is replaced as a whole by a reload ([`PolicyChain::install`]): policies
 //! are compiled and tried on sample calls first ([`PreparedChain::try_out`]), and a
 //! chain that fails either step never serves.
@@ -17,11 +22,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use axum::http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
 use super::inventory::{PluginInfo, sample_contexts};
 use super::{
-    CallContext, CallKind, Decision, Denial, LoadError, PluginHost, PolicyPlugin, bundled,
+    Attempt, CallContext, CallKind, Decision, Denial, LoadError, PaymentFlow, PluginHost,
+    PolicyPlugin, bundled,
 };
 use crate::config::{FailureMode, PolicyPluginConfig};
 
@@ -44,18 +51,55 @@ struct Entry {
     info: PluginInfo,
 }
 
+/// Request headers never shown to a policy, whatever the configuration says: the
+/// buyer's credential, cookies and payment proofs. Names starting `x-crochet-` (the
+/// gateway's own headers) are refused too.
+pub const NEVER_FORWARDED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "payment-signature",
+    "x-payment",
+];
+
+/// The policies of a chain and the request headers they are shown.
+#[derive(Default)]
+struct Chain {
+    entries: Vec<Entry>,
+    forward_headers: Vec<HeaderName>,
+}
+
 /// Policies compiled and linked, not yet serving: [`PolicyChain::install`] puts them in
 /// service.
-pub struct PreparedChain(Vec<Entry>);
+pub struct PreparedChain(Chain);
 
 impl PreparedChain {
-    /// Tries every policy on sample calls ([`sample_contexts`]) with scratch counters.
-    /// A refusal with a 5xx status is how a plugin reports a configuration it cannot use
-    /// ([`LoadError::Misconfigured`]); a trap, a timeout or exhausted memory fails the
-    /// trial too ([`LoadError::Trial`]). Refusing a sample call with a 4xx status is a
-    /// policy doing its job.
+    /// Asks every policy that exports `validate-config` about its configuration
+    /// ([`LoadError::ConfigRejected`] when one refuses it), then tries every policy on
+    /// sample calls ([`sample_contexts`]) with scratch counters. A refusal with a 5xx
+    /// status is how a plugin without `validate-config` reports a configuration it
+    /// cannot use ([`LoadError::Misconfigured`]); a trap, a timeout or exhausted memory
+    /// fails the trial too ([`LoadError::Trial`]). Refusing a sample call with a 4xx
+    /// status is a policy doing its job.
     pub async fn try_out(&self) -> Result<(), LoadError> {
-        for entry in &self.0 {
+        for entry in &self.0.entries {
+            let plugin = || entry.info.name.clone();
+            match entry.plugin.validate_config().await {
+                Ok(None | Some(Ok(()))) => {}
+                Ok(Some(Err(message))) => {
+                    return Err(LoadError::ConfigRejected {
+                        plugin: plugin(),
+                        message,
+                    });
+                }
+                Err(e) => {
+                    return Err(LoadError::Trial {
+                        plugin: plugin(),
+                        reason: format!("validate-config failed: {e}"),
+                    });
+                }
+            }
             for ctx in sample_contexts() {
                 let plugin = entry.info.name.clone();
                 match entry.plugin.dry_run(&ctx).await {
@@ -85,12 +129,12 @@ impl PreparedChain {
 /// [`install`](Self::install) replaces as a whole: a call already running finishes on
 /// the chain it started with, the next call sees the new one.
 #[derive(Clone)]
-pub struct PolicyChain(Arc<ArcSwap<Vec<Entry>>>);
+pub struct PolicyChain(Arc<ArcSwap<Chain>>);
 
 impl Default for PolicyChain {
     /// No policies.
     fn default() -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(Vec::new())))
+        Self(Arc::new(ArcSwap::from_pointee(Chain::default())))
     }
 }
 
@@ -98,10 +142,16 @@ impl PolicyChain {
     /// Reads, compiles (or takes from the compile cache) and links every configured
     /// policy. `bundled:<name>` names a plugin built into the host; anything else is a
     /// path. Compilation runs on the blocking pool, off the request path.
+    /// `forward_headers` names the request headers the policies are shown.
     pub async fn prepare(
         host: &PluginHost,
         configs: &[PolicyPluginConfig],
+        forward_headers: &[String],
     ) -> Result<PreparedChain, LoadError> {
+        let mut forward = Vec::with_capacity(forward_headers.len());
+        for name in forward_headers {
+            forward.push(forwardable(name)?);
+        }
         let mut names = HashSet::new();
         let mut entries = Vec::with_capacity(configs.len());
         for c in configs {
@@ -113,7 +163,7 @@ impl PolicyChain {
                 reason: e.to_string(),
             })?;
             check_digest(&c.name, &c.source, &wasm, c.sha256.as_deref())?;
-            let info = PluginInfo::new(&c.name, "policy", &c.source, &wasm, Some(c.failure));
+            let mut info = PluginInfo::new(&c.name, "policy", &c.source, &wasm, Some(c.failure));
             let (host, name, config) = (host.clone(), c.name.clone(), c.config.to_string());
             let plugin = tokio::task::spawn_blocking(move || host.policy(&name, &wasm, config))
                 .await
@@ -127,13 +177,17 @@ impl PolicyChain {
                     origin: c.source.clone(),
                     error,
                 })?;
+            info.wit_version = Some(plugin.version().as_str());
             entries.push(Entry {
                 plugin,
                 failure: c.failure,
                 info,
             });
         }
-        Ok(PreparedChain(entries))
+        Ok(PreparedChain(Chain {
+            entries,
+            forward_headers: forward,
+        }))
     }
 
     /// A chain serving `prepared`.
@@ -148,12 +202,33 @@ impl PolicyChain {
 
     /// The policies in service, in order.
     pub fn describe(&self) -> Vec<PluginInfo> {
-        self.0.load().iter().map(|e| e.info.clone()).collect()
+        self.0
+            .load()
+            .entries
+            .iter()
+            .map(|e| e.info.clone())
+            .collect()
     }
 
     /// Whether any plugin is in service.
     pub fn is_empty(&self) -> bool {
-        self.0.load().is_empty()
+        self.0.load().entries.is_empty()
+    }
+
+    /// The headers of a request that the policies are shown, in the order of
+    /// `forward_headers`, each value as sent (values that are not visible ASCII are
+    /// left out). Allocates nothing when no header is forwarded.
+    pub fn forwarded_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        let chain = self.0.load();
+        let mut shown = Vec::new();
+        for name in &chain.forward_headers {
+            for value in headers.get_all(name) {
+                if let Ok(value) = value.to_str() {
+                    shown.push((name.as_str().to_owned(), value.to_owned()));
+                }
+            }
+        }
+        shown
     }
 
     /// Runs every plugin on `ctx`; `listing_config` gives a listing's per-plugin settings
@@ -167,7 +242,7 @@ impl PolicyChain {
         let chain = self.0.load_full();
         for Entry {
             plugin, failure, ..
-        } in chain.iter()
+        } in &chain.entries
         {
             let failure = *failure;
             ctx.listing_config = listing_config.and_then(|c| c.get(plugin.name())).cloned();
@@ -191,6 +266,27 @@ impl PolicyChain {
         }
         Ok(())
     }
+}
+
+/// A `forward_headers` name as a header name, refused when it is not one or when it
+/// names a header policies must never see.
+#[allow(clippy::result_large_err)] // the load steps' one error type; never on a call's path
+fn forwardable(name: &str) -> Result<HeaderName, LoadError> {
+    let refuse = |why: &str| {
+        LoadError::Config(format!(
+            "plugins.forward_headers: `{name}` {why}; name the request headers policies \
+             may read, such as `x-agent-team`"
+        ))
+    };
+    let header = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| refuse("is not a header name"))?;
+    if NEVER_FORWARDED.contains(&header.as_str()) || header.as_str().starts_with("x-crochet-") {
+        return Err(refuse(
+            "is never shown to plugins (credentials, cookies, payment proofs and the \
+             gateway's own x-crochet-* headers stay private)",
+        ));
+    }
+    Ok(header)
 }
 
 /// The bytes of a plugin named in configuration.
@@ -252,5 +348,8 @@ pub fn context(kind: CallKind, route: &str, client_ip: String) -> CallContext {
         buyer_score: None,
         seller_score: None,
         listing_config: None,
+        headers: Vec::new(),
+        attempt: Attempt::First,
+        payment: PaymentFlow::Free,
     }
 }

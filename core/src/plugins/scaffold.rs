@@ -235,7 +235,13 @@ mod tests {
             assert!(read(".cargo/config.toml").contains("-zstack-size=65536"));
             assert_eq!(read("wit/crochet-plugin.wit"), WIT);
             let lib = read("src/lib.rs");
-            assert!(lib.contains(&format!("world: \"{}\"", world.name())));
+            // A policy is a `configurable-policy`: the `policy` world plus
+            // `validate-config`.
+            let bound = match world {
+                World::Policy => "configurable-policy",
+                other => other.name(),
+            };
+            assert!(lib.contains(&format!("world: \"{bound}\"")));
             assert!(lib.contains("fn install_panic_hook()"));
             assert!(lib.contains("#[cfg(test)]"));
             assert!(!lib.contains("{{"));

@@ -55,6 +55,9 @@ fn gateway_ctx(buyer: &str) -> CallContext {
         buyer_score: None,
         seller_score: None,
         listing_config: None,
+        headers: Vec::new(),
+        attempt: Attempt::First,
+        payment: PaymentFlow::Requirement,
     }
 }
 
@@ -209,6 +212,163 @@ async fn template_policy_blocks_what_it_says() {
         Decision::Deny(denial) => assert_eq!(denial.status, 422, "{denial:?}"),
         Decision::Allow => panic!("a blocked body must be refused"),
     }
+}
+
+/// The fields 1.1 added, as the echo component reports them.
+async fn echoed(policy: &PolicyPlugin, ctx: &CallContext) -> serde_json::Value {
+    match policy.check(ctx).await.unwrap() {
+        Decision::Deny(d) if d.code == "CONTEXT_ECHO" => serde_json::from_str(&d.message).unwrap(),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn policies_of_1_0_and_1_1_run_side_by_side_in_one_host() {
+    let host = shared_host();
+    let legacy = host
+        .policy(
+            "legacy",
+            bundled::testing::HOSTILE,
+            r#"{"mode":"refuse"}"#.into(),
+        )
+        .unwrap();
+    let current = host
+        .policy("echo", bundled::testing::ECHO, "{}".into())
+        .unwrap();
+    assert_eq!(legacy.version(), WitVersion::V1_0);
+    assert_eq!(current.version(), WitVersion::V1_1);
+    assert_eq!(WitVersion::CURRENT.as_str(), "1.1.0");
+    for bundled in [
+        bundled::RATE_LIMIT,
+        bundled::REQUEST_VALIDATION,
+        bundled::TEMPLATE,
+    ] {
+        let plugin = host.policy("b", bundled, "{}".into()).unwrap();
+        assert_eq!(plugin.version(), WitVersion::V1_1);
+        assert!(plugin.validates_config());
+    }
+
+    let mut ctx = gateway_ctx("buyer-1");
+    ctx.body_json = r#"{"echo": true}"#.into();
+    ctx.headers = vec![("x-agent-team".into(), "blue".into())];
+    ctx.attempt = Attempt::PaidRetry;
+    // The 1.0 policy sees the fields it knows...
+    match legacy.check(&ctx).await.unwrap() {
+        Decision::Deny(d) => {
+            assert_eq!(d.code, "HOSTILE_REFUSED");
+            assert_eq!(
+                d.message,
+                "refused POST /api/v1/gateway/{listing_id} for buyer buyer-1 on listing listing"
+            );
+        }
+        Decision::Allow => panic!("refuse mode refuses"),
+    }
+    // ...and the 1.1 policy the new ones too.
+    assert_eq!(
+        echoed(&current, &ctx).await,
+        serde_json::json!({
+            "headers": [["x-agent-team", "blue"]],
+            "attempt": "paid-retry",
+            "payment": "requirement",
+        })
+    );
+}
+
+#[tokio::test]
+async fn validate_config_answers_for_the_plugins_that_export_it() {
+    let host = shared_host();
+    let load = |bytes: &[u8], config: &str| host.policy("p", bytes, config.into()).unwrap();
+    let rejected = |answer: Option<Result<(), String>>| match answer {
+        Some(Err(reason)) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(
+        load(bundled::RATE_LIMIT, "{}")
+            .validate_config()
+            .await
+            .unwrap(),
+        Some(Ok(()))
+    );
+    let reason = rejected(
+        load(
+            bundled::RATE_LIMIT,
+            r#"{"gateway": {"per_buyer": {"limt": 5}}}"#,
+        )
+        .validate_config()
+        .await
+        .unwrap(),
+    );
+    assert!(reason.contains("unknown key `limt`"), "{reason}");
+    let reason = rejected(
+        load(bundled::TEMPLATE, r#"{"mesage": "typo"}"#)
+            .validate_config()
+            .await
+            .unwrap(),
+    );
+    assert!(reason.contains("mesage"), "{reason}");
+    // Without the export there is nothing to ask: 1.0 policies, and 1.1 `policy`.
+    assert_eq!(
+        load(bundled::testing::ECHO, "{}")
+            .validate_config()
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        load(bundled::testing::HOSTILE, "{}")
+            .validate_config()
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_named_by_the_operator_and_never_secrets() {
+    let host = shared_host();
+    for refused in [
+        "authorization",
+        "Authorization",
+        "cookie",
+        "payment-signature",
+        "x-crochet-relay-request-id",
+        "not a header",
+    ] {
+        let err = policy::PolicyChain::prepare(host, &[], &[refused.to_owned()])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{refused} must be refused"));
+        assert!(matches!(err, LoadError::Config(_)), "{err}");
+        assert!(err.to_string().contains("plugins.forward_headers"), "{err}");
+    }
+    let prepared = policy::PolicyChain::prepare(
+        host,
+        &[],
+        &["X-Agent-Team".to_owned(), "x-trace".to_owned()],
+    )
+    .await
+    .unwrap();
+    let chain = policy::PolicyChain::new(prepared);
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("authorization", "Bearer am_k_secret".parse().unwrap());
+    headers.append("x-trace", "a".parse().unwrap());
+    headers.append("x-trace", "b".parse().unwrap());
+    headers.insert("x-agent-team", "blue".parse().unwrap());
+    headers.insert("x-other", "no".parse().unwrap());
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    assert_eq!(
+        chain.forwarded_headers(&headers),
+        vec![
+            pair("x-agent-team", "blue"),
+            pair("x-trace", "a"),
+            pair("x-trace", "b")
+        ]
+    );
+    assert!(
+        policy::PolicyChain::default()
+            .forwarded_headers(&headers)
+            .is_empty()
+    );
 }
 
 fn hostile_on(host: &PluginHost, mode: &str) -> PolicyPlugin {

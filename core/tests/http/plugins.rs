@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    Backend, TestApp, Wallet, count_rows, gateway_call, policy_plugin, priced_listing,
-    test_redis_url,
+    Backend, Reply, TestApp, Wallet, count_rows, gateway_call, pay_and_call, policy_plugin,
+    priced_listing, retry, test_redis_url,
 };
 use crate::on_both_backends;
 
@@ -14,6 +14,8 @@ on_both_backends!(
     validation_refuses_bad_bodies_before_any_payment,
     seller_adapter_reshapes_the_request_and_the_reply,
     uploaded_adapters_are_checked_before_they_are_stored,
+    policies_of_1_0_and_1_1_serve_side_by_side,
+    a_purchase_counts_once_against_the_rate_limit,
 );
 
 /// A rate limit of `limit` calls per buyer and minute, and a loose burst.
@@ -72,6 +74,111 @@ async fn rate_limit_refuses_past_its_limit_before_the_seller(app: TestApp) {
         .await
         .expect_error(429, "RATE_LIMITED");
     assert_eq!(count_rows(&app, "gateway_payments").await, payments);
+}
+
+/// What the echo component (`crochet:plugin@1.1.0`) was told: the context's headers,
+/// attempt and payment flow.
+fn echoed(reply: Reply) -> Value {
+    let reply = reply.expect_error(409, "CONTEXT_ECHO");
+    serde_json::from_str(reply.body["error"]["message"].as_str().unwrap()).unwrap()
+}
+
+/// A 1.1 policy and a 1.0 policy in one chain: each gets the context of its version,
+/// the 1.1 one with the headers the operator forwards, the attempt and the payment flow.
+async fn policies_of_1_0_and_1_1_serve_side_by_side(app: TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let echo = file("echo.wasm", crochet::plugins::bundled::testing::ECHO);
+    let legacy = file("legacy.wasm", crochet::plugins::bundled::testing::HOSTILE);
+    // Agents and listings first: the legacy policy refuses every call, auth routes too.
+    let free = priced_listing(&app, None, "/ok").await;
+    let paid = priced_listing(&app, Some(0.5), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let app = app
+        .restart(|c| {
+            c.plugins.forward_headers = vec!["x-agent-team".into()];
+            c.plugins.policy = Some(vec![
+                policy_plugin("echo", &echo, json!({})),
+                policy_plugin("legacy", &legacy, json!({"mode": "refuse"})),
+            ]);
+        })
+        .await;
+    let loaded: Vec<_> = app
+        .state()
+        .plugins
+        .describe()
+        .into_iter()
+        .map(|p| (p.name, p.wit_version))
+        .collect();
+    assert_eq!(
+        loaded[..2],
+        [
+            ("echo".to_owned(), Some("1.1.0")),
+            ("legacy".to_owned(), Some("1.0.0"))
+        ]
+    );
+
+    let asks = json!({"echo": true});
+    let team = [("x-agent-team", "blue"), ("x-other", "hidden")];
+    assert_eq!(
+        echoed(gateway_call(&app, &buyer, &free.id, &asks, &team).await),
+        json!({"headers": [["x-agent-team", "blue"]], "attempt": "first", "payment": "free"})
+    );
+    assert_eq!(
+        echoed(gateway_call(&app, &buyer, &paid.id, &asks, &[]).await),
+        json!({"headers": [], "attempt": "first", "payment": "requirement"})
+    );
+    // The policies run before the payment is looked at: any id marks the paid retry.
+    assert_eq!(
+        echoed(retry(&app, &buyer, &paid.id, &asks, "relay-not-checked-yet").await),
+        json!({"headers": [], "attempt": "paid-retry", "payment": "requirement"})
+    );
+
+    // The echo allows other bodies; the 1.0 policy after it refuses, from its context.
+    let refused = gateway_call(&app, &buyer, &free.id, &json!({"task": "t"}), &team)
+        .await
+        .expect_error(403, "HOSTILE_REFUSED");
+    assert_eq!(
+        refused.body["error"]["message"],
+        format!(
+            "refused POST /api/v1/gateway/{{listing_id}} for buyer {} on listing {}",
+            buyer.profile_id, free.id
+        )
+    );
+    assert_eq!(refused.body["error"]["details"]["plugin"], "legacy");
+    assert!(free.seller.requests().is_empty());
+}
+
+/// The bundled rate limit counts the 402 attempt and the paid retry apart, so a
+/// purchase takes one call of the limit.
+async fn a_purchase_counts_once_against_the_rate_limit(app: TestApp) {
+    let app = app
+        .restart(|c| {
+            c.plugins.policy = Some(vec![policy_plugin(
+                "rate-limit",
+                "bundled:rate-limit",
+                json!({"gateway": {
+                    "per_buyer": {"limit": 2, "window_seconds": 60, "burst": null},
+                    "per_listing": null
+                }}),
+            )]);
+        })
+        .await;
+    let p = priced_listing(&app, Some(0.5), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let body = json!({"task": "t"});
+    for _ in 0..2 {
+        let (_, reply) = pay_and_call(&app, &buyer, &p.id, &body).await;
+        reply.expect(200);
+    }
+    gateway_call(&app, &buyer, &p.id, &body, &[])
+        .await
+        .expect_error(429, "RATE_LIMITED");
+    assert_eq!(p.seller.requests().len(), 2);
 }
 
 async fn validation_refuses_bad_bodies_before_any_payment(app: TestApp) {
@@ -414,6 +521,8 @@ async fn start_up_refusals_name_the_configuration_file_and_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"this is not a component").unwrap();
+    let hostile = dir.path().join("hostile.wasm");
+    std::fs::write(&hostile, crochet::plugins::bundled::testing::HOSTILE).unwrap();
     let named = dir.path().join("gateway.toml");
     let config_with = |policies: Vec<crochet::config::PolicyPluginConfig>| {
         let mut config = crate::common::test_config(format!(
@@ -443,14 +552,16 @@ async fn start_up_refusals_name_the_configuration_file_and_the_reason() {
             ],
             "named `twin`; names must be unique",
         ),
-        // A typo in a bundled plugin's configuration: refused, not run on defaults.
+        // A typo in a bundled plugin's configuration: its `validate-config` refuses it,
+        // so it never runs on defaults.
         (
             vec![policy_plugin(
                 "rate-limit",
                 "bundled:rate-limit",
                 json!({"gateway": {"per_buyer": {"limt": 5}}}),
             )],
-            "cannot work with its configuration (PLUGIN_CONFIG_INVALID)",
+            "plugin `rate-limit` refused its configuration: invalid rate-limit configuration: \
+             unknown key `limt`",
         ),
         (
             vec![policy_plugin(
@@ -458,14 +569,29 @@ async fn start_up_refusals_name_the_configuration_file_and_the_reason() {
                 "bundled:request-validation",
                 json!({"max_depht": 3}),
             )],
-            "cannot work with its configuration (PLUGIN_CONFIG_INVALID)",
+            "plugin `request-validation` refused its configuration",
+        ),
+        // A plugin without `validate-config` that answers 5xx on the trial call.
+        (
+            vec![policy_plugin(
+                "hostile",
+                &hostile.display().to_string(),
+                json!({"mode": "nope"}),
+            )],
+            "cannot work with its configuration (HOSTILE_BAD_MODE)",
         ),
     ];
-    for (policies, reason) in cases {
-        let err = crochet::app::start(config_with(policies))
-            .await
-            .err()
-            .expect("refused");
+    let mut secret_header = config_with(vec![]);
+    secret_header.plugins.forward_headers = vec!["authorization".into()];
+    let configs = cases
+        .into_iter()
+        .map(|(policies, reason)| (config_with(policies), reason))
+        .chain([(
+            secret_header,
+            "plugins.forward_headers: `authorization` is never shown to plugins",
+        )]);
+    for (config, reason) in configs {
+        let err = crochet::app::start(config).await.err().expect("refused");
         let text = format!("{err:#}");
         assert!(text.contains(reason), "{text}");
         assert!(text.contains("gateway.toml"), "names the file used: {text}");

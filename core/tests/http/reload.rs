@@ -210,7 +210,7 @@ async fn broken_sources_are_refused_with_the_reason(backend: Backend) {
              config = { gateway = { per_buyer = { limt = 5 } } }\n"
                 .to_owned(),
             Some("limit"),
-            "cannot work with its configuration (PLUGIN_CONFIG_INVALID)",
+            "plugin `limit` refused its configuration: invalid rate-limit configuration",
         ),
     ];
     for (toml, plugin, reason) in cases {

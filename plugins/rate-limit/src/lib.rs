@@ -19,14 +19,24 @@
 //! A rule refuses a call when the sliding-window estimate
 //! `previous * remaining_ms / window_ms + current` exceeds `limit` (over `window_seconds`)
 //! or `burst` (over one second). The counters come from the host's `counter-add`.
+//!
+//! A purchase counts once: a priced call usually comes twice (the attempt answered with
+//! a payment requirement, then the paid retry), and the two attempts count in separate
+//! counters (`buyer:<id>` and `retry:buyer:<id>`, for instance) under the same rule.
+//! Each limit therefore bounds purchases, not attempts, and a flood of retries with
+//! made-up payment proofs is still limited.
+//!
+//! The host calls `validate-config` when it loads the plugin, so a configuration with
+//! a typo or an unknown key stops the host from starting (or a reload from going
+//! through) with this plugin's message.
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "policy",
+    world: "configurable-policy",
 });
 
 use crochet::plugin::host::{self, LogLevel, WindowCount};
-use crochet::plugin::types::{CallKind, Denial};
+use crochet::plugin::types::{Attempt, CallKind, Denial};
 use serde_json::{Map, Value};
 
 /// One limit: at most `limit` calls per `window_seconds`, and at most `burst` in any
@@ -171,6 +181,8 @@ pub struct Call<'a> {
     pub client_ip: &'a str,
     pub buyer_id: Option<&'a str>,
     pub listing_id: Option<&'a str>,
+    /// Paid retries count apart from first attempts, so a purchase counts once.
+    pub attempt: Attempt,
 }
 
 /// The window of the one-second burst counters.
@@ -203,7 +215,12 @@ pub fn decide(
             }
         }
     }
+    let counter = match call.attempt {
+        Attempt::First => "",
+        Attempt::PaidRetry => "retry:",
+    };
     for (rule, key, whose) in checks {
+        let key = format!("{counter}{key}");
         // The one-second counter first: a burst is the cheaper thing to trip.
         if let Some(burst) = rule.burst {
             let counts = match counter_add(&format!("{key}:burst"), 1, BURST_WINDOW_MS) {
@@ -289,10 +306,17 @@ impl Guest for Component {
             client_ip: &ctx.client_ip,
             buyer_id: ctx.buyer_id.as_deref(),
             listing_id: ctx.listing_id.as_deref(),
+            attempt: ctx.attempt,
         };
         decide(&config, call, &mut |key, delta, window_ms| {
             host::counter_add(key, delta, window_ms)
         })
+    }
+
+    fn validate_config(config: String) -> Result<(), String> {
+        Config::try_parse(&config)
+            .map(drop)
+            .map_err(|e| format!("invalid rate-limit configuration: {e}"))
     }
 }
 
@@ -348,6 +372,7 @@ mod tests {
             client_ip: "203.0.113.7",
             buyer_id: Some(buyer),
             listing_id: Some(listing),
+            attempt: Attempt::First,
         }
     }
 
@@ -357,6 +382,7 @@ mod tests {
             client_ip: ip,
             buyer_id: None,
             listing_id: None,
+            attempt: Attempt::First,
         }
     }
 
@@ -477,6 +503,40 @@ mod tests {
         // 5.5 + 5 = 10.5 > 10.
         let denial = denied(counters.decide(&config, gateway("b", "l")));
         assert_eq!(denial.retry_after_seconds, Some(30));
+    }
+
+    #[test]
+    fn a_purchase_counts_once() {
+        let (config, _) = Config::parse(
+            r#"{"gateway": {"per_buyer": {"limit": 2, "window_seconds": 60, "burst": null},
+                            "per_listing": null}}"#,
+        );
+        let mut counters = Counters::default();
+        let retry = |call: Call<'static>| Call {
+            attempt: Attempt::PaidRetry,
+            ..call
+        };
+        // Two purchases: each a first attempt (402) and a paid retry.
+        for _ in 0..2 {
+            assert!(allowed(&counters.decide(&config, gateway("b", "l"))));
+            assert!(allowed(&counters.decide(&config, retry(gateway("b", "l")))));
+        }
+        // A third purchase is refused at its first attempt...
+        let denial = denied(counters.decide(&config, gateway("b", "l")));
+        assert_eq!(denial.code, "RATE_LIMITED");
+        // ...and retries with made-up payment proofs are limited on their own.
+        let denial = denied(counters.decide(&config, retry(gateway("b", "l"))));
+        assert_eq!(denial.code, "RATE_LIMITED");
+        let keys: std::collections::HashSet<_> =
+            counters.calls.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["buyer:b", "retry:buyer:b"].into());
+    }
+
+    #[test]
+    fn validate_config_names_the_problem() {
+        assert_eq!(Component::validate_config("{}".into()), Ok(()));
+        let error = Component::validate_config(r#"{"gatway": {}}"#.into()).unwrap_err();
+        assert!(error.contains("unknown key `gatway`"), "{error}");
     }
 
     #[test]

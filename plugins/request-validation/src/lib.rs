@@ -26,10 +26,14 @@
 //! `min_buyer_score` admits only buyers whose Crochet Score (given by the host in the
 //! call context) is at least that (400 = Moderate); others, and buyers whose score the
 //! host could not give, get `403 BUYER_SCORE_TOO_LOW`.
+//!
+//! The host calls `validate-config` when it loads the plugin: an operator configuration
+//! with an unknown key or a malformed pointer stops the host from starting (or a reload
+//! from going through) with this plugin's message.
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "policy",
+    world: "configurable-policy",
 });
 
 use crochet::plugin::host::{self, LogLevel};
@@ -57,15 +61,16 @@ impl Default for OperatorConfig {
 }
 
 impl OperatorConfig {
+    /// Parses the operator's JSON, checking its pointers.
+    pub fn try_parse(json: &str) -> Result<Self, String> {
+        let config = serde_json::from_str::<Self>(json).map_err(|e| e.to_string())?;
+        check_pointers(&config.required_fields)?;
+        Ok(config)
+    }
+
     /// Parses the operator's JSON. On any error returns the defaults and the reason.
     pub fn parse(json: &str) -> (Self, Option<String>) {
-        let parsed = serde_json::from_str::<Self>(json)
-            .map_err(|e| e.to_string())
-            .and_then(|config| {
-                check_pointers(&config.required_fields)?;
-                Ok(config)
-            });
-        match parsed {
+        match Self::try_parse(json) {
             Ok(config) => (config, None),
             Err(err) => (
                 Self::default(),
@@ -528,6 +533,12 @@ impl Guest for Component {
         }
         decide(&operator, &listing, ctx.kind, ctx.body_size, &ctx.body_json)
     }
+
+    fn validate_config(config: String) -> Result<(), String> {
+        OperatorConfig::try_parse(&config)
+            .map(drop)
+            .map_err(|e| format!("invalid request-validation configuration: {e}"))
+    }
 }
 
 export!(Component);
@@ -605,6 +616,11 @@ mod tests {
             let (config, warning) = OperatorConfig::parse(bad);
             assert!(warning.is_some(), "{bad}");
             assert_eq!(config, OperatorConfig::default());
+            let refused = Component::validate_config(bad.into()).unwrap_err();
+            assert!(
+                refused.starts_with("invalid request-validation configuration"),
+                "{refused}"
+            );
         }
         assert_eq!(ListingConfig::parse(None), (ListingConfig::default(), None));
         let (listing, warning) = ListingConfig::parse(Some(r#"{"schema": 3}"#));

@@ -16,15 +16,17 @@
 //! {"message": "this request is blocked by policy"}
 //! ```
 
-// Generates Rust bindings for the `policy` world of `../../wit/crochet-plugin.wit`:
+// Generates Rust bindings for the `configurable-policy` world of
+// `../../wit/crochet-plugin.wit` (the `policy` world plus `validate-config`):
 // - `crochet::plugin::types::*`: the records and variants (`CallContext`, `Decision`, ...);
 // - `crochet::plugin::host::*`: the host imports (`config`, `now_ms`, `log`, `counter_add`);
-// - a `Guest` trait with the world's export (`check`), and an `export!` macro.
+// - a `Guest` trait with the policy's export (`check`), a second one for
+//   `validate-config`, and an `export!` macro.
 // Host imports only work inside the host: natively they panic, so keep them out of the
 // logic you unit-test.
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "policy",
+    world: "configurable-policy",
 });
 
 use crochet::plugin::host::{self, LogLevel};
@@ -125,6 +127,16 @@ impl Guest for Component {
         }
         decision
     }
+
+    /// The host calls this when it loads the plugin and on every reload: an error stops the
+    /// host from starting (or the reload from going through) with this message, so a typo
+    /// in the configuration never runs on defaults.
+    fn validate_config(config: String) -> Result<(), String> {
+        match Config::parse(&config) {
+            (_, None) => Ok(()),
+            (_, Some(problem)) => Err(problem),
+        }
+    }
 }
 
 // Registers `Component` as the implementation of the world's exports.
@@ -168,5 +180,15 @@ mod tests {
         let (config, warning) = Config::parse(r#"{"mesage": "typo"}"#);
         assert!(warning.is_some());
         assert_eq!(config.message, Config::default().message);
+    }
+
+    #[test]
+    fn validate_config_refuses_a_typo() {
+        assert_eq!(
+            Component::validate_config(r#"{"message": "no"}"#.into()),
+            Ok(())
+        );
+        let problem = Component::validate_config(r#"{"mesage": "typo"}"#.into()).unwrap_err();
+        assert!(problem.contains("unknown field `mesage`"), "{problem}");
     }
 }

@@ -305,7 +305,7 @@ impl ApiError {
                 let plugin = match e {
                     LoadError::Config(_) => None,
                     LoadError::DuplicateName(name) => Some(name),
-                    LoadError::Source { plugin, .. } | LoadError::Refused { plugin, .. } | LoadError::DigestMismatch { plugin, .. } | LoadError::Trial { plugin, .. } | LoadError::Misconfigured { plugin, .. } => Some(plugin),
+                    LoadError::Source { plugin, .. } | LoadError::Refused { plugin, .. } | LoadError::DigestMismatch { plugin, .. } | LoadError::Trial { plugin, .. } | LoadError::Misconfigured { plugin, .. } | LoadError::ConfigRejected { plugin, .. } => Some(plugin),
                 };
                 spec(S::UNPROCESSABLE_ENTITY, "PLUGIN_RELOAD_REFUSED", msg)
                     .details(json!({"plugin": plugin}))

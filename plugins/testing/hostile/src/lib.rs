@@ -9,12 +9,17 @@
 //! - `"recurse"`: recurses without end (not a tail call);
 //! - `"trap"`: panics, which traps;
 //! - `"huge-output"`: denies with a 64 MiB message;
-//! - `"slow-counter"`: calls `counter-add` 10 000 times, then allows.
+//! - `"slow-counter"`: calls `counter-add` 10 000 times, then allows;
+//! - `"refuse"`: refuses every call with `403 HOSTILE_REFUSED`, naming the call's
+//!   route, buyer and listing (what a 1.0 policy is told).
 //!
 //! Any other mode denies with `500 HOSTILE_BAD_MODE`.
+//!
+//! It is built against `crochet:plugin@1.0.0` (the frozen `wit/v1.0`), so the host's
+//! tests run a 1.0 component beside the bundled 1.1 ones.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v1.0",
     world: "policy",
 });
 
@@ -31,6 +36,7 @@ pub enum Mode {
     Trap,
     HugeOutput,
     SlowCounter,
+    Refuse,
 }
 
 /// Reads `{"mode": ...}`; `Err` holds the unknown mode.
@@ -44,6 +50,7 @@ pub fn parse_mode(config: &str) -> Result<Mode, String> {
         Some("trap") => Mode::Trap,
         Some("huge-output") => Mode::HugeOutput,
         Some("slow-counter") => Mode::SlowCounter,
+        Some("refuse") => Mode::Refuse,
         Some(other) => return Err(format!("unknown mode `{other}`")),
     })
 }
@@ -114,7 +121,7 @@ fn install_panic_hook() {
 struct Component;
 
 impl Guest for Component {
-    fn check(_ctx: CallContext) -> Decision {
+    fn check(ctx: CallContext) -> Decision {
         install_panic_hook();
         match parse_mode(&host::config()) {
             Ok(Mode::Allow) => Decision::Allow,
@@ -132,6 +139,18 @@ impl Guest for Component {
                 }
                 Decision::Allow
             }
+            Ok(Mode::Refuse) => Decision::Deny(Denial {
+                status: 403,
+                code: "HOSTILE_REFUSED".to_owned(),
+                message: format!(
+                    "refused {} for buyer {} on listing {}",
+                    ctx.route,
+                    ctx.buyer_id.as_deref().unwrap_or("-"),
+                    ctx.listing_id.as_deref().unwrap_or("-"),
+                ),
+                field: None,
+                retry_after_seconds: None,
+            }),
             Err(reason) => Decision::Deny(Denial {
                 status: 500,
                 code: "HOSTILE_BAD_MODE".to_owned(),
