@@ -266,6 +266,10 @@ pub struct PolicyPluginConfig {
     /// The plugin's own configuration, handed to it as JSON.
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
+    /// Whether a warm instance serves many calls (`reuse`, the default) or every call
+    /// gets a fresh one (`call`).
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -279,6 +283,31 @@ pub enum FailureMode {
     #[default]
     Closed,
     Open,
+}
+
+/// How far apart a policy's calls are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A warm instance serves many calls, one at a time: what the plugin keeps in its
+    /// memory (globals, caches, what it read from earlier calls) stays until the
+    /// instance is recycled (after a failure, a number of calls, or when its memory
+    /// grows large). For plugins the operator trusts, which the bundled ones are.
+    #[default]
+    Reuse,
+    /// Every call gets a fresh instance: nothing carries over from one call to the
+    /// next. Slower (the instance is set up and reset on every call).
+    Call,
+}
+
+impl Isolation {
+    /// The configuration spelling: `reuse` or `call`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reuse => "reuse",
+            Self::Call => "call",
+        }
+    }
 }
 
 impl FailureMode {
@@ -472,6 +501,7 @@ impl Config {
                 failure: FailureMode::Closed,
                 sha256: None,
                 config: rate_limit,
+                isolation: Isolation::Reuse,
             },
             PolicyPluginConfig {
                 name: "request-validation".into(),
@@ -479,6 +509,7 @@ impl Config {
                 failure: FailureMode::Closed,
                 sha256: None,
                 config: empty_object(),
+                isolation: Isolation::Reuse,
             },
         ]
     }
@@ -700,6 +731,7 @@ mod tests {
             failure: FailureMode::Closed,
             sha256: None,
             config: empty_object(),
+            isolation: Isolation::Reuse,
         }]);
         assert_eq!(c.policy_plugins().len(), 1, "the defaults are not added");
         let own = c.policy_chain_summary();

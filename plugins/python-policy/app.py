@@ -1,5 +1,5 @@
 """A Crochet Gateway `policy` plugin written in Python (world `policy` of
-`crochet:plugin@1.0.0`), built into a WebAssembly component by componentize-py.
+`crochet:plugin@1.1.0`), built into a WebAssembly component by componentize-py.
 
 The same rule as the Rust template: refuse calls whose JSON body has `"blocked": true`
 at the top level with `422 BLOCKED_BY_POLICY` (field `/blocked`), allow every other

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Python policy into a WebAssembly component of the `policy` world of
-# `crochet:plugin@1.0.0`:
+# `crochet:plugin@1.1.0`:
 #
 #   plugins/python-policy/build.sh OUTPUT.wasm
 #

@@ -28,6 +28,9 @@ pub struct PluginInfo {
     /// unset for the scorer, whose exports are the same in every version.
     #[schema(value_type = Option<String>, example = "1.1.0")]
     pub wit_version: Option<&'static str>,
+    /// `reuse` or `call` (policies only): whether warm instances serve many calls.
+    #[schema(value_type = Option<String>, example = "reuse")]
+    pub isolation: Option<&'static str>,
 }
 
 impl PluginInfo {
@@ -47,6 +50,7 @@ impl PluginInfo {
             failure,
             bytes: wasm.len(),
             wit_version: None,
+            isolation: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl PluginInfo {
             sha256 = %self.sha256,
             failure = self.failure.map_or("-", FailureMode::as_str),
             wit = self.wit_version.unwrap_or("-"),
+            isolation = self.isolation.unwrap_or("-"),
             timeout_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             max_memory_bytes = limits.max_memory_bytes,
             max_output_bytes = limits.max_output_bytes,

@@ -17,6 +17,11 @@
 //!   `check` export it matches; a 1.0 policy is given the 1.0 view of each call. A
 //!   policy that exports `validate-config` (the `configurable-policy` world) is asked
 //!   about its configuration before it serves ([`PolicyPlugin::validate_config`]).
+//! - **instance reuse** ([`Isolation`]): a policy set to `reuse` (the default) keeps
+//!   warm instances, each serving one call at a time, and replaces one after a failure,
+//!   [`REUSE_MAX_CALLS`] calls, or when its memory passes [`REUSE_MAX_MEMORY_BYTES`];
+//!   one set to `call` gets a fresh instance per call. Dry runs, `validate-config`,
+//!   traced hosts, scorers and seller adapters always use a fresh instance.
 //! - **the failure modes** ([`PluginError`]): a component that does not compile, is not
 //!   of the expected world or imports something the host does not give is refused when
 //!   it is loaded; a trap, timeout, exhausted memory or oversized output fails that one
@@ -49,7 +54,7 @@ pub mod scorer;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
@@ -66,7 +71,15 @@ pub use error::{LoadError, PluginError};
 use sandbox::HostState;
 pub use sandbox::{CallTrace, GuestLog};
 
+pub use crate::config::Isolation;
 use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
+
+/// Calls one reused policy instance serves before it is replaced.
+pub const REUSE_MAX_CALLS: u32 = 10_000;
+/// Linear memory past which a reused policy instance is replaced after its call.
+pub const REUSE_MAX_MEMORY_BYTES: usize = 8 << 20;
+/// Idle warm instances kept per policy (one per call in flight, up to this many).
+const REUSE_MAX_IDLE: usize = 32;
 
 /// The first bytes of every WebAssembly module or component.
 const WASM_MAGIC: &[u8] = b"\0asm";
@@ -245,12 +258,24 @@ impl PluginHost {
     }
 
     /// Loads a `policy` component of any version the host runs, configured with
-    /// `config_json` (the operator's JSON).
+    /// `config_json` (the operator's JSON), with a fresh instance for every call
+    /// ([`Isolation::Call`]).
     pub fn policy(
         &self,
         name: &str,
         wasm: &[u8],
         config_json: String,
+    ) -> Result<PolicyPlugin, PluginError> {
+        self.policy_with(name, wasm, config_json, Isolation::Call)
+    }
+
+    /// [`policy`](Self::policy) with the given isolation of its calls.
+    pub fn policy_with(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config_json: String,
+        isolation: Isolation,
     ) -> Result<PolicyPlugin, PluginError> {
         let (pre, validate) = self.prepare(name, wasm, "policy", |pre| {
             let validate = pre.component().get_export_index(None, VALIDATE_CONFIG);
@@ -272,6 +297,8 @@ impl PluginHost {
                 metrics: PluginMetrics::new(name, PluginKind::Policy),
             },
             validate,
+            isolation,
+            warm: Mutex::new(Vec::new()),
         })))
     }
 
@@ -502,12 +529,58 @@ impl PolicyPres {
             Self::V1_0(pre) => pre.instance_pre(),
         }
     }
+
+    async fn instantiate_async(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<PolicyGuest> {
+        Ok(match self {
+            Self::Current(pre) => PolicyGuest::Current(pre.instantiate_async(store).await?),
+            Self::V1_0(pre) => PolicyGuest::V1_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// An instantiated policy, in its version.
+enum PolicyGuest {
+    Current(bindings::policy::Policy),
+    V1_0(bindings::v1_0::Policy),
+}
+
+impl PolicyGuest {
+    /// Calls `check`, giving a 1.0 policy the 1.0 view of the call.
+    async fn check(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &CallContext,
+    ) -> wasmtime::Result<Decision> {
+        match self {
+            Self::Current(guest) => guest.call_check(store, ctx).await,
+            Self::V1_0(guest) => {
+                let ctx = bindings::v1_0::context(ctx);
+                guest
+                    .call_check(store, &ctx)
+                    .await
+                    .map(bindings::v1_0::decision)
+            }
+        }
+    }
+}
+
+/// A warm policy instance and the calls it has served.
+struct Warm {
+    store: Store<HostState>,
+    guest: PolicyGuest,
+    calls: u32,
 }
 
 struct PolicyLoaded {
     loaded: Loaded<PolicyPres>,
     /// The `validate-config` export, when the policy has one.
     validate: Option<ComponentExportIndex>,
+    isolation: Isolation,
+    /// Idle warm instances ([`Isolation::Reuse`]).
+    warm: Mutex<Vec<Warm>>,
 }
 
 /// A loaded `policy` plugin. Cheap to clone.
@@ -526,6 +599,11 @@ impl PolicyPlugin {
             PolicyPres::Current(_) => WitVersion::V1_1,
             PolicyPres::V1_0(_) => WitVersion::V1_0,
         }
+    }
+
+    /// How far apart its calls are kept.
+    pub fn isolation(&self) -> Isolation {
+        self.0.isolation
     }
 
     /// Whether it exports `validate-config`.
@@ -581,6 +659,53 @@ impl PolicyPlugin {
         self.check_counting_in(ctx, Some(&Counters::memory())).await
     }
 
+    /// One call on a warm instance (a new one when none is idle), which goes back to
+    /// the idle ones unless the call failed, it has served [`REUSE_MAX_CALLS`] calls or
+    /// its memory passed [`REUSE_MAX_MEMORY_BYTES`].
+    async fn check_warm(&self, ctx: &CallContext) -> Result<Decision, PluginError> {
+        let PolicyLoaded { loaded, warm, .. } = &*self.0;
+        let Loaded {
+            host,
+            name,
+            config,
+            pre,
+            ..
+        } = loaded;
+        let idle = warm.lock().ok().and_then(|mut idle| idle.pop());
+        let (mut store, guest, calls) = match idle {
+            Some(w) => (w.store, Some(w.guest), w.calls),
+            None => (host.store(name, config.clone(), None), None, 0),
+        };
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(host.0.deadline_ticks);
+        let outcome = host
+            .within_deadline(async {
+                let guest = match guest {
+                    Some(guest) => guest,
+                    None => pre.instantiate_async(&mut store).await?,
+                };
+                let decision = guest.check(&mut store, ctx).await?;
+                Ok((guest, decision))
+            })
+            .await;
+        // A failed call drops its instance: a trap or a timeout may leave it half-way.
+        let (guest, decision) =
+            sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
+        let calls = calls.saturating_add(1);
+        if calls < REUSE_MAX_CALLS && store.data().limiter.memory_bytes <= REUSE_MAX_MEMORY_BYTES {
+            if let Ok(mut idle) = warm.lock()
+                && idle.len() < REUSE_MAX_IDLE
+            {
+                idle.push(Warm {
+                    store,
+                    guest,
+                    calls,
+                });
+            }
+        }
+        Ok(decision)
+    }
+
     /// One call; `scratch` counters mark a dry run (not observed in metrics).
     async fn check_counting_in(
         &self,
@@ -596,19 +721,14 @@ impl PolicyPlugin {
             ..
         } = loaded;
         let started = Instant::now();
-        let decision = match pre {
-            PolicyPres::Current(pre) => {
-                sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
-                    guest.call_check(&mut store, ctx)
-                })
-            }
-            PolicyPres::V1_0(pre) => {
-                let ctx = bindings::v1_0::context(ctx);
-                sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
-                    guest.call_check(&mut store, &ctx)
-                })
-                .map(bindings::v1_0::decision)
-            }
+        let reuse =
+            self.0.isolation == Isolation::Reuse && scratch.is_none() && host.0.trace.is_none();
+        let decision = if reuse {
+            self.check_warm(ctx).await
+        } else {
+            sandboxed!(host, name, config.clone(), scratch, pre, |guest, store| {
+                guest.check(&mut store, ctx)
+            })
         }
         .and_then(|decision| {
             let bytes = match &decision {

@@ -165,19 +165,23 @@ impl PolicyChain {
             check_digest(&c.name, &c.source, &wasm, c.sha256.as_deref())?;
             let mut info = PluginInfo::new(&c.name, "policy", &c.source, &wasm, Some(c.failure));
             let (host, name, config) = (host.clone(), c.name.clone(), c.config.to_string());
-            let plugin = tokio::task::spawn_blocking(move || host.policy(&name, &wasm, config))
-                .await
-                .map_err(|e| LoadError::Source {
-                    plugin: c.name.clone(),
-                    reason: format!("compilation was interrupted: {e}"),
-                })?
-                .map_err(|error| LoadError::Refused {
-                    world: "policy",
-                    plugin: c.name.clone(),
-                    origin: c.source.clone(),
-                    error,
-                })?;
+            let isolation = c.isolation;
+            let plugin = tokio::task::spawn_blocking(move || {
+                host.policy_with(&name, &wasm, config, isolation)
+            })
+            .await
+            .map_err(|e| LoadError::Source {
+                plugin: c.name.clone(),
+                reason: format!("compilation was interrupted: {e}"),
+            })?
+            .map_err(|error| LoadError::Refused {
+                world: "policy",
+                plugin: c.name.clone(),
+                origin: c.source.clone(),
+                error,
+            })?;
             info.wit_version = Some(plugin.version().as_str());
+            info.isolation = Some(plugin.isolation().as_str());
             entries.push(Entry {
                 plugin,
                 failure: c.failure,

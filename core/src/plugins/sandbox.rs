@@ -31,6 +31,13 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
+    /// Readies a reused instance's state for its next call: its log allowance and the
+    /// record of a refused memory growth start over.
+    pub(crate) fn begin_call(&mut self) {
+        self.log_lines = 0;
+        self.limiter.memory_refused = false;
+    }
+
     pub(crate) fn new(
         plugin: Arc<str>,
         config: Arc<str>,
@@ -193,6 +200,8 @@ impl super::bindings::policy::crochet::plugin::types::Host for HostState {}
 pub(crate) struct Limiter {
     limits: StoreLimits,
     pub(crate) memory_refused: bool,
+    /// The largest linear memory the instance has grown to, in bytes.
+    pub(crate) memory_bytes: usize,
 }
 
 impl Limiter {
@@ -202,6 +211,7 @@ impl Limiter {
                 .memory_size(max_memory_bytes)
                 .build(),
             memory_refused: false,
+            memory_bytes: 0,
         }
     }
 }
@@ -214,7 +224,9 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if !allowed {
+        if allowed {
+            self.memory_bytes = self.memory_bytes.max(desired);
+        } else {
             self.memory_refused = true;
         }
         Ok(allowed)

@@ -371,6 +371,110 @@ async fn forwarded_headers_are_named_by_the_operator_and_never_secrets() {
     );
 }
 
+/// What the hostile `remember` mode answered: the body its instance saw before.
+async fn remembered(policy: &PolicyPlugin, body: &str) -> String {
+    let mut ctx = gateway_ctx("b");
+    ctx.body_json = body.into();
+    match policy.check(&ctx).await.unwrap() {
+        Decision::Deny(d) if d.code == "REMEMBERED" => d.message,
+        other => panic!("expected REMEMBERED, got {other:?}"),
+    }
+}
+
+/// What carries from one call to the next: with `reuse`, what the plugin kept in its
+/// memory (here, the previous call's body); with `call`, nothing. A failed call's
+/// instance is never reused.
+#[tokio::test]
+async fn a_reused_instance_keeps_its_memory_and_a_fresh_one_does_not() {
+    let host = shared_host();
+    let load = |isolation| {
+        host.policy_with(
+            "remember",
+            bundled::testing::HOSTILE,
+            r#"{"mode":"remember"}"#.into(),
+            isolation,
+        )
+        .unwrap()
+    };
+    let strict = load(Isolation::Call);
+    assert_eq!(strict.isolation(), Isolation::Call);
+    assert_eq!(remembered(&strict, r#"{"a":1}"#).await, "");
+    assert_eq!(
+        remembered(&strict, r#"{"b":2}"#).await,
+        "",
+        "nothing carries over"
+    );
+
+    let reused = load(Isolation::Reuse);
+    assert_eq!(remembered(&reused, r#"{"a":1}"#).await, "");
+    assert_eq!(remembered(&reused, r#"{"b":2}"#).await, r#"{"a":1}"#);
+    // A trap drops the instance: the next call starts on a fresh one.
+    let mut ctx = gateway_ctx("b");
+    ctx.body_json = r#""trap""#.into();
+    let err = reused.check(&ctx).await.unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
+    assert_eq!(remembered(&reused, r#"{"c":3}"#).await, "");
+    // Dry runs (trial calls) never touch the warm instances.
+    let mut dry = gateway_ctx("b");
+    dry.body_json = r#"{"dry":0}"#.into();
+    reused.dry_run(&dry).await.unwrap();
+    assert_eq!(remembered(&reused, r#"{"d":4}"#).await, r#"{"c":3}"#);
+}
+
+/// Every failure of the hostile plugin is contained with reused instances too, and the
+/// plugin serves again on a fresh instance after it.
+#[tokio::test]
+async fn hostile_failures_are_contained_with_reused_instances() {
+    for (mode, strict) in [
+        ("loop", true),
+        ("memory", false),
+        ("recurse", false),
+        ("trap", false),
+        ("huge-output", false),
+    ] {
+        let host = if strict { strict_host() } else { shared_host() };
+        let plugin = host
+            .policy_with(
+                "hostile",
+                bundled::testing::HOSTILE,
+                format!(r#"{{"mode":"{mode}"}}"#),
+                Isolation::Reuse,
+            )
+            .unwrap();
+        for _ in 0..2 {
+            let err = plugin.check(&gateway_ctx("b")).await.unwrap_err();
+            let expected = match mode {
+                "loop" => matches!(err, PluginError::Timeout { .. }),
+                "memory" => matches!(
+                    err,
+                    PluginError::MemoryLimit { .. } | PluginError::Trap { .. }
+                ),
+                // 64 MiB does not fit in the default 32 MiB memory.
+                "huge-output" => matches!(
+                    err,
+                    PluginError::OutputTooLarge { .. } | PluginError::MemoryLimit { .. }
+                ),
+                _ => matches!(err, PluginError::Trap { .. }),
+            };
+            assert!(expected, "{mode}: {err:?}");
+        }
+        let allow = host
+            .policy_with(
+                "hostile",
+                bundled::testing::HOSTILE,
+                r#"{"mode":"allow"}"#.into(),
+                Isolation::Reuse,
+            )
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                allow.check(&gateway_ctx("b")).await.unwrap(),
+                Decision::Allow
+            );
+        }
+    }
+}
+
 fn hostile_on(host: &PluginHost, mode: &str) -> PolicyPlugin {
     host.policy(
         "hostile",

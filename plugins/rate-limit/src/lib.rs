@@ -290,16 +290,23 @@ fn config_invalid(message: String) -> Decision {
     })
 }
 
+/// The operator's configuration, read and parsed once per instance: it never changes
+/// for an instance (a reload starts new ones), and an instance may serve many calls.
+fn operator_config() -> &'static (Config, Option<String>) {
+    static CONFIG: std::sync::OnceLock<(Config, Option<String>)> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| Config::parse(&host::config()))
+}
+
 struct Component;
 
 impl Guest for Component {
     fn check(ctx: CallContext) -> Decision {
-        let (config, problem) = Config::parse(&host::config());
+        let (config, problem) = operator_config();
         if let Some(problem) = problem {
             // The host tries every policy before it serves: this refusal stops a bad
             // configuration at start-up or reload instead of running on defaults.
-            host::log(LogLevel::Error, &problem);
-            return config_invalid(problem);
+            host::log(LogLevel::Error, problem);
+            return config_invalid(problem.clone());
         }
         let call = Call {
             kind: ctx.kind,
@@ -308,7 +315,7 @@ impl Guest for Component {
             listing_id: ctx.listing_id.as_deref(),
             attempt: ctx.attempt,
         };
-        decide(&config, call, &mut |key, delta, window_ms| {
+        decide(config, call, &mut |key, delta, window_ms| {
             host::counter_add(key, delta, window_ms)
         })
     }

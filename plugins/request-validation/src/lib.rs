@@ -504,20 +504,28 @@ pub fn decide(
 
 struct Component;
 
+/// The operator's configuration, read and parsed once per instance: it never changes
+/// for an instance (a reload starts new ones), and an instance may serve many calls.
+fn operator_config() -> &'static (OperatorConfig, Option<String>) {
+    static CONFIG: std::sync::OnceLock<(OperatorConfig, Option<String>)> =
+        std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| OperatorConfig::parse(&host::config()))
+}
+
 impl Guest for Component {
     fn check(ctx: CallContext) -> Decision {
         if let CallKind::Auth = ctx.kind {
             return Decision::Allow;
         }
-        let (operator, problem) = OperatorConfig::parse(&host::config());
+        let (operator, problem) = operator_config();
         if let Some(problem) = problem {
             // The host tries every policy before it serves: this refusal stops a bad
             // configuration at start-up or reload instead of running on defaults.
-            host::log(LogLevel::Error, &problem);
+            host::log(LogLevel::Error, problem);
             return Decision::Deny(Denial {
                 status: 500,
                 code: "PLUGIN_CONFIG_INVALID".to_owned(),
-                message: problem,
+                message: problem.clone(),
                 field: None,
                 retry_after_seconds: None,
             });
@@ -531,7 +539,7 @@ impl Guest for Component {
         if let Some(denial) = admit(&listing, buyer) {
             return Decision::Deny(denial);
         }
-        decide(&operator, &listing, ctx.kind, ctx.body_size, &ctx.body_json)
+        decide(operator, &listing, ctx.kind, ctx.body_size, &ctx.body_json)
     }
 
     fn validate_config(config: String) -> Result<(), String> {

@@ -142,6 +142,7 @@ pub fn policy_plugin(
         failure: crochet::config::FailureMode::Closed,
         sha256: None,
         config,
+        isolation: crochet::config::Isolation::default(),
     }
 }
 

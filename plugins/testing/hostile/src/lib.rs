@@ -10,6 +10,10 @@
 //! - `"trap"`: panics, which traps;
 //! - `"huge-output"`: denies with a 64 MiB message;
 //! - `"slow-counter"`: calls `counter-add` 10 000 times, then allows;
+//! - `"remember"`: keeps the call's body in a global and refuses the call with
+//!   `409 REMEMBERED` and, as the message, the body the global held before (empty on a
+//!   fresh instance); a body of `"trap"` panics instead. It shows what a reused
+//!   instance carries from one call to the next;
 //! - `"refuse"`: refuses every call with `403 HOSTILE_REFUSED`, naming the call's
 //!   route, buyer and listing (what a 1.0 policy is told).
 //!
@@ -36,6 +40,7 @@ pub enum Mode {
     Trap,
     HugeOutput,
     SlowCounter,
+    Remember,
     Refuse,
 }
 
@@ -50,6 +55,7 @@ pub fn parse_mode(config: &str) -> Result<Mode, String> {
         Some("trap") => Mode::Trap,
         Some("huge-output") => Mode::HugeOutput,
         Some("slow-counter") => Mode::SlowCounter,
+        Some("remember") => Mode::Remember,
         Some("refuse") => Mode::Refuse,
         Some(other) => return Err(format!("unknown mode `{other}`")),
     })
@@ -118,6 +124,9 @@ fn install_panic_hook() {
     });
 }
 
+/// The last body `remember` saw, in this instance.
+static LAST_BODY: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 struct Component;
 
 impl Guest for Component {
@@ -138,6 +147,22 @@ impl Guest for Component {
                     let _ = black_box(host::counter_add(&format!("slow:{}", i % 10), 1, 60_000));
                 }
                 Decision::Allow
+            }
+            Ok(Mode::Remember) => {
+                if ctx.body_json == "\"trap\"" {
+                    panic!("hostile plugin: asked to trap");
+                }
+                let previous = match LAST_BODY.lock() {
+                    Ok(mut last) => std::mem::replace(&mut *last, ctx.body_json.clone()),
+                    Err(_) => String::new(),
+                };
+                Decision::Deny(Denial {
+                    status: 409,
+                    code: "REMEMBERED".to_owned(),
+                    message: previous,
+                    field: None,
+                    retry_after_seconds: None,
+                })
             }
             Ok(Mode::Refuse) => Decision::Deny(Denial {
                 status: 403,
