@@ -1,9 +1,10 @@
 //! The bundled plugins through the real sandbox: each iteration is what one gateway call
-//! pays for a plugin (a fresh store, instantiation from the pre-linked component, the
-//! call, teardown).
+//! pays for a plugin.
 //!
-//! - `policy/rate-limit` and `policy/request-validation`: one `check` with a typical
-//!   gateway context (in-memory counters);
+//! - `policy/<name>/call`: one `check` with a typical gateway context (in-memory
+//!   counters) on a fresh instance (a fresh store, instantiation from the pre-linked
+//!   component, the call, teardown); `policy/<name>/reuse`: the same on a warm instance
+//!   (the default isolation);
 //! - `scorer/scoring`: one score;
 //! - `adapter/chat-adapter`: one `adapt-request`;
 //! - `compile/*`: loading a component when the compile cache is warm (in memory).
@@ -12,7 +13,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use crochet::plugins::{
-    AgentStats, Attempt, CallContext, CallKind, HostSettings, PaymentFlow, PluginHost, bundled,
+    AgentStats, Attempt, CallContext, CallKind, HostSettings, Isolation, PaymentFlow, PluginHost,
+    bundled,
 };
 
 fn context() -> CallContext {
@@ -60,11 +62,16 @@ fn plugins(c: &mut Criterion) {
         ("request-validation", bundled::REQUEST_VALIDATION, "{}"),
         ("template", bundled::TEMPLATE, "{}"),
     ] {
-        let plugin = host.policy(name, wasm, config.into()).unwrap();
-        g.bench_function(name, |b| {
-            b.to_async(&rt)
-                .iter(|| async { plugin.check(&ctx).await.unwrap() })
-        });
+        // `call`: a fresh instance per call; `reuse` (the default): a warm one.
+        for isolation in [Isolation::Call, Isolation::Reuse] {
+            let plugin = host
+                .policy_with(name, wasm, config.into(), isolation)
+                .unwrap();
+            g.bench_function(format!("{name}/{}", isolation.as_str()), |b| {
+                b.to_async(&rt)
+                    .iter(|| async { plugin.check(&ctx).await.unwrap() })
+            });
+        }
     }
     g.finish();
 

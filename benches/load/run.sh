@@ -8,6 +8,8 @@
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
 # CROCHET_BIN=path runs that build of the gateway instead of this tree's (to compare two
 # builds: run the script once with each, alternating).
+# LOAD_POLICIES=off|on (default on), LOAD_ISOLATION=reuse|call (default reuse): the
+# policy plugins, and how their instances are kept.
 # LOAD_DATABASE_URL=postgres://… runs the gateway on that database instead of a fresh
 # SQLite file (use an empty database or schema), and counts the local PostgreSQL
 # server's CPU per request beside the gateway's.
@@ -69,18 +71,22 @@ wait_port "$NGINX"
 
 # The bundled policy plugins run on every call, with limits far above what this run
 # sends (the defaults would rightly refuse one buyer's thousands of calls a second).
-# LOAD_POLICIES=off measures the gateway without them.
+# LOAD_POLICIES=off measures the gateway without them. LOAD_ISOLATION=call gives every
+# policy call a fresh instance instead of a warm one (reuse, the default).
 if [ "${LOAD_POLICIES:-on}" = on ]; then
   big='{ limit = 1000000000, window_seconds = 60, burst = 1000000000 }'
+  isolation=${LOAD_ISOLATION:-reuse}
   cat > "$work/crochet.toml" <<TOML
 [[plugins.policy]]
 name = "rate-limit"
 source = "bundled:rate-limit"
+isolation = "$isolation"
 config = { gateway = { per_buyer = $big, per_listing = $big }, auth = { per_ip = $big } }
 
 [[plugins.policy]]
 name = "request-validation"
 source = "bundled:request-validation"
+isolation = "$isolation"
 TOML
 else
   printf '[plugins]\npolicy = []\n' > "$work/crochet.toml"
