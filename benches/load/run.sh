@@ -8,7 +8,7 @@
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
 # CROCHET_BIN=path runs that build of the gateway instead of this tree's (to compare two
 # builds: run the script once with each, alternating).
-# LOAD_POLICIES=off|on (default on), LOAD_ISOLATION=reuse|call (default reuse): the
+# LOAD_POLICIES=off|on (default on), LOAD_ISOLATION=reuse|buyer|call (default reuse): the
 # policy plugins, and how their instances are kept.
 # LOAD_DATABASE_URL=postgres://… runs the gateway on that database instead of a fresh
 # SQLite file (use an empty database or schema), and counts the local PostgreSQL

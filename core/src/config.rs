@@ -295,16 +295,21 @@ pub enum Isolation {
     /// grows large). For plugins the operator trusts, which the bundled ones are.
     #[default]
     Reuse,
+    /// Warm instances as with `reuse`, each serving one buyer only: what a plugin keeps
+    /// from a call is seen only by later calls of the same buyer (the identity routes,
+    /// which have no buyer, share their own). Fast for buyers who call often.
+    Buyer,
     /// Every call gets a fresh instance: nothing carries over from one call to the
     /// next. Slower (the instance is set up and reset on every call).
     Call,
 }
 
 impl Isolation {
-    /// The configuration spelling: `reuse` or `call`.
+    /// The configuration spelling: `reuse`, `buyer` or `call`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Reuse => "reuse",
+            Self::Buyer => "buyer",
             Self::Call => "call",
         }
     }

@@ -18,7 +18,8 @@
 //!   policy that exports `validate-config` (the `configurable-policy` world) is asked
 //!   about its configuration before it serves ([`PolicyPlugin::validate_config`]).
 //! - **instance reuse** ([`Isolation`]): a policy set to `reuse` (the default) keeps
-//!   warm instances, each serving one call at a time, and replaces one after a failure,
+//!   warm instances, each serving one call at a time (with `buyer`, one buyer's calls
+//!   only), and replaces one after a failure,
 //!   [`REUSE_MAX_CALLS`] calls, or when its memory passes [`REUSE_MAX_MEMORY_BYTES`];
 //!   one set to `call` gets a fresh instance per call. Dry runs, `validate-config`,
 //!   traced hosts, scorers and seller adapters always use a fresh instance.
@@ -78,7 +79,8 @@ use crate::metrics::{PluginKind, PluginMetrics, PluginResult};
 pub const REUSE_MAX_CALLS: u32 = 10_000;
 /// Linear memory past which a reused policy instance is replaced after its call.
 pub const REUSE_MAX_MEMORY_BYTES: usize = 8 << 20;
-/// Idle warm instances kept per policy (one per call in flight, up to this many).
+/// Idle warm instances kept per policy (one per call in flight, up to this many; with
+/// [`Isolation::Buyer`], across all buyers).
 const REUSE_MAX_IDLE: usize = 32;
 
 /// The first bytes of every WebAssembly module or component.
@@ -298,7 +300,7 @@ impl PluginHost {
             },
             validate,
             isolation,
-            warm: Mutex::new(Vec::new()),
+            warm: Mutex::new(WarmPool::default()),
         })))
     }
 
@@ -567,6 +569,41 @@ impl PolicyGuest {
     }
 }
 
+/// A policy's idle warm instances, by the buyer they serve (one key, `""`, with
+/// [`Isolation::Reuse`]).
+#[derive(Default)]
+struct WarmPool {
+    by_key: std::collections::HashMap<String, Vec<Warm>>,
+    idle: usize,
+}
+
+impl WarmPool {
+    fn take(&mut self, key: &str) -> Option<Warm> {
+        let list = self.by_key.get_mut(key)?;
+        let warm = list.pop();
+        if list.is_empty() {
+            self.by_key.remove(key);
+        }
+        if warm.is_some() {
+            self.idle -= 1;
+        }
+        warm
+    }
+
+    /// Keeps `warm` for `key`; when the pool is full, one instance of another key makes
+    /// room (the pool is small, and a busy key should stay warm).
+    fn put(&mut self, key: &str, warm: Warm) {
+        if self.idle >= REUSE_MAX_IDLE {
+            let Some(other) = self.by_key.keys().find(|k| k.as_str() != key).cloned() else {
+                return;
+            };
+            drop(self.take(&other));
+        }
+        self.by_key.entry(key.to_owned()).or_default().push(warm);
+        self.idle += 1;
+    }
+}
+
 /// A warm policy instance and the calls it has served.
 struct Warm {
     store: Store<HostState>,
@@ -579,8 +616,8 @@ struct PolicyLoaded {
     /// The `validate-config` export, when the policy has one.
     validate: Option<ComponentExportIndex>,
     isolation: Isolation,
-    /// Idle warm instances ([`Isolation::Reuse`]).
-    warm: Mutex<Vec<Warm>>,
+    /// Idle warm instances ([`Isolation::Reuse`], [`Isolation::Buyer`]).
+    warm: Mutex<WarmPool>,
 }
 
 /// A loaded `policy` plugin. Cheap to clone.
@@ -671,7 +708,11 @@ impl PolicyPlugin {
             pre,
             ..
         } = loaded;
-        let idle = warm.lock().ok().and_then(|mut idle| idle.pop());
+        let key = match self.0.isolation {
+            Isolation::Buyer => ctx.buyer_id.as_deref().unwrap_or(""),
+            Isolation::Reuse | Isolation::Call => "",
+        };
+        let idle = warm.lock().ok().and_then(|mut pool| pool.take(key));
         let (mut store, guest, calls) = match idle {
             Some(w) => (w.store, Some(w.guest), w.calls),
             None => (host.store(name, config.clone(), None), None, 0),
@@ -693,14 +734,15 @@ impl PolicyPlugin {
             sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
         let calls = calls.saturating_add(1);
         if calls < REUSE_MAX_CALLS && store.data().limiter.memory_bytes <= REUSE_MAX_MEMORY_BYTES {
-            if let Ok(mut idle) = warm.lock()
-                && idle.len() < REUSE_MAX_IDLE
-            {
-                idle.push(Warm {
-                    store,
-                    guest,
-                    calls,
-                });
+            if let Ok(mut pool) = warm.lock() {
+                pool.put(
+                    key,
+                    Warm {
+                        store,
+                        guest,
+                        calls,
+                    },
+                );
             }
         }
         Ok(decision)
@@ -722,7 +764,7 @@ impl PolicyPlugin {
         } = loaded;
         let started = Instant::now();
         let reuse =
-            self.0.isolation == Isolation::Reuse && scratch.is_none() && host.0.trace.is_none();
+            self.0.isolation != Isolation::Call && scratch.is_none() && host.0.trace.is_none();
         let decision = if reuse {
             self.check_warm(ctx).await
         } else {

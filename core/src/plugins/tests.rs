@@ -373,7 +373,12 @@ async fn forwarded_headers_are_named_by_the_operator_and_never_secrets() {
 
 /// What the hostile `remember` mode answered: the body its instance saw before.
 async fn remembered(policy: &PolicyPlugin, body: &str) -> String {
-    let mut ctx = gateway_ctx("b");
+    remembered_for(policy, "b", body).await
+}
+
+/// [`remembered`] for a call of `buyer`.
+async fn remembered_for(policy: &PolicyPlugin, buyer: &str, body: &str) -> String {
+    let mut ctx = gateway_ctx(buyer);
     ctx.body_json = body.into();
     match policy.check(&ctx).await.unwrap() {
         Decision::Deny(d) if d.code == "REMEMBERED" => d.message,
@@ -382,8 +387,8 @@ async fn remembered(policy: &PolicyPlugin, body: &str) -> String {
 }
 
 /// What carries from one call to the next: with `reuse`, what the plugin kept in its
-/// memory (here, the previous call's body); with `call`, nothing. A failed call's
-/// instance is never reused.
+/// memory (here, the previous call's body); with `buyer`, the same but only between
+/// one buyer's calls; with `call`, nothing. A failed call's instance is never reused.
 #[tokio::test]
 async fn a_reused_instance_keeps_its_memory_and_a_fresh_one_does_not() {
     let host = shared_host();
@@ -419,6 +424,19 @@ async fn a_reused_instance_keeps_its_memory_and_a_fresh_one_does_not() {
     dry.body_json = r#"{"dry":0}"#.into();
     reused.dry_run(&dry).await.unwrap();
     assert_eq!(remembered(&reused, r#"{"d":4}"#).await, r#"{"c":3}"#);
+
+    // `buyer`: warm instances too, but a buyer's calls never meet another buyer's.
+    let per_buyer = load(Isolation::Buyer);
+    assert_eq!(remembered_for(&per_buyer, "alice", r#"{"a":1}"#).await, "");
+    assert_eq!(remembered_for(&per_buyer, "bob", r#"{"b":1}"#).await, "");
+    assert_eq!(
+        remembered_for(&per_buyer, "alice", r#"{"a":2}"#).await,
+        r#"{"a":1}"#
+    );
+    assert_eq!(
+        remembered_for(&per_buyer, "bob", r#"{"b":2}"#).await,
+        r#"{"b":1}"#
+    );
 }
 
 /// Every failure of the hostile plugin is contained with reused instances too, and the
