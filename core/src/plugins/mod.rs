@@ -733,17 +733,18 @@ impl PolicyPlugin {
         let (guest, decision) =
             sandbox::classify(name, store.data().limiter.memory_refused, outcome)?;
         let calls = calls.saturating_add(1);
-        if calls < REUSE_MAX_CALLS && store.data().limiter.memory_bytes <= REUSE_MAX_MEMORY_BYTES {
-            if let Ok(mut pool) = warm.lock() {
-                pool.put(
-                    key,
-                    Warm {
-                        store,
-                        guest,
-                        calls,
-                    },
-                );
-            }
+        if calls < REUSE_MAX_CALLS
+            && store.data().limiter.memory_bytes <= REUSE_MAX_MEMORY_BYTES
+            && let Ok(mut pool) = warm.lock()
+        {
+            pool.put(
+                key,
+                Warm {
+                    store,
+                    guest,
+                    calls,
+                },
+            );
         }
         Ok(decision)
     }
