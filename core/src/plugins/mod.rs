@@ -5,9 +5,11 @@
 //! This module owns:
 //!
 //! - **the sandbox.** One [`wasmtime::Engine`] per [`PluginHost`] (component model,
-//!   pooling allocator, epoch interruption). Every call gets a fresh `Store`, instantiated
-//!   from a pre-linked component and dropped after the call, so no state survives between
-//!   calls except through the `counter-add` import. A guest sees only the `host`
+//!   pooling allocator, epoch interruption). A call runs in a `Store` instantiated from a
+//!   pre-linked component: a fresh one, dropped after the call, or for a policy a warm
+//!   one kept for its later calls (see instance reuse below); no state passes between
+//!   plugins, or between the calls of a fresh-instance plugin, except through the
+//!   `counter-add` import. A guest sees only the `host`
 //!   interface (its configuration, the time, a log, counters) and a WASI context with
 //!   nothing in it: no files, environment, arguments, stdio, network or name lookup.
 //! - **the limits** ([`PluginLimits`]): wall time per call (epoch interruption for guest
