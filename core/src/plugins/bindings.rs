@@ -58,7 +58,7 @@ pub mod v1_0 {
 
     use super::policy::crochet::plugin::types as current;
     // The world `use`s `call-context` and `decision`: bindgen put them in scope here.
-    use crochet::plugin::types::{CallKind, Denial, ScoreInfo};
+    use self::crochet::plugin::types::{CallKind, Denial, ScoreInfo};
 
     /// The 1.0 view of a call: the current context without the fields 1.1 added.
     pub fn context(ctx: &current::CallContext) -> CallContext {
