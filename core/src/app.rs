@@ -82,9 +82,8 @@ impl Plugins {
     /// Each policy that exports `validate-config` is asked about its configuration, and
     /// each is tried on sample calls. A policy that refuses its configuration, or
     /// reports on a sample call that it cannot work with it (a 5xx refusal), stops the
-    /// start; a trap or timeout is only logged
-    /// at start-up (the plugin's `failure` setting decides what its failures do to
-    /// calls). A reload refuses both.
+    /// start; a trap or timeout is only logged at start-up (the plugin's `failure`
+    /// setting decides what its failures do to calls). A reload refuses both.
     pub async fn load(config: &Config, keys: &Keys, bus: &Bus) -> anyhow::Result<Self> {
         let p = &config.plugins;
         let counters = match &config.redis_url {
