@@ -37,7 +37,13 @@ check() {
 }
 
 seller_pid=
-cleanup() { if [ -n "$seller_pid" ]; then kill "$seller_pid" 2>/dev/null || true; fi; }
+# `crochet` is a function, so `$!` is the subshell running it: stop its child too.
+cleanup() {
+  if [ -n "$seller_pid" ]; then
+    pkill -P "$seller_pid" 2>/dev/null || true
+    kill "$seller_pid" 2>/dev/null || true
+  fi
+}
 trap cleanup EXIT
 
 # --- Quick start: register an agent (once as the seller, once as the buyer) ---
