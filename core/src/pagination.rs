@@ -11,7 +11,58 @@ use crate::storage::Page;
 pub struct Pagination {
     pub page: u32,
     pub limit: u32,
+    /// How many items match the filters. Routes over tables that grow without bound
+    /// (the catalog, gateway history, the ledger) count at most 10,000: past that,
+    /// `total` is 10,000 and `total_exact` is false.
     pub total: i64,
+    /// False when `total` is a lower bound (more items match than were counted). Pages
+    /// past it still answer: page on until a page comes back short.
+    pub total_exact: bool,
+}
+
+/// How many items a list route's filters match, as `pagination` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub count: i64,
+    pub exact: bool,
+}
+
+impl Total {
+    /// The most items a capped count counts: counting stops there, so a total costs at
+    /// most this many index entries whatever the size of the table.
+    pub const CAP: i64 = 10_000;
+
+    /// A count known to be exact.
+    pub fn exact(count: i64) -> Self {
+        Self { count, exact: true }
+    }
+
+    /// Wraps `SELECT 1 FROM … WHERE …` (the route's filter) into a count that stops one
+    /// past [`Total::CAP`]; read its result with [`Total::from_capped_count`].
+    pub fn capped_count(select_one: &str) -> String {
+        format!(
+            "SELECT COUNT(*) FROM ({select_one} LIMIT {}) AS capped",
+            Self::CAP + 1
+        )
+    }
+
+    /// The total a capped count's result stands for.
+    pub fn from_capped_count(count: i64) -> Self {
+        if count > Self::CAP {
+            Self {
+                count: Self::CAP,
+                exact: false,
+            }
+        } else {
+            Self::exact(count)
+        }
+    }
+}
+
+impl From<i64> for Total {
+    fn from(count: i64) -> Self {
+        Self::exact(count)
+    }
 }
 
 /// `page` and `limit` (max 100) of list routes.

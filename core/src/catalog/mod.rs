@@ -27,6 +27,7 @@ pub use model::*;
 pub use validation::{price_for, slugify};
 
 use crate::identity::Principal;
+use crate::pagination::Total;
 use crate::plugins::PluginHost;
 use crate::secrets::{Cipher, random_hex};
 use crate::seller_client::upstream::UpstreamClient;
@@ -286,7 +287,7 @@ impl Catalog {
     }
 
     /// Active listings matching the filters.
-    pub async fn browse(&self, q: ListingQuery) -> Result<(Vec<Listing>, i64, Page)> {
+    pub async fn browse(&self, q: ListingQuery) -> Result<(Vec<Listing>, Total, Page)> {
         let page = Page::new(q.page, q.limit);
         let to_cents = |field: &'static str, v: Option<f64>| -> Result<Option<i64>> {
             match v {

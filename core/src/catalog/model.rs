@@ -324,6 +324,9 @@ pub struct EndpointTestResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ListingSort {
+    /// Best match first: the default of a search (`q`); without `q`, newest.
+    Relevance,
+    /// Newest first: the default without `q`.
     #[default]
     Newest,
     PriceAsc,
@@ -348,8 +351,9 @@ pub struct ListingQuery {
     pub min_price: Option<f64>,
     /// USD, inclusive.
     pub max_price: Option<f64>,
-    /// `newest` (default), `price_asc`, `price_desc`, `score` (seller's Crochet Score)
-    /// or `rating` (average review rating).
+    /// `relevance` (the default with `q`: best match first), `newest` (the default
+    /// without `q`), `price_asc`, `price_desc`, `score` (seller's Crochet Score) or
+    /// `rating` (average review rating).
     pub sort: Option<ListingSort>,
     pub page: Option<u32>,
     pub limit: Option<u32>,

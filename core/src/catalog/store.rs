@@ -1,6 +1,11 @@
 //! SQL for listings, their gateway endpoints and listing challenges. Portable between
 //! SQLite and PostgreSQL except full-text search, which uses each backend's own index
-//! (FTS5 / `tsvector`) behind [`search_clause`].
+//! (FTS5 ranked by BM25 / a `tsvector` column ranked by `ts_rank`) behind [`Search`].
+//!
+//! The public catalog reads listed listings only (active, seller not suspended); each
+//! sort has a partial index over them in its own order, so a page costs its rows and
+//! its offset whatever the size of the catalog, and totals are counted up to
+//! [`Total::CAP`].
 
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
@@ -8,6 +13,7 @@ use super::model::{
     AdapterInfo, EndpointInfo, EndpointStatus, Listing, ListingQuery, ListingRating, ListingSort,
     ListingStatus, PricingModel,
 };
+use crate::pagination::Total;
 use crate::reputation::model::{RatingSummary, ScoreBadge};
 use crate::storage::{Backend, Page, rfc3339};
 
@@ -117,9 +123,10 @@ const LISTING_COLUMNS: &str = "l.id, l.slug, l.seller_id, l.name, l.description,
      CASE WHEN EXISTS (SELECT 1 FROM profiles p WHERE p.id = l.seller_id AND p.status = 'suspended') \
      THEN 1 ELSE 0 END AS seller_suspended";
 
-/// Leaves out listings whose seller the operator has suspended (public reads).
-const SELLER_NOT_SUSPENDED: &str =
-    "NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = l.seller_id AND p.status = 'suspended')";
+/// The listings the public catalog shows: active, and their seller not suspended. The
+/// partial indexes of the catalog's sorts carry this same condition, written the same
+/// way, so that both backends' planners match it.
+const LISTED: &str = "l.status = 'active' AND l.seller_suspended = 0";
 
 /// A listing row with whether its endpoint has a URL.
 #[derive(Debug, FromRow)]
@@ -254,32 +261,76 @@ pub fn search_terms(q: &str) -> Vec<String> {
         .collect()
 }
 
-fn search_clause(backend: Backend, terms: &[String], args: &mut Args) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let q = terms
-                .iter()
-                .map(|t| format!("\"{t}\"*"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let p = args.push(Arg::Text(q));
-            format!("l.id IN (SELECT listing_id FROM listings_fts WHERE listings_fts MATCH {p})")
-        }
-        Backend::Postgres => {
-            let q = terms
-                .iter()
-                .map(|t| format!("{t}:*"))
-                .collect::<Vec<_>>()
-                .join(" & ");
-            let p = args.push(Arg::Text(q));
-            format!(
-                "to_tsvector('simple', l.name || ' ' || l.description) @@ to_tsquery('simple', {p})"
-            )
+/// A full-text search as SQL pieces: what it joins, what it filters on, and its
+/// relevance order (best first).
+struct Search {
+    join: String,
+    filter: String,
+    relevance: String,
+}
+
+impl Search {
+    fn new(backend: Backend, terms: &[String], args: &mut Args) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let q = terms
+                    .iter()
+                    .map(|t| format!("\"{t}\"*"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let p = args.push(Arg::Text(q));
+                // FTS5's `rank` is BM25 with the column weights the migration set
+                // (lower is better).
+                Search {
+                    join: "JOIN listings_fts ON listings_fts.listing_id = l.id".into(),
+                    filter: format!("listings_fts MATCH {p}"),
+                    relevance: "listings_fts.rank".into(),
+                }
+            }
+            Backend::Postgres => {
+                let q = terms
+                    .iter()
+                    .map(|t| format!("{t}:*"))
+                    .collect::<Vec<_>>()
+                    .join(" & ");
+                let p = args.push(Arg::Text(q));
+                Search {
+                    join: String::new(),
+                    filter: format!("l.search_doc @@ to_tsquery('simple', {p})"),
+                    // Normalization 1: divided by 1 + log(length), so a short
+                    // listing about the words outranks a long one that mentions them.
+                    relevance: format!("ts_rank(l.search_doc, to_tsquery('simple', {p}), 1) DESC"),
+                }
+            }
         }
     }
 }
 
-/// Active listings matching the filters, and how many match in all.
+/// The ORDER BY of a public sort; each matches one of the catalog's partial indexes.
+fn sort_order(sort: ListingSort, search: Option<&Search>) -> String {
+    match sort {
+        ListingSort::Relevance => match search {
+            Some(s) => format!("{}, l.created_at DESC, l.id", s.relevance),
+            None => sort_order(ListingSort::Newest, None),
+        },
+        ListingSort::Newest => "l.created_at DESC, l.id".into(),
+        ListingSort::PriceAsc => "l.price_cents ASC, l.created_at DESC, l.id".into(),
+        ListingSort::PriceDesc => "l.price_cents DESC, l.created_at DESC, l.id".into(),
+        // Unscored sellers (-1) last; ties by rating, then newest.
+        ListingSort::Score => {
+            "l.score_rank DESC, l.rating_rank DESC, l.created_at DESC, l.id".into()
+        }
+        // Unrated listings (-1) last; ties by number of reviews, then newest. The average
+        // is compared in thousandths, in integers, alike on both backends.
+        ListingSort::Rating => {
+            "l.rating_rank DESC, l.review_count DESC, l.created_at DESC, l.id".into()
+        }
+    }
+}
+
+/// Listed listings matching the filters, and how many match (counted up to
+/// [`Total::CAP`]). Without `sort`, a search is ordered by relevance and a browse by
+/// newest.
 pub async fn search_listings(
     pool: &AnyPool,
     backend: Backend,
@@ -287,14 +338,16 @@ pub async fn search_listings(
     min_cents: Option<i64>,
     max_cents: Option<i64>,
     page: Page,
-) -> sqlx::Result<(Vec<ListingWithEndpoint>, i64)> {
+) -> sqlx::Result<(Vec<ListingWithEndpoint>, Total)> {
     let mut args = Args::default();
-    let mut clauses = vec![
-        "l.status = 'active'".to_owned(),
-        SELLER_NOT_SUSPENDED.to_owned(),
-    ];
-    if let Some(terms) = q.q.as_deref().map(search_terms).filter(|t| !t.is_empty()) {
-        clauses.push(search_clause(backend, &terms, &mut args));
+    let mut clauses = vec![LISTED.to_owned()];
+    let search =
+        q.q.as_deref()
+            .map(search_terms)
+            .filter(|t| !t.is_empty())
+            .map(|terms| Search::new(backend, &terms, &mut args));
+    if let Some(s) = &search {
+        clauses.push(s.filter.clone());
     }
     if let Some(c) = &q.category {
         clauses.push(format!("l.category = {}", args.push(Arg::Text(c.clone()))));
@@ -318,30 +371,19 @@ pub async fn search_listings(
         clauses.push(format!("l.price_cents <= {}", args.push(Arg::Int(max))));
     }
     let filter = clauses.join(" AND ");
-    let order = match q.sort.unwrap_or_default() {
-        ListingSort::Newest => "l.created_at DESC, l.id",
-        ListingSort::PriceAsc => "l.price_cents ASC, l.created_at DESC, l.id",
-        ListingSort::PriceDesc => "l.price_cents DESC, l.created_at DESC, l.id",
-        // Unscored sellers last (`seller_score` is the output column of
-        // LISTING_COLUMNS); ties by rating, then newest.
-        ListingSort::Score => {
-            "seller_score DESC NULLS LAST, \
-             l.rating_sum * 1000 / CASE WHEN l.review_count = 0 THEN 1 ELSE l.review_count END DESC, \
-             l.created_at DESC, l.id"
-        }
-        // Unrated listings last; ties by number of reviews, then newest. The average is
-        // compared in thousandths, in integers, alike on both backends.
-        ListingSort::Rating => {
-            "CASE WHEN l.review_count = 0 THEN -1 ELSE l.rating_sum * 1000 / l.review_count END DESC, \
-             l.review_count DESC, l.created_at DESC, l.id"
-        }
-    };
-    let count_sql = format!("SELECT COUNT(*) FROM listings l WHERE {filter}");
+    let join = search.as_ref().map_or("", |s| s.join.as_str());
+    let sort = q.sort.unwrap_or(if search.is_some() {
+        ListingSort::Relevance
+    } else {
+        ListingSort::Newest
+    });
+    let order = sort_order(sort, search.as_ref());
+    let count_sql = Total::capped_count(&format!("SELECT 1 FROM listings l {join} WHERE {filter}"));
     let limit = args.push(Arg::Int(i64::from(page.limit)));
     let offset = args.push(Arg::Int(page.offset()));
     let list_sql = format!(
         "SELECT {LISTING_COLUMNS}, CASE WHEN e.url_enc IS NULL THEN 0 ELSE 1 END AS endpoint_configured \
-         FROM listings l LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
+         FROM listings l {join} LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
          WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
     );
     let mut list = sqlx::query_as::<_, ListingWithEndpoint>(sqlx::AssertSqlSafe(list_sql));
@@ -364,7 +406,7 @@ pub async fn search_listings(
         }
     }
     let rows = list.fetch_all(pool).await?;
-    let total = count.fetch_one(pool).await?;
+    let total = Total::from_capped_count(count.fetch_one(pool).await?);
     Ok((rows, total))
 }
 

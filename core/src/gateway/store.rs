@@ -3,7 +3,8 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::model::{GatewayRequestRow, GatewayRequestStatus, HistoryQuery, HistoryRole};
-use crate::storage::{Page, now_ms};
+use crate::pagination::Total;
+use crate::storage::{self, Page, now_ms};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct PaymentRow {
@@ -288,44 +289,61 @@ pub async fn mark_interrupted(
         == 1)
 }
 
-/// The caller's gateway history, newest first, and how many match.
+/// The caller's gateway history, newest first, and how many match (counted up to
+/// [`Total::CAP`]).
 pub async fn history(
     pool: &AnyPool,
     profile_id: &str,
     q: &HistoryQuery,
     page: Page,
-) -> sqlx::Result<(Vec<GatewayRequestRow>, i64)> {
-    let who = match q.role.unwrap_or_default() {
-        HistoryRole::Buyer => "buyer_id = $1",
-        HistoryRole::Seller => "seller_id = $1",
-        HistoryRole::All => "(buyer_id = $1 OR seller_id = $1)",
+) -> sqlx::Result<(Vec<GatewayRequestRow>, Total)> {
+    let mut filter = "created_at >= $2 AND created_at < $3".to_owned();
+    if q.status.is_some() {
+        filter.push_str(" AND status = $4");
+    }
+    // A call to one's own listing is both; the second branch leaves it to the first.
+    let branches = match q.role.unwrap_or_default() {
+        HistoryRole::Buyer => vec![format!("buyer_id = $1 AND {filter}")],
+        HistoryRole::Seller => vec![format!("seller_id = $1 AND {filter}")],
+        HistoryRole::All => vec![
+            format!("buyer_id = $1 AND {filter}"),
+            format!("seller_id = $1 AND buyer_id <> $1 AND {filter}"),
+        ],
     };
-    let filter =
-        format!("{who} AND ($2 = '' OR status = $2) AND created_at >= $3 AND created_at < $4");
-    let status = q.status.clone().unwrap_or_default();
-    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let next = if q.status.is_some() { 5 } else { 4 };
+    let ids = storage::newest_first_ids(
+        "gateway_requests",
+        &branches,
+        &format!("${next}"),
+        &format!("${}", next + 1),
+        &format!("${}", next + 2),
+    );
+    let list_sql = format!(
         "SELECT id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, charged_cents, fee_cents, \
          seller_cents, currency, request_bytes, request_sha256, response_bytes, response_sha256, seller_status_code, \
-         latency_ms, error_code, attempts, created_at, updated_at FROM gateway_requests WHERE {filter} \
-         ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
-    )))
-    .bind(profile_id)
-    .bind(&status)
-    .bind(from)
-    .bind(to)
-    .bind(i64::from(page.limit))
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM gateway_requests WHERE {filter}"
-    )))
-    .bind(profile_id)
-    .bind(&status)
-    .bind(from)
-    .bind(to)
-    .fetch_one(pool)
-    .await?;
+         latency_ms, error_code, attempts, created_at, updated_at \
+         FROM gateway_requests WHERE id IN ({ids}) ORDER BY created_at DESC, id"
+    );
+    let count_sql = storage::newest_first_count("gateway_requests", &branches);
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    let mut list = sqlx::query_as(sqlx::AssertSqlSafe(list_sql))
+        .bind(profile_id)
+        .bind(from)
+        .bind(to);
+    let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+        .bind(profile_id)
+        .bind(from)
+        .bind(to);
+    if let Some(status) = &q.status {
+        list = list.bind(status.clone());
+        count = count.bind(status.clone());
+    }
+    let rows = list
+        .bind(page.offset() + i64::from(page.limit))
+        .bind(i64::from(page.limit))
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let total = Total::from_capped_count(count.fetch_one(pool).await?);
     Ok((rows, total))
 }

@@ -31,7 +31,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use crate::pagination::{PageQuery, Pagination};
+pub use crate::pagination::{PageQuery, Pagination, Total};
 
 use crate::app::AppState;
 use crate::storage::Page;
@@ -61,14 +61,20 @@ pub struct PagedEnvelope<T> {
 }
 
 /// Wraps a page of items in the list envelope.
-pub fn paged<T: Serialize>(items: Vec<T>, page: Page, total: i64) -> Json<PagedEnvelope<T>> {
+pub fn paged<T: Serialize>(
+    items: Vec<T>,
+    page: Page,
+    total: impl Into<Total>,
+) -> Json<PagedEnvelope<T>> {
+    let total = total.into();
     Json(PagedEnvelope {
         success: true,
         data: items,
         pagination: Pagination {
             page: page.page,
             limit: page.limit,
-            total,
+            total: total.count,
+            total_exact: total.exact,
         },
     })
 }

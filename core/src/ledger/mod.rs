@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, AnyPool, FromRow};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::storage::{Page, rfc3339};
+use crate::pagination::Total;
+use crate::storage::{self, Page, rfc3339};
 
 /// The marketplace fee in basis points (4.9 %).
 pub const FEE_BPS: i64 = 490;
@@ -257,38 +258,53 @@ pub struct LedgerQuery {
     pub limit: Option<u32>,
 }
 
-/// The caller's entries, newest first, and how many match.
+/// The caller's entries, newest first, and how many match (counted up to
+/// [`Total::CAP`]).
 pub async fn list(
     pool: &AnyPool,
     profile_id: &str,
     q: &LedgerQuery,
     page: Page,
-) -> sqlx::Result<(Vec<LedgerEntry>, i64)> {
-    let filter =
-        "profile_id = $1 AND ($2 = '' OR entry_type = $2) AND created_at >= $3 AND created_at < $4";
-    let kind = q.entry_type.map_or("", EntryType::as_str);
-    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
-    let rows: Vec<LedgerEntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+) -> sqlx::Result<(Vec<LedgerEntry>, Total)> {
+    let mut filter = "profile_id = $1 AND created_at >= $2 AND created_at < $3".to_owned();
+    if q.entry_type.is_some() {
+        filter.push_str(" AND entry_type = $4");
+    }
+    let branches = [filter];
+    let next = if q.entry_type.is_some() { 5 } else { 4 };
+    let ids = storage::newest_first_ids(
+        "ledger_entries",
+        &branches,
+        &format!("${next}"),
+        &format!("${}", next + 1),
+        &format!("${}", next + 2),
+    );
+    let list_sql = format!(
         "SELECT id, gateway_request_id, profile_id, entry_type, amount_cents, currency, relay_request_id, \
-         listing_id, created_at FROM ledger_entries WHERE {filter} ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
-    )))
-    .bind(profile_id)
-    .bind(kind)
-    .bind(from)
-    .bind(to)
-    .bind(i64::from(page.limit))
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM ledger_entries WHERE {filter}"
-    )))
-    .bind(profile_id)
-    .bind(kind)
-    .bind(from)
-    .bind(to)
-    .fetch_one(pool)
-    .await?;
+         listing_id, created_at \
+         FROM ledger_entries WHERE id IN ({ids}) ORDER BY created_at DESC, id"
+    );
+    let count_sql = storage::newest_first_count("ledger_entries", &branches);
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    let mut list = sqlx::query_as::<_, LedgerEntryRow>(sqlx::AssertSqlSafe(list_sql))
+        .bind(profile_id)
+        .bind(from)
+        .bind(to);
+    let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+        .bind(profile_id)
+        .bind(from)
+        .bind(to);
+    if let Some(kind) = q.entry_type {
+        list = list.bind(kind.as_str());
+        count = count.bind(kind.as_str());
+    }
+    let rows = list
+        .bind(page.offset() + i64::from(page.limit))
+        .bind(i64::from(page.limit))
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let total = Total::from_capped_count(count.fetch_one(pool).await?);
     Ok((rows.into_iter().map(Into::into).collect(), total))
 }
 

@@ -38,8 +38,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, AnyPool, FromRow};
 use utoipa::ToSchema;
 
+use crate::pagination::Total;
 use crate::secrets::MasterKey;
-use crate::storage::{Page, rfc3339};
+use crate::storage::{self, Page, rfc3339};
 
 /// The host's receipt signing key.
 #[derive(Clone)]
@@ -229,27 +230,38 @@ impl From<ReceiptRow> for Receipt {
 const COLUMNS: &str = "r.id, r.gateway_request_id, r.key_id, r.payload, r.signature, r.created_at, \
      g.status AS call_status FROM receipts r LEFT JOIN gateway_requests g ON g.id = r.gateway_request_id";
 
-/// The caller's receipts (as buyer or seller), newest first.
+/// The caller's receipts (as buyer or seller), newest first, and how many there are
+/// (counted up to [`Total::CAP`]).
 pub async fn list(
     pool: &AnyPool,
     profile_id: &str,
     page: Page,
-) -> sqlx::Result<(Vec<Receipt>, i64)> {
+) -> sqlx::Result<(Vec<Receipt>, Total)> {
+    // A purchase from oneself is both; the second branch leaves it to the first.
+    let branches = [
+        "buyer_id = $1".to_owned(),
+        "seller_id = $1 AND buyer_id <> $1".to_owned(),
+    ];
+    let ids = storage::newest_first_ids("receipts", &branches, "$2", "$3", "$4");
     let rows: Vec<ReceiptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} WHERE r.buyer_id = $1 OR r.seller_id = $1 \
-         ORDER BY r.created_at DESC, r.id LIMIT $2 OFFSET $3"
+        "SELECT {COLUMNS} WHERE r.id IN ({ids}) ORDER BY r.created_at DESC, r.id"
     )))
     .bind(profile_id)
+    .bind(page.offset() + i64::from(page.limit))
     .bind(i64::from(page.limit))
     .bind(page.offset())
     .fetch_all(pool)
     .await?;
-    let total =
-        sqlx::query_scalar("SELECT COUNT(*) FROM receipts WHERE buyer_id = $1 OR seller_id = $1")
-            .bind(profile_id)
-            .fetch_one(pool)
-            .await?;
-    Ok((rows.into_iter().map(Into::into).collect(), total))
+    let count = sqlx::query_scalar(sqlx::AssertSqlSafe(storage::newest_first_count(
+        "receipts", &branches,
+    )))
+    .bind(profile_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((
+        rows.into_iter().map(Into::into).collect(),
+        Total::from_capped_count(count),
+    ))
 }
 
 /// One receipt, if the caller is its buyer or seller.

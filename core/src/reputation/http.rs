@@ -37,6 +37,7 @@ async fn list_reviews(
             page: page.page,
             limit: page.limit,
             total: summary.review_count,
+            total_exact: true,
         },
         summary,
     }))

@@ -306,6 +306,49 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The ids of a newest-first page of one table's rows that match any of `branches`
+/// (each a WHERE condition; no row may match two), for `WHERE id IN (…)` of a statement
+/// that reads the page's rows and orders them by `created_at DESC, id` again.
+///
+/// Each branch is read through an index on `(…, created_at DESC, id)`, at most
+/// `window` entries of it (`window` = offset + limit: the placeholder the caller binds),
+/// and only the page's ids then reach the table. So a page costs its offset in index
+/// entries, never a sort of everything the agent ever did, which an `OR` of two columns
+/// would make the planner do.
+pub fn newest_first_ids(
+    table: &str,
+    branches: &[String],
+    window: &str,
+    limit: &str,
+    offset: &str,
+) -> String {
+    let ids = branches
+        .iter()
+        .enumerate()
+        .map(|(i, cond)| {
+            format!(
+                "SELECT id, created_at FROM (SELECT id, created_at FROM {table} WHERE {cond} \
+                 ORDER BY created_at DESC, id LIMIT {window}) AS b{i}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "SELECT id FROM ({ids}) AS u ORDER BY created_at DESC, id LIMIT {limit} OFFSET {offset}"
+    )
+}
+
+/// How many rows of `table` match any of `branches`, counted up to
+/// [`Total::CAP`](crate::pagination::Total::CAP) (see [`newest_first_ids`]).
+pub fn newest_first_count(table: &str, branches: &[String]) -> String {
+    let union = branches
+        .iter()
+        .map(|cond| format!("SELECT 1 FROM {table} WHERE {cond}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    crate::pagination::Total::capped_count(&union)
+}
+
 /// Page and limit of a list route, already clamped.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {

@@ -243,7 +243,7 @@ async fn browse_filters_sort_and_paginate(app: TestApp) {
         ),
         (
             "Image Upscaler",
-            "Makes pictures sharper",
+            "Makes pictures sharper, behind any router",
             "media",
             "per_call",
             Some(2.0),
@@ -282,12 +282,32 @@ async fn browse_filters_sort_and_paginate(app: TestApp) {
             .collect()
     };
     let r = app.get("/listings?q=router", None).await.expect(200);
-    let mut found = names(&r);
-    found.sort();
+    let found = names(&r);
+    assert_eq!(found.len(), 3, "drafts are never listed: {found:?}");
+    let mut in_name = found[..2].to_vec();
+    in_name.sort();
     assert_eq!(
-        found,
-        vec!["Free Router Demo", "Signal Router"],
-        "drafts are never listed"
+        (in_name, found[2].as_str()),
+        (
+            vec!["Free Router Demo".to_owned(), "Signal Router".to_owned()],
+            "Image Upscaler"
+        ),
+        "a search ranks by relevance: the word in the name before the word in the description"
+    );
+    let r = app
+        .get("/listings?q=router&sort=newest", None)
+        .await
+        .expect(200);
+    assert_eq!(
+        names(&r),
+        vec!["Free Router Demo", "Image Upscaler", "Signal Router"],
+        "an explicit sort overrides relevance"
+    );
+    let r = app.get("/listings?sort=relevance", None).await.expect(200);
+    assert_eq!(
+        names(&r)[0],
+        "Free Router Demo",
+        "relevance without a search is newest"
     );
     let r = app.get("/listings?q=forecast", None).await.expect(200);
     assert_eq!(
@@ -319,7 +339,7 @@ async fn browse_filters_sort_and_paginate(app: TestApp) {
         .expect(200);
     assert_eq!(
         r.body["pagination"],
-        json!({"page": 2, "limit": 2, "total": 4})
+        json!({"page": 2, "limit": 2, "total": 4, "total_exact": true})
     );
     assert_eq!(names(&r), vec!["Weather Oracle", "Image Upscaler"]);
     let r = app

@@ -22,6 +22,7 @@ on_both_backends!(
     ledger_is_append_only,
     billable_calls_get_verifiable_receipts,
     batched_history_rows_are_never_lost,
+    long_histories_page_in_order_and_cap_their_totals,
 );
 
 /// How many ledger entries a payment produced.
@@ -716,4 +717,168 @@ async fn batched_history_rows_are_never_lost(app: TestApp) {
             .unwrap();
     assert_eq!(rows, 100);
     assert_eq!(p.seller.requests().len(), 100);
+}
+
+/// Writes `n` finished calls into the store, one second apart (newest last), as
+/// `buyer` of `seller`, with ids `{tag}-{i}` and ledger debits of the buyer beside them.
+async fn seed_calls(app: &TestApp, tag: &str, buyer: &str, seller: &str, n: i64, start: i64) {
+    // The numbers 1..=n as rows `s(i)`, n being the statement's parameter `count`.
+    let series = |count: &str| match app.backend {
+        crate::common::Backend::Postgres => format!("generate_series(1, {count}) AS s(i)"),
+        crate::common::Backend::Sqlite => format!(
+            "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {count}) \
+             SELECT i FROM s) AS s"
+        ),
+    };
+    let pool = app.state().db.pool();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO gateway_requests (id, buyer_id, seller_id, listing_id, status, billable, \
+         charged_cents, fee_cents, seller_cents, currency, request_bytes, request_sha256, created_at, updated_at) \
+         SELECT $1 || '-' || CAST(s.i AS TEXT), $2, $3, 'listing', \
+         CASE WHEN s.i % 10 = 0 THEN 'seller_error' ELSE 'completed' END, 0, 0, 0, 0, 'USD', 0, '', \
+         $5 + s.i * 1000, $5 + s.i * 1000 FROM {}",
+        series("$4")
+    )))
+    .bind(tag)
+    .bind(buyer)
+    .bind(seller)
+    .bind(n)
+    .bind(start)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO ledger_entries (id, gateway_request_id, profile_id, entry_type, amount_cents, \
+         currency, created_at) \
+         SELECT $1 || '-' || CAST(s.i AS TEXT), NULL, $2, 'adjustment', 1, 'USD', $4 + s.i * 1000 \
+         FROM {}",
+        series("$3")
+    )))
+    .bind(tag)
+    .bind(buyer)
+    .bind(n)
+    .bind(start)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// An agent with more history than a total counts: pages still come in order to the
+/// last one, from both sides of the agent's calls, and the total says it is a floor.
+async fn long_histories_page_in_order_and_cap_their_totals(app: TestApp) {
+    let agent = app.register(Wallet::solana()).await;
+    let other = app.register(Wallet::evm()).await;
+    let me = agent.profile_id.as_str();
+    // 10,040 calls as buyer (odd seconds) and 20 as seller (even seconds, the newest).
+    seed_calls(
+        &app,
+        "bought",
+        me,
+        &other.profile_id,
+        10_040,
+        1_000_000_000_000,
+    )
+    .await;
+    seed_calls(
+        &app,
+        "sold",
+        &other.profile_id,
+        me,
+        20,
+        1_000_000_000_000 + 10_040_000,
+    )
+    .await;
+
+    let r = app
+        .get("/gateway-requests?limit=100", agent.key())
+        .await
+        .expect(200);
+    assert_eq!(
+        r.body["pagination"],
+        json!({"page": 1, "limit": 100, "total": 10_000, "total_exact": false})
+    );
+    let ids = |r: &Reply| -> Vec<String> {
+        r.data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = ids(&r);
+    assert_eq!(first[0], "sold-20", "newest first, whichever side");
+    assert_eq!(first[19], "sold-1");
+    assert_eq!(first[20], "bought-10040");
+
+    // The last page, past the counted total: the oldest calls, in order.
+    let r = app
+        .get("/gateway-requests?limit=100&page=101", agent.key())
+        .await
+        .expect(200);
+    let last = ids(&r);
+    assert_eq!(last.len(), 60);
+    assert_eq!(last.first().unwrap(), "bought-60");
+    assert_eq!(last.last().unwrap(), "bought-1");
+    assert!(
+        app.get("/gateway-requests?limit=100&page=102", agent.key())
+            .await
+            .expect(200)
+            .data()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Filters narrow both the rows and the count; a small count is exact.
+    let r = app
+        .get(
+            "/gateway-requests?role=buyer&status=seller_error&limit=3",
+            agent.key(),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        r.body["pagination"],
+        json!({"page": 1, "limit": 3, "total": 1_004, "total_exact": true})
+    );
+    assert_eq!(
+        ids(&r),
+        vec!["bought-10040", "bought-10030", "bought-10020"]
+    );
+    let r = app
+        .get("/gateway-requests?role=seller&limit=5&page=4", agent.key())
+        .await
+        .expect(200);
+    assert_eq!(r.body["pagination"]["total"], 20);
+    assert_eq!(
+        ids(&r),
+        vec!["sold-5", "sold-4", "sold-3", "sold-2", "sold-1"]
+    );
+    let from = 1_000_000_000_000i64 + 10_000 * 1000;
+    let r = app
+        .get(
+            &format!("/gateway-requests?role=buyer&from={from}"),
+            agent.key(),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["pagination"]["total"], 41, "calls 10000 to 10040");
+
+    // The ledger pages the same way.
+    let r = app
+        .get("/ledger?limit=100&page=101", agent.key())
+        .await
+        .expect(200);
+    assert_eq!(r.body["pagination"]["total_exact"], false);
+    let entries = ids(&r);
+    assert_eq!(entries.len(), 40);
+    assert_eq!(entries.last().unwrap(), "bought-1");
+    let r = app
+        .get("/ledger?type=gateway_debit", agent.key())
+        .await
+        .expect(200);
+    assert_eq!(
+        r.body["pagination"],
+        json!({"page": 1, "limit": 20, "total": 0, "total_exact": true})
+    );
 }

@@ -300,7 +300,7 @@ async fn api_keys_list_create_revoke(app: TestApp) {
     let list = app.get("/api-keys?limit=1", agent.key()).await.expect(200);
     assert_eq!(
         list.body["pagination"],
-        json!({"page": 1, "limit": 1, "total": 2})
+        json!({"page": 1, "limit": 1, "total": 2, "total_exact": true})
     );
     assert_eq!(list.data().as_array().unwrap().len(), 1);
     let all = app.get("/api-keys", agent.key()).await.expect(200);

@@ -231,9 +231,15 @@ impl TestApp {
     }
 
     /// Every text value stored in the named table's columns, for scanning at-rest data.
+    /// On PostgreSQL each row is read as its JSON text, since some column types (the
+    /// catalog's `tsvector`) have no decoding in sqlx's `Any` driver.
     pub async fn table_text(&self, table: &str) -> String {
         use sqlx::{Column as _, Row as _};
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+        let sql = match self.backend {
+            Backend::Sqlite => format!("SELECT * FROM {table}"),
+            Backend::Postgres => format!("SELECT CAST(row_to_json(t) AS TEXT) FROM {table} t"),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.state().db.pool())
             .await
             .unwrap();

@@ -1,0 +1,216 @@
+//! Paid calls under load, for `benches/load/run.sh`: many buyers, each on its own
+//! connection, buy a priced listing through the whole flow (the 402, the mock
+//! settlement, the retry that is forwarded and charged).
+//!
+//!   paid-load API_URL LISTING_ID GATEWAY_PID
+//!
+//! `CONNS` buyers (default 32) register through the API. Phase one runs the 402 and the
+//! settlement for `DURATION_SECS` (default 8) and keeps each settled payment; phase two
+//! sends every retry. Each phase prints one row of the load run's table, with the CPU the
+//! gateway process (`GATEWAY_PID`) spent per request from `/proc` (`HZ`, default 100, is
+//! the kernel's clock tick: `getconf CLK_TCK`), so the retry's cost stands alone; then
+//! the whole flow's rate, paid calls per second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crochet::devwallet::DevWallet;
+use crochet::identity::crypto::Chain;
+use serde_json::{Value, json};
+
+const BODY: &str = r#"{"task":"classify","input":{"text":"a short request"}}"#;
+
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+async fn register(client: &reqwest::Client, api: &str) -> String {
+    let wallet = DevWallet::generate(Chain::Solana);
+    let challenge: Value = client
+        .post(format!("{api}/auth/challenge"))
+        .json(&json!({"wallet_address": wallet.address}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let registered: Value = client
+        .post(format!("{api}/register"))
+        .json(&wallet.prove(&challenge).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    registered["data"]["api_key"].as_str().unwrap().to_owned()
+}
+
+fn percentile(times: &mut [Duration], q: f64) -> Duration {
+    times.sort();
+    times
+        .get(((times.len().max(1) - 1) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn row(name: &str, n: usize, elapsed: Duration, times: &mut [Duration], cpu_us: f64, note: &str) {
+    let (p50, p99) = (percentile(times, 0.5), percentile(times, 0.99));
+    println!(
+        "| {name:<26} | {:>10.2} | {:>6.2}ms | {:>6.2}ms | {cpu_us:>10.1} | {note}",
+        n as f64 / elapsed.as_secs_f64(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, api, listing, pid] = &args[..] else {
+        eprintln!("usage: paid-load API_URL LISTING_ID GATEWAY_PID");
+        std::process::exit(2);
+    };
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let conns = env("CONNS", 32) as usize;
+    let duration = Duration::from_secs(env("DURATION_SECS", 8));
+    let hz = env("HZ", 100) as f64;
+    let gateway = format!("{api}/gateway/{listing}");
+
+    let mut buyers = Vec::new();
+    for _ in 0..conns {
+        // One client per buyer: one keep-alive connection each, as wrk's.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        let key = register(&client, api).await;
+        buyers.push((client, key));
+    }
+
+    // Phase one: the 402 and the settlement, as fast as the buyers go.
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (client, key) in buyers.clone() {
+        let (stop, gateway) = (stop.clone(), gateway.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut paid = Vec::new();
+            let mut times = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = client
+                    .post(&gateway)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(BODY)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 402, "a priced call first answers 402");
+                let body: Value = r.json().await.unwrap();
+                let payment = &body["error"]["details"]["payment"];
+                let settle = payment["requirements"]["settle_url"].as_str().unwrap();
+                let relay = payment["relay_request_id"].as_str().unwrap().to_owned();
+                let s = client
+                    .post(settle)
+                    .bearer_auth(&key)
+                    .json(&json!({"outcome": "settled"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(s.status().is_success(), "settle: {}", s.status());
+                times.push(t.elapsed());
+                paid.push(relay);
+            }
+            (client, key, paid, times)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut settled = Vec::new();
+    let mut times = Vec::new();
+    for t in tasks {
+        let (client, key, paid, t) = t.await.unwrap();
+        times.extend(t);
+        settled.push((client, key, paid));
+    }
+    let prepare = started.elapsed();
+    let pairs: usize = settled.iter().map(|(_, _, p)| p.len()).sum();
+    let cpu = (cpu_ticks(pid) - before) as f64 * 1e6 / hz / (2 * pairs).max(1) as f64;
+    row(
+        "paid: 402 + settle",
+        pairs,
+        prepare,
+        &mut times,
+        cpu,
+        "pairs/s; CPU per request (two per pair)",
+    );
+
+    // Phase two: every retry, which is forwarded to the seller and charged.
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (client, key, paid) in settled {
+        let gateway = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = 0usize;
+            for relay in paid {
+                let t = Instant::now();
+                let r = client
+                    .post(&gateway)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .header("X-Crochet-Relay-Request-Id", relay)
+                    .body(BODY)
+                    .send()
+                    .await
+                    .unwrap();
+                if !r.status().is_success() {
+                    failed += 1;
+                }
+                let _ = r.bytes().await;
+                times.push(t.elapsed());
+            }
+            (times, failed)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (t, f) = t.await.unwrap();
+        times.extend(t);
+        failed += f;
+    }
+    let retry = started.elapsed();
+    let cpu = (cpu_ticks(pid) - before) as f64 * 1e6 / hz / pairs.max(1) as f64;
+    row(
+        "paid: retry (forwarded)",
+        pairs,
+        retry,
+        &mut times,
+        cpu,
+        &format!("{failed} non-2xx"),
+    );
+    println!(
+        "paid calls (402, settle, retry) per second: {:.0} ({pairs} calls by {conns} buyers)",
+        pairs as f64 / (prepare + retry).as_secs_f64()
+    );
+}
