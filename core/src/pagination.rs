@@ -12,8 +12,9 @@ pub struct Pagination {
     pub page: u32,
     pub limit: u32,
     /// How many items match the filters. Routes over tables that grow without bound
-    /// (the catalog, gateway history, the ledger) count at most 10,000: past that,
-    /// `total` is 10,000 and `total_exact` is false.
+    /// (browsing the catalog, gateway history, the ledger, receipts) count at most 1,000:
+    /// past that, `total` is 1,000 and `total_exact` is false. A catalog search counts
+    /// every match (it ranks them all anyway).
     pub total: i64,
     /// False when `total` is a lower bound (more items match than were counted). Pages
     /// past it still answer: page on until a page comes back short.
@@ -30,7 +31,7 @@ pub struct Total {
 impl Total {
     /// The most items a capped count counts: counting stops there, so a total costs at
     /// most this many index entries whatever the size of the table.
-    pub const CAP: i64 = 10_000;
+    pub const CAP: i64 = 1_000;
 
     /// A count known to be exact.
     pub fn exact(count: i64) -> Self {
@@ -79,5 +80,27 @@ impl PageQuery {
     /// The page this query asks for, with the defaults and cap applied.
     pub fn page(&self) -> Page {
         Page::new(self.page, self.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_count_is_exact_up_to_the_cap() {
+        assert_eq!(Total::from_capped_count(0), Total::exact(0));
+        assert_eq!(Total::from_capped_count(Total::CAP), Total::exact(Total::CAP));
+        assert_eq!(
+            Total::from_capped_count(Total::CAP + 1),
+            Total {
+                count: Total::CAP,
+                exact: false
+            }
+        );
+        assert_eq!(
+            Total::capped_count("SELECT 1 FROM t WHERE a = $1"),
+            "SELECT COUNT(*) FROM (SELECT 1 FROM t WHERE a = $1 LIMIT 1001) AS capped"
+        );
     }
 }

@@ -8,7 +8,8 @@
 //!   SCALE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p crochet-benches --bin scale
 //!
 //! On PostgreSQL a database of its own is created beside the one named, and dropped at
-//! the end. Listings and sellers are written straight into the store (the API's proof of
+//! the end; `SCALE_KEEP=1` keeps it (or the SQLite file) and prints where, for looking
+//! at query plans. Listings and sellers are written straight into the store (the API's proof of
 //! work would make 200,000 creations a bench of its own); the history rows are generated
 //! by the database itself. The agent registers through the API like any other.
 //!
@@ -390,6 +391,10 @@ async fn main() {
 
     drop(db);
     host.shutdown().await.unwrap();
+    if std::env::var_os("SCALE_KEEP").is_some() {
+        eprintln!("kept: {url}");
+        return;
+    }
     if let Some((admin, name)) = admin {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE {name} WITH (FORCE)"

@@ -262,11 +262,12 @@ pub fn search_terms(q: &str) -> Vec<String> {
 }
 
 /// A full-text search as SQL pieces: what it joins, what it filters on, and its
-/// relevance order (best first).
+/// relevance (a value per match, and the direction that puts the best match first).
 struct Search {
     join: String,
     filter: String,
     relevance: String,
+    best_first: &'static str,
 }
 
 impl Search {
@@ -285,6 +286,7 @@ impl Search {
                     join: "JOIN listings_fts ON listings_fts.listing_id = l.id".into(),
                     filter: format!("listings_fts MATCH {p}"),
                     relevance: "listings_fts.rank".into(),
+                    best_first: "ASC",
                 }
             }
             Backend::Postgres => {
@@ -297,40 +299,67 @@ impl Search {
                 Search {
                     join: String::new(),
                     filter: format!("l.search_doc @@ to_tsquery('simple', {p})"),
-                    // Normalization 1: divided by 1 + log(length), so a short
-                    // listing about the words outranks a long one that mentions them.
-                    relevance: format!("ts_rank(l.search_doc, to_tsquery('simple', {p}), 1) DESC"),
+                    // Normalization 1: divided by 1 + log(length), so a short listing
+                    // about the words outranks a long one that mentions them.
+                    relevance: format!("ts_rank(l.search_doc, to_tsquery('simple', {p}), 1)"),
+                    best_first: "DESC",
                 }
             }
         }
     }
 }
 
-/// The ORDER BY of a public sort; each matches one of the catalog's partial indexes.
+/// The ORDER BY of a public sort, over `l` (the listing) and `relevance` (a search's
+/// relevance value, when there is a search).
 fn sort_order(sort: ListingSort, search: Option<&Search>) -> String {
-    match sort {
-        ListingSort::Relevance => match search {
-            Some(s) => format!("{}, l.created_at DESC, l.id", s.relevance),
-            None => sort_order(ListingSort::Newest, None),
-        },
-        ListingSort::Newest => "l.created_at DESC, l.id".into(),
-        ListingSort::PriceAsc => "l.price_cents ASC, l.created_at DESC, l.id".into(),
-        ListingSort::PriceDesc => "l.price_cents DESC, l.created_at DESC, l.id".into(),
+    match (sort, search) {
+        (ListingSort::Relevance, Some(s)) => {
+            format!("relevance {}, l.created_at DESC, l.id", s.best_first)
+        }
+        (ListingSort::Relevance | ListingSort::Newest, _) => "l.created_at DESC, l.id".into(),
+        (ListingSort::PriceAsc, _) => "l.price_cents ASC, l.created_at DESC, l.id".into(),
+        (ListingSort::PriceDesc, _) => "l.price_cents DESC, l.created_at DESC, l.id".into(),
         // Unscored sellers (-1) last; ties by rating, then newest.
-        ListingSort::Score => {
+        (ListingSort::Score, _) => {
             "l.score_rank DESC, l.rating_rank DESC, l.created_at DESC, l.id".into()
         }
         // Unrated listings (-1) last; ties by number of reviews, then newest. The average
         // is compared in thousandths, in integers, alike on both backends.
-        ListingSort::Rating => {
+        (ListingSort::Rating, _) => {
             "l.rating_rank DESC, l.review_count DESC, l.created_at DESC, l.id".into()
         }
     }
 }
 
-/// Listed listings matching the filters, and how many match (counted up to
-/// [`Total::CAP`]). Without `sort`, a search is ordered by relevance and a browse by
-/// newest.
+/// The partial index that serves a browse (no search) in its sort's order. SQLite is
+/// told to use it (`INDEXED BY`): its planner would otherwise filter through another
+/// index and sort every listed listing to return twenty.
+fn sort_index(sort: ListingSort, category: bool) -> &'static str {
+    match sort {
+        ListingSort::Relevance | ListingSort::Newest if category => "listings_listed_category",
+        ListingSort::Relevance | ListingSort::Newest => "listings_listed_newest",
+        ListingSort::PriceAsc | ListingSort::PriceDesc => "listings_listed_price",
+        ListingSort::Score => "listings_listed_score",
+        ListingSort::Rating => "listings_listed_rating",
+    }
+}
+
+/// A page of a catalog read, with how many listings matched when the read counted them
+/// (a search counts every match as it ranks them).
+#[derive(Debug, FromRow)]
+struct PageRow {
+    #[sqlx(flatten)]
+    row: ListingWithEndpoint,
+    matches: Option<i64>,
+}
+
+/// Listed listings matching the filters, and how many match. Without `sort`, a search is
+/// ordered by relevance and a browse by newest.
+///
+/// The page's ids are chosen first, from the sort's index or the search's matches, with
+/// only what ordering and filtering need; the page's rows are then read for those ids
+/// alone. A search counts its matches in the same pass; a browse counts up to
+/// [`Total::CAP`].
 pub async fn search_listings(
     pool: &AnyPool,
     backend: Backend,
@@ -341,11 +370,12 @@ pub async fn search_listings(
 ) -> sqlx::Result<(Vec<ListingWithEndpoint>, Total)> {
     let mut args = Args::default();
     let mut clauses = vec![LISTED.to_owned()];
-    let search =
-        q.q.as_deref()
-            .map(search_terms)
-            .filter(|t| !t.is_empty())
-            .map(|terms| Search::new(backend, &terms, &mut args));
+    let search = q
+        .q
+        .as_deref()
+        .map(search_terms)
+        .filter(|t| !t.is_empty())
+        .map(|terms| Search::new(backend, &terms, &mut args));
     if let Some(s) = &search {
         clauses.push(s.filter.clone());
     }
@@ -371,24 +401,62 @@ pub async fn search_listings(
         clauses.push(format!("l.price_cents <= {}", args.push(Arg::Int(max))));
     }
     let filter = clauses.join(" AND ");
-    let join = search.as_ref().map_or("", |s| s.join.as_str());
     let sort = q.sort.unwrap_or(if search.is_some() {
         ListingSort::Relevance
     } else {
         ListingSort::Newest
     });
     let order = sort_order(sort, search.as_ref());
-    let count_sql = Total::capped_count(&format!("SELECT 1 FROM listings l {join} WHERE {filter}"));
+    let count_sql = Total::capped_count(&format!(
+        "SELECT 1 FROM listings l {} WHERE {filter}",
+        search.as_ref().map_or("", |s| s.join.as_str())
+    ));
+    let filter_args = args.0.len();
     let limit = args.push(Arg::Int(i64::from(page.limit)));
     let offset = args.push(Arg::Int(page.offset()));
+    // The page's ids, and for a search its relevance and number of matches. A search's
+    // matches are gathered on their own first (`MATERIALIZED`), through the full-text
+    // index, then ranked and counted: left to itself, PostgreSQL's planner would walk a
+    // sort's index and test every listing against the search.
+    let (with, ids, relevance) = match (&search, backend) {
+        (Some(s), _) => (
+            format!(
+                "WITH m AS MATERIALIZED (SELECT l.id, l.created_at, l.price_cents, l.score_rank, \
+                 l.rating_rank, l.review_count, {} AS relevance FROM listings l {} WHERE {filter}) ",
+                s.relevance, s.join
+            ),
+            format!(
+                "SELECT l.id AS pid, l.relevance, COUNT(*) OVER () AS matches FROM m AS l \
+                 ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            ),
+            ", p.relevance",
+        ),
+        (None, _) => {
+            let hint = match backend {
+                Backend::Sqlite => {
+                    format!("INDEXED BY {}", sort_index(sort, q.category.is_some()))
+                }
+                Backend::Postgres => String::new(),
+            };
+            (
+                String::new(),
+                format!(
+                    "SELECT l.id AS pid, CAST(NULL AS BIGINT) AS matches FROM listings l {hint} \
+                     WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+                ),
+                "",
+            )
+        }
+    };
+    let outer_order = order.replace("relevance", "p.relevance");
     let list_sql = format!(
-        "SELECT {LISTING_COLUMNS}, CASE WHEN e.url_enc IS NULL THEN 0 ELSE 1 END AS endpoint_configured \
-         FROM listings l {join} LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
-         WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        "{with}SELECT {LISTING_COLUMNS}, CASE WHEN e.url_enc IS NULL THEN 0 ELSE 1 END AS endpoint_configured, \
+         p.matches{relevance} FROM ({ids}) AS p \
+         JOIN listings l ON l.id = p.pid LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
+         ORDER BY {outer_order}"
     );
-    let mut list = sqlx::query_as::<_, ListingWithEndpoint>(sqlx::AssertSqlSafe(list_sql));
+    let mut list = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(list_sql));
     let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
-    let filter_args = args.0.len() - 2;
     for (i, a) in args.0.iter().enumerate() {
         match a {
             Arg::Text(s) => {
@@ -406,8 +474,11 @@ pub async fn search_listings(
         }
     }
     let rows = list.fetch_all(pool).await?;
-    let total = Total::from_capped_count(count.fetch_one(pool).await?);
-    Ok((rows, total))
+    let total = match rows.first().and_then(|r| r.matches) {
+        Some(matches) => Total::exact(matches),
+        None => Total::from_capped_count(count.fetch_one(pool).await?),
+    };
+    Ok((rows.into_iter().map(|r| r.row).collect(), total))
 }
 
 #[derive(Debug, Clone, FromRow)]
