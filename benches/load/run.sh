@@ -112,7 +112,7 @@ printf '[plugins]\npolicy = []\n' > "$work/nopolicies.toml"
 # The two-instance row: a per-buyer limit the instances share through Redis, over a
 # window (a day) that one run does not cross.
 SHARED_LIMIT=${SHARED_LIMIT:-3000}
-policies "{ limit = $SHARED_LIMIT, window_seconds = 86400 }" > "$work/shared.toml"
+policies "{ limit = $SHARED_LIMIT, window_seconds = 86400, burst = 1000000000 }" > "$work/shared.toml"
 
 if psql -q "$PG_URL" -c "CREATE SCHEMA $schema" >/dev/null 2>&1; then
   pg_ok=1
@@ -253,7 +253,7 @@ if want postgres && [ -n "${pg_ok:-}" ]; then
   stop_gateway "$gw_pid"
 fi
 if want instances && [ -n "${pg_ok:-}" ] && [ -n "$redis_ok" ]; then
-  psql -q "$PG_URL" -c "DROP SCHEMA $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+  psql -q "$PG_URL" -c "DROP SCHEMA $schema CASCADE; CREATE SCHEMA $schema" >/dev/null 2>&1
   start_gateway one "$GATEWAY" "$PG_SCHEMA_URL" "$work/policies.toml" "$REDIS_URL"
   a=$gw_pid
   start_gateway two "$GATEWAY_B" "$PG_SCHEMA_URL" "$work/policies.toml" "$REDIS_URL"

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn a_capped_count_is_exact_up_to_the_cap() {
         assert_eq!(Total::from_capped_count(0), Total::exact(0));
-        assert_eq!(Total::from_capped_count(Total::CAP), Total::exact(Total::CAP));
+        assert_eq!(
+            Total::from_capped_count(Total::CAP),
+            Total::exact(Total::CAP)
+        );
         assert_eq!(
             Total::from_capped_count(Total::CAP + 1),
             Total {

@@ -370,12 +370,11 @@ pub async fn search_listings(
 ) -> sqlx::Result<(Vec<ListingWithEndpoint>, Total)> {
     let mut args = Args::default();
     let mut clauses = vec![LISTED.to_owned()];
-    let search = q
-        .q
-        .as_deref()
-        .map(search_terms)
-        .filter(|t| !t.is_empty())
-        .map(|terms| Search::new(backend, &terms, &mut args));
+    let search =
+        q.q.as_deref()
+            .map(search_terms)
+            .filter(|t| !t.is_empty())
+            .map(|terms| Search::new(backend, &terms, &mut args));
     if let Some(s) = &search {
         clauses.push(s.filter.clone());
     }
@@ -414,20 +413,30 @@ pub async fn search_listings(
     let filter_args = args.0.len();
     let limit = args.push(Arg::Int(i64::from(page.limit)));
     let offset = args.push(Arg::Int(page.offset()));
-    // The page's ids, and for a search its relevance and number of matches. A search's
-    // matches are gathered on their own first (`MATERIALIZED`), through the full-text
-    // index, then ranked and counted: left to itself, PostgreSQL's planner would walk a
-    // sort's index and test every listing against the search.
+    // The page's ids, and for a search its relevance and number of matches (counted as
+    // they are ranked). On PostgreSQL a search's matches are gathered on their own first
+    // (`MATERIALIZED`), through the full-text index: left to itself, its planner would
+    // walk a sort's index and test every listing against the search. On SQLite the
+    // full-text index drives the join anyway, and the extra step only costs.
     let (with, ids, relevance) = match (&search, backend) {
-        (Some(s), _) => (
+        (Some(s), Backend::Postgres) => (
             format!(
                 "WITH m AS MATERIALIZED (SELECT l.id, l.created_at, l.price_cents, l.score_rank, \
-                 l.rating_rank, l.review_count, {} AS relevance FROM listings l {} WHERE {filter}) ",
-                s.relevance, s.join
+                 l.rating_rank, l.review_count, {} AS relevance FROM listings l WHERE {filter}) ",
+                s.relevance
             ),
             format!(
                 "SELECT l.id AS pid, l.relevance, COUNT(*) OVER () AS matches FROM m AS l \
                  ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            ),
+            ", p.relevance",
+        ),
+        (Some(s), Backend::Sqlite) => (
+            String::new(),
+            format!(
+                "SELECT l.id AS pid, {} AS relevance, COUNT(*) OVER () AS matches \
+                 FROM listings l {} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+                s.relevance, s.join
             ),
             ", p.relevance",
         ),

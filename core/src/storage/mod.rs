@@ -10,6 +10,7 @@
 pub mod cache;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -63,6 +64,39 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's one write turn, handed out in order (see [`Database::begin`]).
+    write_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A transaction that will write, from [`Database::begin`]: the connection it runs on
+/// (`&mut tx` serves wherever a connection does), and on SQLite this host's write turn,
+/// given back when the transaction commits, rolls back or is dropped.
+pub struct WriteTx<'c> {
+    tx: sqlx::Transaction<'c, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx<'_> {
+    pub async fn commit(self) -> sqlx::Result<()> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> sqlx::Result<()> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Database {
@@ -107,7 +141,11 @@ impl Database {
                     .await?
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            write_turn: Arc::default(),
+        })
     }
 
     /// Applies every pending migration of this backend.
@@ -130,14 +168,34 @@ impl Database {
     /// the same file) commits while it waits, SQLite fails it with `SQLITE_BUSY_SNAPSHOT`
     /// at once instead of waiting out the busy timeout.
     ///
-    /// Its time (waiting for a pooled connection, then `BEGIN`) is recorded in
-    /// `crochet_db_transaction_begin_duration_seconds`: sqlx counts no waiters, so this
-    /// is the measure of waiting for the pool (and, on SQLite, for the write lock).
-    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    /// SQLite has one writer at a time, so on SQLite the host's write transactions also
+    /// take turns in-process first, in arrival order, before they take a connection:
+    /// left to SQLite, every waiter polls the lock in its busy handler, sleeping longer
+    /// each time, and under many concurrent paid calls most of the time went to those
+    /// sleeps and wake-ups. (Another process on the same file still meets the busy
+    /// handler.)
+    ///
+    /// Its time (waiting for the turn and a pooled connection, then `BEGIN`) is recorded
+    /// in `crochet_db_transaction_begin_duration_seconds`: sqlx counts no waiters, so
+    /// this is the measure of waiting for the pool (and, on SQLite, for the write lock).
+    pub async fn begin(&self) -> sqlx::Result<WriteTx<'static>> {
         let started = std::time::Instant::now();
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                self.pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map(|tx| WriteTx {
+                        tx,
+                        _turn: Some(turn),
+                    })
+            }
+            Backend::Postgres => self
+                .pool
+                .begin()
+                .await
+                .map(|tx| WriteTx { tx, _turn: None }),
         };
         crate::metrics::db_begin(started.elapsed());
         tx
@@ -147,11 +205,17 @@ impl Database {
     pub async fn begin_on<'c>(
         &self,
         conn: &'c mut sqlx::AnyConnection,
-    ) -> sqlx::Result<sqlx::Transaction<'c, sqlx::Any>> {
+    ) -> sqlx::Result<WriteTx<'c>> {
         use sqlx::Connection as _;
         match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => conn.begin().await,
+            Backend::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                conn.begin_with("BEGIN IMMEDIATE").await.map(|tx| WriteTx {
+                    tx,
+                    _turn: Some(turn),
+                })
+            }
+            Backend::Postgres => conn.begin().await.map(|tx| WriteTx { tx, _turn: None }),
         }
     }
 
