@@ -36,6 +36,7 @@ need nginx nginx
 need jq jq
 
 need psql postgresql-client
+need sqlite3 sqlite3
 cargo build --release -q -p crochet --bin crochet -p crochet-benches --bin json-seller --bin bare-proxy --bin paid-load
 crochet=${CROCHET_BIN:-$root/target/release/crochet}
 
@@ -231,14 +232,19 @@ if want policies; then
   start_gateway shipped "$GATEWAY" sqlite://crochet.db "$work/policies.toml"
   setup "http://$GATEWAY/api/v1"
   run "crochet free, as shipped" "http://$GATEWAY/api/v1/gateway/$FREE" "$AUTH" "$gw_pid"
+  sent=$last_requests
   # Moderate load: what the gateway adds to a call's latency when nothing queues.
   THREADS=1 CONNS=${MODERATE_CONNS:-4} run "  at -c${MODERATE_CONNS:-4}: nginx" "http://$NGINX/run" "" "$nginx_pids"
   THREADS=1 CONNS=${MODERATE_CONNS:-4} run "  at -c${MODERATE_CONNS:-4}: crochet" "http://$GATEWAY/api/v1/gateway/$FREE" "$AUTH" "$gw_pid"
+  sent=$((sent + last_requests))
   if want paid; then
     # Paid calls on the shipped configuration: many buyers, each through the whole flow.
     CONNS=$CONNS DURATION_SECS=${DURATION%s} HZ=$hz target/release/paid-load "http://$GATEWAY/api/v1" "$PRICED" "$gw_pid"
   fi
   stop_gateway "$gw_pid"
+  # Every free call is recorded (the history writer flushes on shutdown).
+  recorded=$(sqlite3 "$work/shipped/crochet.db" "SELECT COUNT(*) FROM gateway_requests WHERE listing_id = '$FREE'")
+  echo "free calls recorded in the history: $recorded of $sent sent (wrk counts a call still in flight at its end)"
 fi
 if want nopolicies; then
   start_gateway bare-gateway "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"

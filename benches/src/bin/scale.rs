@@ -2,7 +2,8 @@
 //! (default 200,000) and one busy agent with `SCALE_HISTORY` gateway requests and as many
 //! ledger entries (default 1,000,000 each), starts the real host on it and times the
 //! public catalog's routes and the agent's history, one sequential client, printing the
-//! median and 90th percentile of `SCALE_SAMPLES` requests each (default 50).
+//! median and 90th percentile of `SCALE_SAMPLES` requests each (default 50), beside the
+//! median of the same routes on the same host before anything was seeded.
 //!
 //!   cargo run --release -p crochet-benches --bin scale
 //!   SCALE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p crochet-benches --bin scale
@@ -324,6 +325,40 @@ async fn main() {
         .unwrap()
         .to_owned();
 
+    let routes: &[(&str, bool)] = &[
+        ("/listings?limit=20", false),
+        ("/listings?q=router&limit=20", false),
+        ("/listings?q=forecast&page=50&limit=20", false),
+        ("/listings?q=data&limit=20", false),
+        ("/listings?q=router&sort=newest&limit=20", false),
+        ("/listings?sort=price_asc&limit=20", false),
+        ("/listings?sort=price_desc&limit=20", false),
+        ("/listings?sort=score&limit=20", false),
+        ("/listings?sort=rating&limit=20", false),
+        ("/listings?category=finance&limit=20", false),
+        ("/listings?page=500&limit=20", false),
+        ("/gateway-requests?limit=20", true),
+        ("/gateway-requests?page=500&limit=20", true),
+        (
+            "/gateway-requests?role=buyer&status=seller_error&limit=20",
+            true,
+        ),
+        ("/ledger?limit=20", true),
+        ("/ledger?page=500&limit=20", true),
+    ];
+    // The reference: the same routes on the same host before anything is seeded.
+    let mut empty = Vec::new();
+    for (route, authed) in routes {
+        let (p50, _, _) = time_route(
+            &client,
+            &format!("{api}{route}"),
+            authed.then_some(key.as_str()),
+            samples,
+        )
+        .await;
+        empty.push(p50);
+    }
+
     let db = crochet::storage::Database::connect(&url).await.unwrap();
     let now = crochet::storage::now_ms();
     let t = Instant::now();
@@ -347,30 +382,9 @@ async fn main() {
         "{backend}: {listings} listings ({SELLERS} sellers), one agent with {history} gateway requests \
          and {history} ledger entries; one sequential client, {samples} requests per route"
     );
-    println!("| route | p50 | p90 | total |");
-    println!("| --- | --- | --- | --- |");
-    let routes: &[(&str, bool)] = &[
-        ("/listings?limit=20", false),
-        ("/listings?q=router&limit=20", false),
-        ("/listings?q=forecast&page=50&limit=20", false),
-        ("/listings?q=data&limit=20", false),
-        ("/listings?q=router&sort=newest&limit=20", false),
-        ("/listings?sort=price_asc&limit=20", false),
-        ("/listings?sort=price_desc&limit=20", false),
-        ("/listings?sort=score&limit=20", false),
-        ("/listings?sort=rating&limit=20", false),
-        ("/listings?category=finance&limit=20", false),
-        ("/listings?page=500&limit=20", false),
-        ("/gateway-requests?limit=20", true),
-        ("/gateway-requests?page=500&limit=20", true),
-        (
-            "/gateway-requests?role=buyer&status=seller_error&limit=20",
-            true,
-        ),
-        ("/ledger?limit=20", true),
-        ("/ledger?page=500&limit=20", true),
-    ];
-    for (route, authed) in routes {
+    println!("| route | p50, empty | p50 | p90 | total |");
+    println!("| --- | --- | --- | --- | --- |");
+    for ((route, authed), empty) in routes.iter().zip(empty) {
         let (p50, p90, pagination) = time_route(
             &client,
             &format!("{api}{route}"),
@@ -383,7 +397,8 @@ async fn main() {
             _ => pagination["total"].to_string(),
         };
         println!(
-            "| `GET {route}` | {:.2} ms | {:.2} ms | {total} |",
+            "| `GET {route}` | {:.2} ms | {:.2} ms | {:.2} ms | {total} |",
+            empty.as_secs_f64() * 1e3,
             p50.as_secs_f64() * 1e3,
             p90.as_secs_f64() * 1e3
         );
