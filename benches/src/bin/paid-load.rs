@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crochet::devwallet::DevWallet;
-use crochet::identity::crypto::Chain;
 use serde_json::{Value, json};
 
 const BODY: &str = r#"{"task":"classify","input":{"text":"a short request"}}"#;
@@ -31,29 +29,6 @@ fn cpu_ticks(pid: &str) -> u64 {
         .collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
     f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-}
-
-async fn register(client: &reqwest::Client, api: &str) -> String {
-    let wallet = DevWallet::generate(Chain::Solana);
-    let challenge: Value = client
-        .post(format!("{api}/auth/challenge"))
-        .json(&json!({"wallet_address": wallet.address}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let registered: Value = client
-        .post(format!("{api}/register"))
-        .json(&wallet.prove(&challenge).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    registered["data"]["api_key"].as_str().unwrap().to_owned()
 }
 
 fn percentile(times: &mut [Duration], q: f64) -> Duration {
@@ -99,7 +74,7 @@ async fn main() {
             .pool_max_idle_per_host(1)
             .build()
             .unwrap();
-        let key = register(&client, api).await;
+        let (key, _) = crochet_benches::register(&client, api).await;
         buyers.push((client, key));
     }
 

@@ -21,9 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use crochet::devwallet::DevWallet;
-use crochet::identity::crypto::Chain;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::AnyPool;
 
 const SELLERS: usize = 2_000;
@@ -226,18 +224,6 @@ async fn seed_history(pool: &AnyPool, postgres: bool, agent: &str, rows: usize, 
     .unwrap();
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> Value {
-    client
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// p50 and p90 of `samples` sequential GETs (after five unmeasured ones), and the
 /// `pagination` of the last answer.
 async fn time_route(
@@ -306,24 +292,7 @@ async fn main() {
     let api = format!("http://{}/api/v1", host.addr);
     let client = reqwest::Client::new();
 
-    let wallet = DevWallet::generate(Chain::Solana);
-    let challenge = post(
-        &client,
-        &format!("{api}/auth/challenge"),
-        json!({"wallet_address": wallet.address}),
-    )
-    .await;
-    let registered = post(
-        &client,
-        &format!("{api}/register"),
-        wallet.prove(&challenge).unwrap(),
-    )
-    .await;
-    let key = registered["data"]["api_key"].as_str().unwrap().to_owned();
-    let agent = registered["data"]["profile"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (key, agent) = crochet_benches::register(&client, &api).await;
 
     let routes: &[(&str, bool)] = &[
         ("/listings?limit=20", false),

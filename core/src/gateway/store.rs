@@ -310,40 +310,17 @@ pub async fn history(
             format!("seller_id = $1 AND buyer_id <> $1 AND {filter}"),
         ],
     };
-    let next = if q.status.is_some() { 5 } else { 4 };
-    let ids = storage::newest_first_ids(
+    storage::newest_first(
+        pool,
         "gateway_requests",
-        &branches,
-        &format!("${next}"),
-        &format!("${}", next + 1),
-        &format!("${}", next + 2),
-    );
-    let list_sql = format!(
-        "SELECT id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, charged_cents, fee_cents, \
+        "id, buyer_id, seller_id, listing_id, relay_request_id, status, billable, charged_cents, fee_cents, \
          seller_cents, currency, request_bytes, request_sha256, response_bytes, response_sha256, seller_status_code, \
-         latency_ms, error_code, attempts, created_at, updated_at \
-         FROM gateway_requests WHERE id IN ({ids}) ORDER BY created_at DESC, id"
-    );
-    let count_sql = storage::newest_first_count("gateway_requests", &branches);
-    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
-    let mut list = sqlx::query_as(sqlx::AssertSqlSafe(list_sql))
-        .bind(profile_id)
-        .bind(from)
-        .bind(to);
-    let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
-        .bind(profile_id)
-        .bind(from)
-        .bind(to);
-    if let Some(status) = &q.status {
-        list = list.bind(status.clone());
-        count = count.bind(status.clone());
-    }
-    let rows = list
-        .bind(page.offset() + i64::from(page.limit))
-        .bind(i64::from(page.limit))
-        .bind(page.offset())
-        .fetch_all(pool)
-        .await?;
-    let total = Total::from_capped_count(count.fetch_one(pool).await?);
-    Ok((rows, total))
+         latency_ms, error_code, attempts, created_at, updated_at",
+        &branches,
+        profile_id,
+        (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX)),
+        q.status.as_deref(),
+        page,
+    )
+    .await
 }

@@ -270,41 +270,18 @@ pub async fn list(
     if q.entry_type.is_some() {
         filter.push_str(" AND entry_type = $4");
     }
-    let branches = [filter];
-    let next = if q.entry_type.is_some() { 5 } else { 4 };
-    let ids = storage::newest_first_ids(
+    let (rows, total) = storage::newest_first::<LedgerEntryRow>(
+        pool,
         "ledger_entries",
-        &branches,
-        &format!("${next}"),
-        &format!("${}", next + 1),
-        &format!("${}", next + 2),
-    );
-    let list_sql = format!(
-        "SELECT id, gateway_request_id, profile_id, entry_type, amount_cents, currency, relay_request_id, \
-         listing_id, created_at \
-         FROM ledger_entries WHERE id IN ({ids}) ORDER BY created_at DESC, id"
-    );
-    let count_sql = storage::newest_first_count("ledger_entries", &branches);
-    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
-    let mut list = sqlx::query_as::<_, LedgerEntryRow>(sqlx::AssertSqlSafe(list_sql))
-        .bind(profile_id)
-        .bind(from)
-        .bind(to);
-    let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
-        .bind(profile_id)
-        .bind(from)
-        .bind(to);
-    if let Some(kind) = q.entry_type {
-        list = list.bind(kind.as_str());
-        count = count.bind(kind.as_str());
-    }
-    let rows = list
-        .bind(page.offset() + i64::from(page.limit))
-        .bind(i64::from(page.limit))
-        .bind(page.offset())
-        .fetch_all(pool)
-        .await?;
-    let total = Total::from_capped_count(count.fetch_one(pool).await?);
+        "id, gateway_request_id, profile_id, entry_type, amount_cents, currency, relay_request_id, \
+         listing_id, created_at",
+        &[filter],
+        profile_id,
+        (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX)),
+        q.entry_type.map(EntryType::as_str),
+        page,
+    )
+    .await?;
     Ok((rows.into_iter().map(Into::into).collect(), total))
 }
 

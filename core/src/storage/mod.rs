@@ -413,6 +413,57 @@ pub fn newest_first_count(table: &str, branches: &[String]) -> String {
     crate::pagination::Total::capped_count(&union)
 }
 
+/// A newest-first page of an agent's rows of `table` and how many there are (counted up
+/// to [`Total::CAP`](crate::pagination::Total::CAP)), through [`newest_first_ids`].
+/// Each of `branches` may use `$1` (the agent), `$2` and `$3` (the `from`, `to` time
+/// range) and, when `extra` is given, `$4` (a filter's value).
+#[allow(clippy::too_many_arguments)]
+pub async fn newest_first<R>(
+    pool: &AnyPool,
+    table: &str,
+    columns: &str,
+    branches: &[String],
+    agent: &str,
+    (from, to): (i64, i64),
+    extra: Option<&str>,
+    page: Page,
+) -> sqlx::Result<(Vec<R>, crate::pagination::Total)>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let next = if extra.is_some() { 5 } else { 4 };
+    let ids = newest_first_ids(
+        table,
+        branches,
+        &format!("${next}"),
+        &format!("${}", next + 1),
+        &format!("${}", next + 2),
+    );
+    let list_sql =
+        format!("SELECT {columns} FROM {table} WHERE id IN ({ids}) ORDER BY created_at DESC, id");
+    let count_sql = newest_first_count(table, branches);
+    let mut list = sqlx::query_as::<_, R>(sqlx::AssertSqlSafe(list_sql))
+        .bind(agent)
+        .bind(from)
+        .bind(to);
+    let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql))
+        .bind(agent)
+        .bind(from)
+        .bind(to);
+    if let Some(value) = extra {
+        list = list.bind(value);
+        count = count.bind(value);
+    }
+    let rows = list
+        .bind(page.offset() + i64::from(page.limit))
+        .bind(i64::from(page.limit))
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let total = crate::pagination::Total::from_capped_count(count.fetch_one(pool).await?);
+    Ok((rows, total))
+}
+
 /// Page and limit of a list route, already clamped.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
