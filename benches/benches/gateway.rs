@@ -39,22 +39,11 @@ async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: Valu
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let seller_url = seller().await;
-    let config = crochet::config::Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        database_url: Some(format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        )),
-        pow_difficulty: Some(1),
-        encryption_key: Some(crochet::secrets::MasterKey::generate().to_base64()),
-        // The forwarding path alone: the default rate limit would (rightly) refuse a
-        // bench's thousands of calls, and plugins have a bench of their own.
-        plugins: crochet::config::PluginsConfig {
-            policy: Some(Vec::new()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    // The forwarding path alone, without policy plugins.
+    let config = crochet_benches::bench_config(format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ));
     let host = crochet::app::start(config).await.unwrap();
     let api = format!("http://{}/api/v1", host.addr);
     let client = reqwest::Client::new();

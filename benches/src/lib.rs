@@ -4,6 +4,23 @@ use crochet::devwallet::DevWallet;
 use crochet::identity::crypto::Chain;
 use serde_json::{Value, json};
 
+/// A host for a bench on `database_url`: any free port, proof of work at difficulty 1, a
+/// fresh encryption key, and no policy plugins (the default rate limit would rightly
+/// refuse a bench's thousands of calls; plugins have a bench of their own).
+pub fn bench_config(database_url: String) -> crochet::config::Config {
+    crochet::config::Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(database_url),
+        pow_difficulty: Some(1),
+        encryption_key: Some(crochet::secrets::MasterKey::generate().to_base64()),
+        plugins: crochet::config::PluginsConfig {
+            policy: Some(Vec::new()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// POSTs `body` as JSON and reads the answer's JSON.
 pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     client

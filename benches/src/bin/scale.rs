@@ -277,18 +277,9 @@ async fn main() {
     };
     let postgres = admin.is_some();
 
-    let config = crochet::config::Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        database_url: Some(url.clone()),
-        pow_difficulty: Some(1),
-        encryption_key: Some(crochet::secrets::MasterKey::generate().to_base64()),
-        plugins: crochet::config::PluginsConfig {
-            policy: Some(Vec::new()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let host = crochet::app::start(config).await.unwrap();
+    let host = crochet::app::start(crochet_benches::bench_config(url.clone()))
+        .await
+        .unwrap();
     let api = format!("http://{}/api/v1", host.addr);
     let client = reqwest::Client::new();
 
@@ -315,18 +306,16 @@ async fn main() {
         ("/ledger?limit=20", true),
         ("/ledger?page=500&limit=20", true),
     ];
+    let time_all = async || {
+        let mut times = Vec::new();
+        for (route, authed) in routes {
+            let url = format!("{api}{route}");
+            times.push(time_route(&client, &url, authed.then_some(key.as_str()), samples).await);
+        }
+        times
+    };
     // The reference: the same routes on the same host before anything is seeded.
-    let mut empty = Vec::new();
-    for (route, authed) in routes {
-        let (p50, _, _) = time_route(
-            &client,
-            &format!("{api}{route}"),
-            authed.then_some(key.as_str()),
-            samples,
-        )
-        .await;
-        empty.push(p50);
-    }
+    let empty = time_all().await;
 
     let db = crochet::storage::Database::connect(&url).await.unwrap();
     let now = crochet::storage::now_ms();
@@ -353,14 +342,9 @@ async fn main() {
     );
     println!("| route | p50, empty | p50 | p90 | total |");
     println!("| --- | --- | --- | --- | --- |");
-    for ((route, authed), empty) in routes.iter().zip(empty) {
-        let (p50, p90, pagination) = time_route(
-            &client,
-            &format!("{api}{route}"),
-            authed.then_some(key.as_str()),
-            samples,
-        )
-        .await;
+    for (((route, _), (empty, _, _)), (p50, p90, pagination)) in
+        routes.iter().zip(empty).zip(time_all().await)
+    {
         let total = match pagination["total_exact"].as_bool() {
             Some(false) => format!("{}+", pagination["total"]),
             _ => pagination["total"].to_string(),

@@ -4,8 +4,8 @@
 //!
 //! The public catalog reads listed listings only (active, seller not suspended); each
 //! sort has a partial index over them in its own order, so a page costs its rows and
-//! its offset whatever the size of the catalog, and totals are counted up to
-//! [`Total::CAP`].
+//! its offset whatever the size of the catalog. A browse counts up to [`Total::CAP`];
+//! a search counts every match as it ranks them.
 
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
@@ -309,12 +309,12 @@ impl Search {
     }
 }
 
-/// The ORDER BY of a public sort, over `l` (the listing) and `relevance` (a search's
-/// relevance value, when there is a search).
-fn sort_order(sort: ListingSort, search: Option<&Search>) -> String {
+/// The ORDER BY of a public sort, over `l` (the listing) and, with a search, the column
+/// `relevance` names (its relevance value).
+fn sort_order(sort: ListingSort, search: Option<&Search>, relevance: &str) -> String {
     match (sort, search) {
         (ListingSort::Relevance, Some(s)) => {
-            format!("relevance {}, l.created_at DESC, l.id", s.best_first)
+            format!("{relevance} {}, l.created_at DESC, l.id", s.best_first)
         }
         (ListingSort::Relevance | ListingSort::Newest, _) => "l.created_at DESC, l.id".into(),
         (ListingSort::PriceAsc, _) => "l.price_cents ASC, l.created_at DESC, l.id".into(),
@@ -405,7 +405,7 @@ pub async fn search_listings(
     } else {
         ListingSort::Newest
     });
-    let order = sort_order(sort, search.as_ref());
+    let order = sort_order(sort, search.as_ref(), "relevance");
     let count_sql = Total::capped_count(&format!(
         "SELECT 1 FROM listings l {} WHERE {filter}",
         search.as_ref().map_or("", |s| s.join.as_str())
@@ -418,7 +418,7 @@ pub async fn search_listings(
     // (`MATERIALIZED`), through the full-text index: left to itself, its planner would
     // walk a sort's index and test every listing against the search. On SQLite the
     // full-text index drives the join anyway, and the extra step only costs.
-    let (with, ids, relevance) = match (&search, backend) {
+    let (with, ids) = match (&search, backend) {
         (Some(s), Backend::Postgres) => (
             format!(
                 "WITH m AS MATERIALIZED (SELECT l.id, l.created_at, l.price_cents, l.score_rank, \
@@ -429,7 +429,6 @@ pub async fn search_listings(
                 "SELECT l.id AS pid, l.relevance, COUNT(*) OVER () AS matches FROM m AS l \
                  ORDER BY {order} LIMIT {limit} OFFSET {offset}"
             ),
-            ", p.relevance",
         ),
         (Some(s), Backend::Sqlite) => (
             String::new(),
@@ -438,7 +437,6 @@ pub async fn search_listings(
                  FROM listings l {} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
                 s.relevance, s.join
             ),
-            ", p.relevance",
         ),
         (None, _) => {
             let hint = match backend {
@@ -453,14 +451,13 @@ pub async fn search_listings(
                     "SELECT l.id AS pid, CAST(NULL AS BIGINT) AS matches FROM listings l {hint} \
                      WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
                 ),
-                "",
             )
         }
     };
-    let outer_order = order.replace("relevance", "p.relevance");
+    let outer_order = sort_order(sort, search.as_ref(), "p.relevance");
     let list_sql = format!(
         "{with}SELECT {LISTING_COLUMNS}, CASE WHEN e.url_enc IS NULL THEN 0 ELSE 1 END AS endpoint_configured, \
-         p.matches{relevance} FROM ({ids}) AS p \
+         p.matches FROM ({ids}) AS p \
          JOIN listings l ON l.id = p.pid LEFT JOIN listing_gateway_endpoints e ON e.listing_id = l.id \
          ORDER BY {outer_order}"
     );

@@ -180,25 +180,16 @@ impl Database {
     /// this is the measure of waiting for the pool (and, on SQLite, for the write lock).
     pub async fn begin(&self) -> sqlx::Result<WriteTx<'static>> {
         let started = std::time::Instant::now();
+        let turn = self.write_turn().await;
         let tx = match self.backend {
-            Backend::Sqlite => {
-                let turn = self.write_turn.clone().lock_owned().await;
-                self.pool
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map(|tx| WriteTx {
-                        tx,
-                        _turn: Some(turn),
-                    })
-            }
-            Backend::Postgres => self
-                .pool
-                .begin()
-                .await
-                .map(|tx| WriteTx { tx, _turn: None }),
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
         };
         crate::metrics::db_begin(started.elapsed());
-        tx
+        Ok(WriteTx {
+            tx: tx?,
+            _turn: turn,
+        })
     }
 
     /// [`Self::begin`] on a connection the caller holds.
@@ -207,15 +198,20 @@ impl Database {
         conn: &'c mut sqlx::AnyConnection,
     ) -> sqlx::Result<WriteTx<'c>> {
         use sqlx::Connection as _;
+        let turn = self.write_turn().await;
+        let tx = match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// This host's turn to write, on SQLite (see [`Self::begin`]); `None` on PostgreSQL,
+    /// where writers do not exclude each other.
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match self.backend {
-            Backend::Sqlite => {
-                let turn = self.write_turn.clone().lock_owned().await;
-                conn.begin_with("BEGIN IMMEDIATE").await.map(|tx| WriteTx {
-                    tx,
-                    _turn: Some(turn),
-                })
-            }
-            Backend::Postgres => conn.begin().await.map(|tx| WriteTx { tx, _turn: None }),
+            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Backend::Postgres => None,
         }
     }
 
