@@ -6,11 +6,9 @@
 //! instead of a write transaction per call. On PostgreSQL up to [`PG_BATCHES_IN_FLIGHT`]
 //! batches commit at once (their rows never touch the same rows, so they cannot
 //! deadlock); one at a time capped the history, and so the gateway, at one batch per
-//! insert-and-commit round on the server. On SQLite the writer keeps one connection for
-//! its batches: each SQLite connection has its own page cache, which another
-//! connection's commit invalidates, so a pooled connection taken per batch re-read the
-//! history's index pages from the WAL every time. It goes back to the pool after a flush
-//! and after [`IDLE_RELEASE`] without rows. After the first row of a batch the writer
+//! insert-and-commit round on the server. On SQLite a batch is a write transaction like
+//! any other, on the host's one writer connection ([`Database::begin`]), whose page
+//! cache stays warm from batch to batch. After the first row of a batch the writer
 //! waits [`LINGER`] for more, so that under load a commit carries hundreds of rows rather
 //! than a handful (each commit rewrites the same index pages to the WAL and wakes the
 //! database thread several times). Paid calls never use it: their request row,
@@ -27,7 +25,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -44,8 +41,6 @@ const CHANNEL: usize = 8192;
 /// How long the writer lets a batch gather after its first row (unless the previous
 /// batch was full, or a flush is asked for).
 pub const LINGER: Duration = Duration::from_millis(10);
-/// How long the SQLite writer keeps its connection with nothing to write.
-pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// A finished attempt, complete, ready to insert.
 #[derive(Debug, Clone)]
@@ -123,27 +118,10 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         Backend::Postgres => PG_BATCHES_IN_FLIGHT,
     };
     let mut in_flight = JoinSet::new();
-    // SQLite: the writer's own connection, between batches (see the module docs).
-    let mut own: Option<PoolConnection<sqlx::Any>> = None;
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
     let mut last_batch_full = false;
-    loop {
-        let first = if own.is_some() || !in_flight.is_empty() {
-            match tokio::time::timeout(IDLE_RELEASE, rx.recv()).await {
-                Ok(first) => first,
-                Err(_) => {
-                    // Idle: the kept connection goes back to the pool (closing the pool
-                    // waits for every connection).
-                    while in_flight.join_next().await.is_some() {}
-                    own = None;
-                    continue;
-                }
-            }
-        } else {
-            rx.recv().await
-        };
-        let Some(first) = first else { break };
+    while let Some(first) = rx.recv().await {
         if matches!(first, Msg::Row(_)) && !last_batch_full {
             // A flush asked for before this wait began left a permit: it ends the wait
             // at once, which only costs a smaller batch.
@@ -165,18 +143,14 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
         last_batch_full = rows.len() >= MAX_BATCH;
         if !rows.is_empty() {
             while in_flight.len() >= max_in_flight {
-                if let Some(Ok(conn)) = in_flight.join_next().await {
-                    own = own.or(conn);
-                }
+                in_flight.join_next().await;
             }
             let batch = std::mem::replace(&mut rows, Vec::with_capacity(MAX_BATCH));
-            in_flight.spawn(commit(db.clone(), own.take(), batch));
+            in_flight.spawn(commit(db.clone(), batch));
         }
         if !acks.is_empty() {
             // Every row queued before these flushes is in a batch spawned by now.
             while in_flight.join_next().await.is_some() {}
-            // Shutdown flushes, then closes the pool, which waits for this connection.
-            own = None;
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
@@ -185,33 +159,17 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Msg>, flush_now: Arc<Notify
     while in_flight.join_next().await.is_some() {}
 }
 
-/// Commits one batch on `conn` (or a connection from the pool). One retry, on a fresh
-/// connection, covers a transient lock timeout or a broken connection; a second failure
-/// is logged loudly. On SQLite the connection is handed back for the next batch.
-async fn commit(
-    db: Database,
-    mut conn: Option<PoolConnection<sqlx::Any>>,
-    rows: Vec<FinishedRequest>,
-) -> Option<PoolConnection<sqlx::Any>> {
+/// Commits one batch. One retry covers a transient lock timeout or a broken
+/// connection; a second failure is logged loudly.
+async fn commit(db: Database, rows: Vec<FinishedRequest>) {
     let started = std::time::Instant::now();
     let mut last_error = None;
     for _ in 0..2 {
-        let mut c = match conn.take() {
-            Some(c) => c,
-            None => match db.pool().acquire().await {
-                Ok(c) => c,
-                Err(e) => {
-                    last_error = Some(e);
-                    continue;
-                }
-            },
-        };
-        match write(&db, &mut c, &rows).await {
+        match write(&db, &rows).await {
             Ok(()) => {
                 crate::metrics::history_batch(rows.len(), started.elapsed());
-                return (db.backend() == Backend::Sqlite).then_some(c);
+                return;
             }
-            // Dropped: the retry takes a fresh connection.
             Err(e) => last_error = Some(e),
         }
     }
@@ -219,18 +177,13 @@ async fn commit(
         crate::metrics::history_rows_lost(rows.len());
         tracing::error!(error = %e, rows = rows.len(), "could not record gateway history rows");
     }
-    None
 }
 
-async fn write(
-    db: &Database,
-    conn: &mut sqlx::AnyConnection,
-    rows: &[FinishedRequest],
-) -> sqlx::Result<()> {
+async fn write(db: &Database, rows: &[FinishedRequest]) -> sqlx::Result<()> {
     // Multi-row statements: one round through the driver per chunk, not per row.
     const TUPLE: &str =
         "($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
-    let mut tx = db.begin_on(conn).await?;
+    let mut tx = db.begin().await?;
     let backend = db.backend();
     for chunk in insert_runs(rows) {
         let sql = format!(
@@ -327,18 +280,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_writer_gives_its_connection_back_after_a_flush_and_when_idle() {
+    async fn rows_are_committed_in_batches_and_the_pool_closes_after_them() {
         let (_dir, db) = crate::storage::temp_sqlite().await;
         let recorder = Recorder::start(db.clone());
         recorder.record(attempt("gw_req_1")).await;
         recorder.flush().await;
-        // The writer kept its connection for the batch; a flush hands it back, so the
-        // pool can close at once (shutdown flushes, then closes).
+        assert_eq!(rows(&db).await, 1);
         recorder.record(attempt("gw_req_2")).await;
-        recorder.flush().await;
         recorder.record(attempt("gw_req_3")).await;
-        // No flush this time: once the row is in, the writer still holds the connection
-        // it committed with, and gives it back after IDLE_RELEASE.
+        // No flush: the batch commits once its linger is over.
         let committed = async {
             while rows(&db).await < 3 {
                 tokio::time::sleep(LINGER).await;
@@ -346,9 +296,9 @@ mod tests {
         };
         tokio::time::timeout(Duration::from_secs(10), committed)
             .await
-            .expect("the third row was committed");
-        tokio::time::timeout(IDLE_RELEASE * 10, db.close())
+            .expect("the batch was committed");
+        tokio::time::timeout(Duration::from_secs(10), db.close())
             .await
-            .expect("the writer gave its connection back once idle");
+            .expect("the pool closed");
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Executor};
 
 /// Which database the pool talks to.
@@ -64,38 +65,135 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite's one write turn, handed out in order (see [`Database::begin`]).
-    write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite's one write turn, handed out in order, and the connection every write
+    /// transaction of this host runs on (see [`Database::begin`]).
+    write_turn: Arc<tokio::sync::Mutex<Writer>>,
 }
 
-/// A transaction that will write, from [`Database::begin`]: the connection it runs on
-/// (`&mut tx` serves wherever a connection does), and on SQLite this host's write turn,
-/// given back when the transaction commits, rolls back or is dropped.
-pub struct WriteTx<'c> {
-    tx: sqlx::Transaction<'c, sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+/// The SQLite writer connection, kept between write transactions.
+#[derive(Debug, Default)]
+struct Writer {
+    conn: Option<PoolConnection<sqlx::Any>>,
 }
 
-impl WriteTx<'_> {
-    pub async fn commit(self) -> sqlx::Result<()> {
-        self.tx.commit().await
+/// A transaction that will write, from [`Database::begin`]: `&mut tx` serves wherever
+/// a connection does. On SQLite it holds this host's write turn and its writer
+/// connection, both given back when it commits, rolls back or is dropped (a dropped
+/// transaction is rolled back before the next one begins).
+pub struct WriteTx(TxKind);
+
+enum TxKind {
+    /// PostgreSQL: a pooled connection's transaction.
+    Pooled(sqlx::Transaction<'static, sqlx::Any>),
+    /// SQLite: `BEGIN IMMEDIATE` on the writer connection, inside the write turn.
+    /// `None` once finished (committed, rolled back or handed to the rollback task).
+    Writer(Option<tokio::sync::OwnedMutexGuard<Writer>>),
+}
+
+impl WriteTx {
+    pub async fn commit(mut self) -> sqlx::Result<()> {
+        match std::mem::replace(&mut self.0, TxKind::Writer(None)) {
+            TxKind::Pooled(tx) => tx.commit().await,
+            TxKind::Writer(Some(mut turn)) => {
+                let result = writer_conn(&mut turn).execute("COMMIT").await;
+                if result.is_err() {
+                    // A failed COMMIT (the file locked by another process, say) leaves
+                    // the transaction open: end it before the turn is given back.
+                    finish_writer(turn).await;
+                }
+                result.map(|_| ())
+            }
+            TxKind::Writer(None) => Ok(()),
+        }
     }
 
-    pub async fn rollback(self) -> sqlx::Result<()> {
-        self.tx.rollback().await
+    pub async fn rollback(mut self) -> sqlx::Result<()> {
+        match std::mem::replace(&mut self.0, TxKind::Writer(None)) {
+            TxKind::Pooled(tx) => tx.rollback().await,
+            TxKind::Writer(Some(mut turn)) => {
+                let result = writer_conn(&mut turn).execute("ROLLBACK").await;
+                if result.is_err() {
+                    turn.conn = None;
+                }
+                result.map(|_| ())
+            }
+            TxKind::Writer(None) => Ok(()),
+        }
     }
 }
 
-impl std::ops::Deref for WriteTx<'_> {
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let TxKind::Writer(turn) = &mut self.0 else {
+            return;
+        };
+        let Some(turn) = turn.take() else {
+            return;
+        };
+        // Unfinished (an error returned early, or the caller's future was dropped): the
+        // rollback runs in a task that keeps the turn until it is done, so the next
+        // transaction never starts inside this one.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(finish_writer(turn));
+            }
+            Err(_) => drop_writer(turn),
+        }
+    }
+}
+
+/// The writer connection of a turn that holds one (every open [`TxKind::Writer`] does).
+fn writer_conn(turn: &mut Writer) -> &mut sqlx::AnyConnection {
+    match turn.conn.as_deref_mut() {
+        Some(conn) => conn,
+        // `begin` puts a connection in the turn before it hands the turn out, and only
+        // `finish_writer`/`drop_writer` take it away, after the transaction ends.
+        None => unreachable!("a write transaction's turn holds the writer connection"),
+    }
+}
+
+/// Rolls back whatever is open on the writer connection; a connection that cannot is
+/// closed (closing a SQLite connection rolls its transaction back).
+async fn finish_writer(mut turn: tokio::sync::OwnedMutexGuard<Writer>) {
+    let rolled_back = match turn.conn.as_deref_mut() {
+        Some(conn) => conn.execute("ROLLBACK").await.is_ok(),
+        None => true,
+    };
+    if !rolled_back {
+        drop_writer(turn);
+    }
+}
+
+/// Closes the writer connection instead of returning it to the pool with a transaction
+/// possibly open.
+fn drop_writer(mut turn: tokio::sync::OwnedMutexGuard<Writer>) {
+    if let Some(conn) = turn.conn.take() {
+        drop(conn.detach());
+    }
+}
+
+impl std::ops::Deref for WriteTx {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &sqlx::AnyConnection {
-        &self.tx
+        match &self.0 {
+            TxKind::Pooled(tx) => tx,
+            TxKind::Writer(turn) => match turn.as_ref().and_then(|t| t.conn.as_deref()) {
+                Some(conn) => conn,
+                None => unreachable!("an open write transaction holds its connection"),
+            },
+        }
     }
 }
 
-impl std::ops::DerefMut for WriteTx<'_> {
+impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
+        match &mut self.0 {
+            TxKind::Pooled(tx) => tx,
+            TxKind::Writer(turn) => match turn.as_deref_mut() {
+                Some(turn) => writer_conn(turn),
+                None => unreachable!("an open write transaction holds its connection"),
+            },
+        }
     }
 }
 
@@ -162,57 +260,45 @@ impl Database {
         &self.pool
     }
 
-    /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, which
-    /// takes the write lock first: a deferred transaction reads a snapshot before it asks
-    /// for the lock, and if another connection (the history writer, another instance on
-    /// the same file) commits while it waits, SQLite fails it with `SQLITE_BUSY_SNAPSHOT`
-    /// at once instead of waiting out the busy timeout.
+    /// Begins a transaction that will write.
     ///
-    /// SQLite has one writer at a time, so on SQLite the host's write transactions also
-    /// take turns in-process first, in arrival order, before they take a connection:
-    /// left to SQLite, every waiter polls the lock in its busy handler, sleeping longer
-    /// each time, and under many concurrent paid calls most of the time went to those
-    /// sleeps and wake-ups. (Another process on the same file still meets the busy
-    /// handler.)
+    /// On SQLite, which has one writer at a time, the host's write transactions take
+    /// turns in-process, in arrival order, and all run on one kept connection:
+    /// - left to SQLite, every waiter polls the lock in its busy handler, sleeping
+    ///   longer each time; under many concurrent paid calls most of the time went to
+    ///   those sleeps and wake-ups (another process on the same file still meets the
+    ///   busy handler);
+    /// - each SQLite connection has its own page cache, which a commit on another
+    ///   connection invalidates: writes spread over the pool re-read the pages they
+    ///   touch (the ledger's and the history's indexes) on every transaction.
     ///
-    /// Its time (waiting for the turn and a pooled connection, then `BEGIN`) is recorded
+    /// The transaction is `BEGIN IMMEDIATE`, which takes the write lock first: a
+    /// deferred transaction reads a snapshot before it asks for the lock, and if another
+    /// process commits while it waits, SQLite fails it with `SQLITE_BUSY_SNAPSHOT` at
+    /// once instead of waiting out the busy timeout.
+    ///
+    /// Its time (waiting for the turn or a pooled connection, then `BEGIN`) is recorded
     /// in `crochet_db_transaction_begin_duration_seconds`: sqlx counts no waiters, so
-    /// this is the measure of waiting for the pool (and, on SQLite, for the write lock).
-    pub async fn begin(&self) -> sqlx::Result<WriteTx<'static>> {
+    /// this is the measure of waiting for the pool (and, on SQLite, for the write turn).
+    pub async fn begin(&self) -> sqlx::Result<WriteTx> {
         let started = std::time::Instant::now();
-        let turn = self.write_turn().await;
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => {
+                let mut turn = self.write_turn.clone().lock_owned().await;
+                if turn.conn.is_none() {
+                    turn.conn = Some(self.pool.acquire().await?);
+                }
+                if let Err(e) = writer_conn(&mut turn).execute("BEGIN IMMEDIATE").await {
+                    // Not begun; a connection that cannot begin is not kept.
+                    turn.conn = None;
+                    return Err(e);
+                }
+                WriteTx(TxKind::Writer(Some(turn)))
+            }
+            Backend::Postgres => WriteTx(TxKind::Pooled(self.pool.begin().await?)),
         };
         crate::metrics::db_begin(started.elapsed());
-        Ok(WriteTx {
-            tx: tx?,
-            _turn: turn,
-        })
-    }
-
-    /// [`Self::begin`] on a connection the caller holds.
-    pub async fn begin_on<'c>(
-        &self,
-        conn: &'c mut sqlx::AnyConnection,
-    ) -> sqlx::Result<WriteTx<'c>> {
-        use sqlx::Connection as _;
-        let turn = self.write_turn().await;
-        let tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
-        Ok(WriteTx { tx, _turn: turn })
-    }
-
-    /// This host's turn to write, on SQLite (see [`Self::begin`]); `None` on PostgreSQL,
-    /// where writers do not exclude each other.
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
-            Backend::Postgres => None,
-        }
+        Ok(tx)
     }
 
     pub fn backend(&self) -> Backend {
@@ -235,7 +321,10 @@ impl Database {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
+    /// Closes the pool, after the last write transaction (closing waits for every
+    /// connection, the kept writer's too).
     pub async fn close(&self) {
+        self.write_turn.lock().await.conn = None;
         self.pool.close().await;
     }
 }
@@ -594,5 +683,102 @@ mod tests {
         let (_dir, db) = temp_sqlite().await;
         db.migrate().await.unwrap(); // idempotent
         assert!(db.ping().await);
+    }
+
+    async fn count(db: &Database) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM writes")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn write(tx: &mut WriteTx, n: i64) {
+        sqlx::query("INSERT INTO writes (n) VALUES ($1)")
+            .bind(n)
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite_write_transactions_share_one_connection_and_undo_when_dropped() {
+        let (_dir, db) = temp_sqlite().await;
+        sqlx::query("CREATE TABLE writes (n BIGINT)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+
+        // One connection: a TEMP table (private to its connection) made in one
+        // transaction is there in the next.
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TEMP TABLE mine (x BIGINT)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        write(&mut tx, 1).await;
+        tx.commit().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("INSERT INTO mine (x) VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .expect("the next write transaction runs on the same connection");
+        tx.rollback().await.unwrap();
+
+        // Dropped unfinished: undone, and the next transaction starts clean.
+        let mut tx = db.begin().await.unwrap();
+        write(&mut tx, 2).await;
+        drop(tx);
+        let mut tx = db.begin().await.unwrap();
+        write(&mut tx, 3).await;
+        tx.commit().await.unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM writes ORDER BY n")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, [1, 3]);
+
+        // A caller's future dropped mid-transaction: the same.
+        let abandoned = async {
+            let mut tx = db.begin().await.unwrap();
+            write(&mut tx, 4).await;
+            std::future::pending::<()>().await;
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), abandoned)
+                .await
+                .is_err()
+        );
+        let mut tx = db.begin().await.unwrap();
+        write(&mut tx, 5).await;
+        tx.commit().await.unwrap();
+        assert_eq!(count(&db).await, 3);
+
+        // Closing does not wait for the kept writer connection.
+        tokio::time::timeout(Duration::from_secs(10), db.close())
+            .await
+            .expect("the pool closed with the writer connection given back");
+    }
+
+    #[tokio::test]
+    async fn concurrent_sqlite_write_transactions_all_commit() {
+        let (_dir, db) = temp_sqlite().await;
+        sqlx::query("CREATE TABLE writes (n BIGINT)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..32 {
+            let db = db.clone();
+            tasks.spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                write(&mut tx, n).await;
+                tokio::task::yield_now().await;
+                tx.commit().await.unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(count(&db).await, 32);
     }
 }
