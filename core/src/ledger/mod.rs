@@ -150,23 +150,17 @@ pub async fn record_settled_call(
         ),
         (EntryType::MarketplaceFee, None, fee),
     ];
-    for (kind, profile, amount) in entries {
-        insert(
-            conn,
-            &NewEntry {
-                gateway_request_id: c.gateway_request_id,
-                profile_id: profile,
-                kind,
-                amount_cents: amount,
-                currency: c.currency,
-                relay_request_id: Some(c.relay_request_id),
-                listing_id: Some(c.listing_id),
-                now: c.now,
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    let entries = entries.map(|(kind, profile_id, amount_cents)| NewEntry {
+        gateway_request_id: c.gateway_request_id,
+        profile_id,
+        kind,
+        amount_cents,
+        currency: c.currency,
+        relay_request_id: Some(c.relay_request_id),
+        listing_id: Some(c.listing_id),
+        now: c.now,
+    });
+    insert_all(conn, &entries).await
 }
 
 /// Undoes a call's charge: one mirrored entry for each of its charge entries (none for a
@@ -186,6 +180,7 @@ pub async fn record_reversal(
     .fetch_all(&mut *conn)
     .await?;
     let mut refunded = 0;
+    let mut reversals = Vec::with_capacity(charged.len());
     for e in &charged {
         let Some(kind) = EntryType::parse(&e.entry_type).and_then(EntryType::reversal) else {
             continue;
@@ -193,21 +188,18 @@ pub async fn record_reversal(
         if kind == EntryType::GatewayRefund {
             refunded -= e.amount_cents;
         }
-        insert(
-            conn,
-            &NewEntry {
-                gateway_request_id,
-                profile_id: e.profile_id.as_deref(),
-                kind,
-                amount_cents: -e.amount_cents,
-                currency: &e.currency,
-                relay_request_id: e.relay_request_id.as_deref(),
-                listing_id: e.listing_id.as_deref(),
-                now,
-            },
-        )
-        .await?;
+        reversals.push(NewEntry {
+            gateway_request_id,
+            profile_id: e.profile_id.as_deref(),
+            kind,
+            amount_cents: -e.amount_cents,
+            currency: &e.currency,
+            relay_request_id: e.relay_request_id.as_deref(),
+            listing_id: e.listing_id.as_deref(),
+            now,
+        });
     }
+    insert_all(conn, &reversals).await?;
     Ok(refunded)
 }
 
@@ -223,22 +215,31 @@ struct NewEntry<'a> {
     now: i64,
 }
 
-async fn insert(conn: &mut AnyConnection, e: &NewEntry<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+/// Appends `entries` in one statement (a call's entries are written together).
+async fn insert_all(conn: &mut AnyConnection, entries: &[NewEntry<'_>]) -> sqlx::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO ledger_entries (id, gateway_request_id, profile_id, entry_type, amount_cents, \
-         currency, relay_request_id, listing_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(crate::storage::append_id().to_string())
-    .bind(e.gateway_request_id)
-    .bind(e.profile_id)
-    .bind(e.kind.as_str())
-    .bind(e.amount_cents)
-    .bind(e.currency)
-    .bind(e.relay_request_id)
-    .bind(e.listing_id)
-    .bind(e.now)
-    .execute(conn)
-    .await?;
+         currency, relay_request_id, listing_id, created_at) VALUES {}",
+        storage::Backend::of(conn)
+            .values_list("($1, $2, $3, $4, $5, $6, $7, $8, $9)", entries.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for e in entries {
+        q = q
+            .bind(crate::storage::append_id().to_string())
+            .bind(e.gateway_request_id)
+            .bind(e.profile_id)
+            .bind(e.kind.as_str())
+            .bind(e.amount_cents)
+            .bind(e.currency)
+            .bind(e.relay_request_id)
+            .bind(e.listing_id)
+            .bind(e.now);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
