@@ -113,7 +113,7 @@ impl WriteTx {
             TxKind::Writer(Some(mut turn)) => {
                 let result = writer_conn(&mut turn).execute("ROLLBACK").await;
                 if result.is_err() {
-                    turn.conn = None;
+                    drop_writer(turn);
                 }
                 result.map(|_| ())
             }
@@ -289,8 +289,9 @@ impl Database {
                     turn.conn = Some(self.pool.acquire().await?);
                 }
                 if let Err(e) = writer_conn(&mut turn).execute("BEGIN IMMEDIATE").await {
-                    // Not begun; a connection that cannot begin is not kept.
-                    turn.conn = None;
+                    // A connection that cannot begin is closed, not kept or pooled: it
+                    // may still be inside a transaction whose COMMIT was abandoned.
+                    drop_writer(turn);
                     return Err(e);
                 }
                 WriteTx(TxKind::Writer(Some(turn)))
@@ -685,6 +686,15 @@ mod tests {
         assert!(db.ping().await);
     }
 
+    async fn with_writes_table() -> (tempfile::TempDir, Database) {
+        let (dir, db) = temp_sqlite().await;
+        sqlx::query("CREATE TABLE writes (n BIGINT)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
     async fn count(db: &Database) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM writes")
             .fetch_one(db.pool())
@@ -702,11 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_write_transactions_share_one_connection_and_undo_when_dropped() {
-        let (_dir, db) = temp_sqlite().await;
-        sqlx::query("CREATE TABLE writes (n BIGINT)")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        let (_dir, db) = with_writes_table().await;
 
         // One connection: a TEMP table (private to its connection) made in one
         // transaction is there in the next.
@@ -761,11 +767,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_sqlite_write_transactions_all_commit() {
-        let (_dir, db) = temp_sqlite().await;
-        sqlx::query("CREATE TABLE writes (n BIGINT)")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        let (_dir, db) = with_writes_table().await;
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..32 {
             let db = db.clone();
