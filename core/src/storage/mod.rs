@@ -94,32 +94,34 @@ impl WriteTx {
     pub async fn commit(mut self) -> sqlx::Result<()> {
         match std::mem::replace(&mut self.0, TxKind::Writer(None)) {
             TxKind::Pooled(tx) => tx.commit().await,
-            TxKind::Writer(Some(mut turn)) => {
-                let result = writer_conn(&mut turn).execute("COMMIT").await;
-                if result.is_err() {
-                    // A failed COMMIT (the file locked by another process, say) leaves
-                    // the transaction open: end it before the turn is given back.
-                    finish_writer(turn).await;
-                }
-                result.map(|_| ())
-            }
-            TxKind::Writer(None) => Ok(()),
+            TxKind::Writer(turn) => end_writer(turn, "COMMIT").await,
         }
     }
 
     pub async fn rollback(mut self) -> sqlx::Result<()> {
         match std::mem::replace(&mut self.0, TxKind::Writer(None)) {
             TxKind::Pooled(tx) => tx.rollback().await,
-            TxKind::Writer(Some(mut turn)) => {
-                let result = writer_conn(&mut turn).execute("ROLLBACK").await;
-                if result.is_err() {
-                    drop_writer(turn);
-                }
-                result.map(|_| ())
-            }
-            TxKind::Writer(None) => Ok(()),
+            TxKind::Writer(turn) => end_writer(turn, "ROLLBACK").await,
         }
     }
+}
+
+/// Ends a SQLite write transaction with `statement` (`COMMIT` or `ROLLBACK`). One that
+/// fails (a COMMIT refused while another process holds the file, say) may leave the
+/// transaction open: [`finish_writer`] ends it, or closes the connection, before the
+/// turn is given back.
+async fn end_writer(
+    turn: Option<tokio::sync::OwnedMutexGuard<Writer>>,
+    statement: &'static str,
+) -> sqlx::Result<()> {
+    let Some(mut turn) = turn else {
+        return Ok(());
+    };
+    let result = writer_conn(&mut turn).execute(statement).await;
+    if result.is_err() {
+        finish_writer(turn).await;
+    }
+    result.map(|_| ())
 }
 
 impl Drop for WriteTx {
