@@ -130,10 +130,12 @@ key=$(head -c 32 /dev/urandom | base64)
 
 # start_gateway NAME ADDR DATABASE_URL CONFIG [REDIS_URL]: one `crochet serve` in a
 # directory of its own; its pid is left in $gw_pid. exec: the background job is the
-# server itself, so stop_gateway (and cleanup) stop it.
+# server itself, so stop_gateway (and cleanup) stop it. X402=builtin in the environment
+# turns x402 on with the built-in facilitator.
 start_gateway() {
   mkdir -p "$work/$1"
   (cd "$work/$1" && exec env CROCHET_DATABASE_URL="$3" CROCHET_BIND="$2" CROCHET_CONFIG="$4" ${5:+CROCHET_REDIS_URL=$5} \
+    ${X402:+CROCHET_X402_FACILITATOR_URL=$X402} \
     CROCHET_ENCRYPTION_KEY="$key" CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn "$crochet" serve >serve.out 2>serve.err) &
   gw_pid=$!
   wait_port "$2"
@@ -229,7 +231,8 @@ nginx_rps=$last_rps
 run "bare axum+hyper relay" "http://$BARE/run" "" "$bare_pid"
 
 if want policies; then
-  start_gateway shipped "$GATEWAY" sqlite://crochet.db "$work/policies.toml"
+  # x402 on (built-in facilitator) for the paid rows' x402 retry; free calls never touch it.
+  X402=builtin start_gateway shipped "$GATEWAY" sqlite://crochet.db "$work/policies.toml"
   setup "http://$GATEWAY/api/v1"
   run "crochet free, as shipped" "http://$GATEWAY/api/v1/gateway/$FREE" "$AUTH" "$gw_pid"
   sent=$last_requests

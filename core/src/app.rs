@@ -245,6 +245,7 @@ impl AppState {
         public_url: String,
         bus: Bus,
         plugins: Plugins,
+        x402: Option<crate::payments::x402::X402>,
     ) -> anyhow::Result<Self> {
         let key = &keys.current;
         let domain = public_url
@@ -289,7 +290,8 @@ impl AppState {
             plugins.host.clone(),
         );
         let payments = crate::payments::Payments::from_config(&config, &db, &public_url)
-            .context("cannot set up the payment provider")?;
+            .context("cannot set up the payment provider")?
+            .with_x402(x402);
         let receipt_signer = crate::ledger::receipts::ReceiptSigner::new(key);
         let recorder = crate::gateway::recorder::Recorder::start(db.clone());
         let admin = config.admin_token()?.map(|token| {
@@ -534,7 +536,7 @@ pub async fn rotate_secrets(config: Config) -> anyhow::Result<usize> {
         policies: PolicyChain::default(),
         reloading: Arc::default(),
     };
-    let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
+    let state = AppState::new(config, db, &keys, public_url, bus, plugins, None)?;
     let changed = state.catalog.reencrypt_all().await?;
     state.bus.close();
     state.db.close().await;
@@ -605,7 +607,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("cannot subscribe to cache invalidations (check CROCHET_REDIS_URL)")?;
     let plugins = Plugins::load(&config, &keys, &bus).await?;
-    let state = AppState::new(config, db, &keys, public_url, bus, plugins)?;
+    let x402 = crate::payments::x402::X402::from_config(&config.x402, config.environment)
+        .await
+        .context("cannot set up x402 (check the CROCHET_X402_* settings)")?;
+    let state = AppState::new(config, db, &keys, public_url, bus, plugins, x402)?;
     let router = crate::http::router(state.clone());
     let limits = crate::http::server::Limits::new(&state.config.server);
     let metrics_server = metrics_listener.map(|listener| {

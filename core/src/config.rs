@@ -74,6 +74,9 @@ pub struct Config {
     pub reputation: ReputationConfig,
     /// Recovery of paid calls interrupted by a crash (`[gateway]` in `crochet.toml`).
     pub gateway: GatewayConfig,
+    /// x402 payments beside the relay flow (`[x402]` in `crochet.toml`, or the
+    /// `CROCHET_X402_*` variables); off while no facilitator is set.
+    pub x402: X402Config,
     /// Connection limits and timeouts of the HTTP server (`[server]` in `crochet.toml`).
     pub server: ServerConfig,
     /// The operator's credential for the admin routes (`Authorization: Bearer …`); the
@@ -132,6 +135,88 @@ impl Default for GatewayConfig {
             lease_grace_seconds: 30,
             interrupted_after_seconds: 900,
         }
+    }
+}
+
+/// x402 payments (`[x402]`). With a facilitator set, a paid listing's 402 also offers
+/// x402's `exact` scheme on each network, and a retry with `PAYMENT-SIGNATURE` is
+/// verified, forwarded, and settled only when the seller answered well.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct X402Config {
+    /// The facilitator's base URL (`/verify`, `/settle`, `/supported` below it), or
+    /// `builtin` (development only: verifies signatures, moves no money). Unset: x402 off.
+    pub facilitator_url: Option<String>,
+    /// Sent as the `Authorization` header to the facilitator, when it needs one.
+    pub facilitator_auth: Option<Secret>,
+    /// CAIP-2 networks offered (`eip155:8453` is Base).
+    pub networks: Vec<String>,
+    /// The operator's treasury on EVM networks (`payTo`).
+    pub pay_to_evm: Option<String>,
+    /// The operator's treasury on Solana networks (`payTo`).
+    pub pay_to_solana: Option<String>,
+    /// Whether a buyer without an API key may pay with x402 (the paying wallet then
+    /// identifies the buyer).
+    pub keyless: bool,
+    /// Whether a buyer with an API key may pay from a wallet it has not linked.
+    pub any_payer: bool,
+    /// `maxTimeoutSeconds` of the offers: how long a buyer's signed authorization should
+    /// stay valid. It must outlast the seller's answer and the settlement.
+    pub max_timeout_seconds: u64,
+    /// Timeout of one request to the facilitator.
+    pub facilitator_timeout_seconds: u64,
+}
+
+impl Default for X402Config {
+    fn default() -> Self {
+        Self {
+            facilitator_url: None,
+            facilitator_auth: None,
+            networks: vec!["eip155:8453".into()],
+            pay_to_evm: None,
+            pay_to_solana: None,
+            keyless: true,
+            any_payer: false,
+            max_timeout_seconds: 300,
+            facilitator_timeout_seconds: 15,
+        }
+    }
+}
+
+impl X402Config {
+    /// Overrides from `CROCHET_X402_FACILITATOR_URL`, `CROCHET_X402_FACILITATOR_AUTH`,
+    /// `CROCHET_X402_NETWORKS` (comma-separated), `CROCHET_X402_PAY_TO_EVM` and
+    /// `CROCHET_X402_PAY_TO_SOLANA`; an empty variable counts as unset.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let var = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(v) = var("CROCHET_X402_FACILITATOR_URL") {
+            self.facilitator_url = Some(v);
+        }
+        if let Some(v) = var("CROCHET_X402_FACILITATOR_AUTH") {
+            self.facilitator_auth = Some(Secret(v));
+        }
+        if let Some(v) = var("CROCHET_X402_NETWORKS") {
+            self.networks = v
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+        }
+        if let Some(v) = var("CROCHET_X402_PAY_TO_EVM") {
+            self.pay_to_evm = Some(v);
+        }
+        if let Some(v) = var("CROCHET_X402_PAY_TO_SOLANA") {
+            self.pay_to_solana = Some(v);
+        }
+    }
+
+    /// Whether the built-in development facilitator is named.
+    pub fn builtin(&self) -> bool {
+        self.facilitator_url.as_deref() == Some("builtin")
     }
 }
 
@@ -391,6 +476,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             reputation: ReputationConfig::default(),
             gateway: GatewayConfig::default(),
+            x402: X402Config::default(),
             server: ServerConfig::default(),
             admin_token: None,
             admin_token_file: None,
@@ -439,6 +525,7 @@ impl Config {
         if let Ok(key) = std::env::var("CROCHET_RELAY_API_KEY") {
             config.relay.get_or_insert_with(Default::default).api_key = Some(key);
         }
+        config.x402.apply_env(|name| std::env::var(name).ok());
         config.file = file;
         Ok(config)
     }
@@ -660,6 +747,13 @@ impl Config {
                 setting: "CROCHET_ENCRYPTION_KEY",
                 problem: "is not set, so secrets at rest would have no stable key",
                 fix: "set CROCHET_ENCRYPTION_KEY to 32 random bytes in base64 (`openssl rand -base64 32`)",
+            });
+        }
+        if self.x402.builtin() {
+            return Err(ConfigError::Unsafe {
+                setting: "CROCHET_X402_FACILITATOR_URL",
+                problem: "is `builtin`, a development facilitator that settles without any money moving",
+                fix: "set CROCHET_X402_FACILITATOR_URL to your x402 facilitator's URL, or unset it to turn x402 off",
             });
         }
         if self.allow_private_endpoints == Some(true) {

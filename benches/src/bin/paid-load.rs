@@ -10,6 +10,12 @@
 //! gateway process (`GATEWAY_PID`) spent per request from `/proc` (`HZ`, default 100, is
 //! the kernel's clock tick: `getconf CLK_TCK`), so the retry's cost stands alone; then
 //! the whole flow's rate, paid calls per second.
+//!
+//! When the gateway takes x402 (its 402 carries `PAYMENT-REQUIRED`), phase three sends
+//! as many x402 retries: each buyer is a wallet without an API key that signs its
+//! payments (EIP-3009, before the phase starts), and each retry is verified, forwarded
+//! and settled through the facilitator. Its row stands beside the relay retry's, so the
+//! x402 flow's added cost reads directly.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,6 +147,8 @@ async fn main() {
     // Phase two: every retry, which is forwarded to the seller and charged.
     let before = cpu_ticks(pid);
     let started = Instant::now();
+    let per_buyer: Vec<usize> = settled.iter().map(|(_, _, p)| p.len()).collect();
+    let clients: Vec<reqwest::Client> = settled.iter().map(|(c, _, _)| c.clone()).collect();
     let mut tasks = Vec::new();
     for (client, key, paid) in settled {
         let gateway = gateway.clone();
@@ -187,5 +195,107 @@ async fn main() {
     println!(
         "paid calls (402, settle, retry) per second: {:.0} ({pairs} calls by {conns} buyers)",
         pairs as f64 / (prepare + retry).as_secs_f64()
+    );
+    x402_retries(&gateway, pid, hz, clients, per_buyer).await;
+}
+
+/// Phase three: x402 retries, as many per buyer as phase two sent, each paid by a
+/// payment the buyer's wallet signed beforehand.
+async fn x402_retries(
+    gateway: &str,
+    pid: &str,
+    hz: f64,
+    clients: Vec<reqwest::Client>,
+    per_buyer: Vec<usize>,
+) {
+    use crochet_payment_x402::{PaymentRequired, decode_header, encode_header};
+    let Some(client) = clients.first() else {
+        return;
+    };
+    let r = client
+        .post(gateway)
+        .header("content-type", "application/json")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    let offer = r
+        .headers()
+        .get("payment-required")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| decode_header::<PaymentRequired>(v).ok())
+        .and_then(|p| p.accepts.into_iter().next());
+    let Some(offer) = offer else {
+        println!("paid: x402 retry: skipped (the gateway does not take x402)");
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut signed = Vec::new();
+    for (client, n) in clients.into_iter().zip(per_buyer) {
+        let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let payments: Vec<String> = (0..n)
+            .map(|_| {
+                let mut nonce = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+                let payload = crochet_payment_x402::evm::sign_exact_evm(
+                    &key,
+                    &offer,
+                    None,
+                    now - 60,
+                    now + 600,
+                    nonce,
+                );
+                encode_header(&payload)
+            })
+            .collect();
+        signed.push((client, payments));
+    }
+    let total: usize = signed.iter().map(|(_, p)| p.len()).sum();
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (client, payments) in signed {
+        let gateway = gateway.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = 0usize;
+            for payment in payments {
+                let t = Instant::now();
+                let r = client
+                    .post(&gateway)
+                    .header("content-type", "application/json")
+                    .header("PAYMENT-SIGNATURE", payment)
+                    .body(BODY)
+                    .send()
+                    .await
+                    .unwrap();
+                if !r.status().is_success() {
+                    failed += 1;
+                }
+                let _ = r.bytes().await;
+                times.push(t.elapsed());
+            }
+            (times, failed)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (t, f) = t.await.unwrap();
+        times.extend(t);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    let cpu = (cpu_ticks(pid) - before) as f64 * 1e6 / hz / total.max(1) as f64;
+    row(
+        "paid: x402 retry (settled)",
+        total,
+        elapsed,
+        &mut times,
+        cpu,
+        &format!("{failed} non-2xx; verify, forward, settle (built-in facilitator)"),
     );
 }

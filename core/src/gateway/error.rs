@@ -68,6 +68,35 @@ pub enum GatewayError {
         paid: bool,
         context: Box<Value>,
     },
+    #[error(
+        "both X-Crochet-Relay-Request-Id and PAYMENT-SIGNATURE were sent; a call is paid one way"
+    )]
+    ConflictingPayments,
+    #[error("this call cannot be paid with x402: {0}")]
+    X402NotOffered(&'static str),
+    #[error("the x402 payment was refused ({reason}): {message}")]
+    X402Invalid {
+        /// The x402 reason code (`invalid_exact_evm_payload_signature`, …).
+        reason: String,
+        message: String,
+        /// The requirement to pay again with, when the listing is known.
+        offer: Option<Box<crochet_payment_x402::PaymentRequired>>,
+    },
+    #[error("the paying wallet {payer} is not linked to this agent's profile")]
+    PayerNotLinked { payer: String },
+    #[error(
+        "the seller answered, but the x402 payment could not be settled ({reason}); the answer is withheld and nothing was charged"
+    )]
+    X402SettlementFailed {
+        gateway_request_id: String,
+        reason: String,
+        /// The settle response (or one made for a facilitator that did not answer).
+        response: Box<crochet_payment_x402::SettleResponse>,
+    },
+    #[error(
+        "the x402 settlement of gateway request {0} was sent but its answer was lost; the host settles it again shortly"
+    )]
+    X402SettlementUnconfirmed(String),
     #[error(transparent)]
     Policy(crate::plugins::policy::PolicyRefusal),
     #[error("the listing's seller adapter rejected the request: {0}")]
@@ -86,6 +115,11 @@ impl GatewayError {
     pub fn gateway_request_id(&self) -> Option<&str> {
         match self {
             Self::PaymentConsumed(id)
+            | Self::X402SettlementUnconfirmed(id)
+            | Self::X402SettlementFailed {
+                gateway_request_id: id,
+                ..
+            }
             | Self::CallInterrupted(id)
             | Self::CallInProgress { request_id: id, .. } => {
                 Some(id.as_str()).filter(|id| !id.is_empty())
@@ -94,4 +128,28 @@ impl GatewayError {
             _ => None,
         }
     }
+
+    /// The x402 headers of this error's response: `PAYMENT-REQUIRED` with what to pay,
+    /// `PAYMENT-RESPONSE` with a failed settlement.
+    pub fn x402_header(&self) -> Option<(&'static str, String)> {
+        use crochet_payment_x402::encode_header;
+        match self {
+            Self::PaymentRequired(p) => p
+                .x402
+                .as_ref()
+                .map(|r| (PAYMENT_REQUIRED, encode_header(r))),
+            Self::X402Invalid {
+                offer: Some(offer), ..
+            } => Some((PAYMENT_REQUIRED, encode_header(offer.as_ref()))),
+            Self::X402SettlementFailed { response, .. } => {
+                Some((PAYMENT_RESPONSE, encode_header(response.as_ref())))
+            }
+            _ => None,
+        }
+    }
 }
+
+/// The x402 header of a 402: what to pay, base64 JSON.
+pub const PAYMENT_REQUIRED: &str = "payment-required";
+/// The x402 header of an answer after settlement, base64 JSON.
+pub const PAYMENT_RESPONSE: &str = "payment-response";

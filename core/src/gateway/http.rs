@@ -14,19 +14,19 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::GatewayError;
+use super::error::{GatewayError, PAYMENT_RESPONSE};
 use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayment};
 use super::pipeline::{CallFacts, GatewayCall, Outcome};
 use crate::app::AppState;
 use crate::http::error::RequestError;
 use crate::http::error::{ApiError, ErrorEnvelope, ErrorSpec};
 use crate::http::extract::{
-    ApiBytes, ApiPath, ApiQuery, Auth, PolicyHeaders, is_json_content_type,
+    ApiBytes, ApiPath, ApiQuery, Auth, MaybeAuth, PolicyHeaders, is_json_content_type,
 };
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
 use crate::metrics::GatewayOutcome;
@@ -38,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(call))
         .routes(routes!(history))
+        .routes(routes!(super::discovery::resources))
         .routes(routes!(crate::ledger::http::ledger))
         .routes(routes!(crate::ledger::http::list_receipts))
         .routes(routes!(crate::ledger::http::get_receipt))
@@ -47,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// `HeaderMap` would copy it on every call).
 struct CallHeaders {
     relay_request_id: Option<String>,
+    payment_signature: Option<String>,
     idempotency_key: Option<String>,
     origin_currency: Option<String>,
     origin_chain_id: Option<String>,
@@ -62,6 +64,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallHeaders {
         let header = |name: &str| header(&parts.headers, name);
         Ok(Self {
             relay_request_id: header("x-crochet-relay-request-id"),
+            payment_signature: header("payment-signature"),
             idempotency_key: header("idempotency-key"),
             origin_currency: header("x-crochet-origin-currency"),
             origin_chain_id: header("x-crochet-origin-chain-id"),
@@ -83,12 +86,19 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 /// Call a seller capability. Paid listings answer 402 with a payment requirement; retry
 /// the same body with `X-Crochet-Relay-Request-Id` once paid (202 while pending).
 ///
+/// Where the marketplace takes x402, the 402 also carries `PAYMENT-REQUIRED`, and a
+/// retry may carry `PAYMENT-SIGNATURE` instead: the payment is verified, the call
+/// forwarded, and the payment settled only if the seller answered 2xx JSON (the answer
+/// then carries `PAYMENT-RESPONSE`). Such a retry needs no API key where keyless x402
+/// is allowed: the paying wallet is the buyer.
+///
 /// The body must be UTF-8 JSON sent with a JSON content type; it is forwarded byte for
 /// byte, escapes included.
 #[utoipa::path(post, path = "/gateway/{listing_id}", tag = "gateway", security(("api_key" = [])),
     params(
         ("listing_id" = String, Path, description = "Listing UUID or slug"),
         ("X-Crochet-Relay-Request-Id" = Option<String>, Header, description = "The relay_request_id of a completed payment"),
+        ("PAYMENT-SIGNATURE" = Option<String>, Header, description = "An x402 v2 payment payload (base64 JSON) for one of the offers in PAYMENT-REQUIRED"),
         ("Idempotency-Key" = Option<String>, Header, description = "Repeats return the same payment requirement"),
         ("X-Crochet-Origin-Currency" = Option<String>, Header, description = "USDC, ETH or SOL"),
         ("X-Crochet-Origin-Chain-Id" = Option<String>, Header, description = "Origin chain id"),
@@ -99,14 +109,15 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         (status = 200, body = Envelope<GatewaySuccess>),
         (status = 202, description = "Settlement pending", body = Envelope<PendingPayment>),
         (status = 400, description = "Invalid body or route; PAYMENT_ROUTE_MINIMUM_NOT_MET", body = ErrorEnvelope),
-        (status = 402, description = "PAYMENT_REQUIRED or PAYMENT_FAILED", body = ErrorEnvelope),
+        (status = 402, description = "PAYMENT_REQUIRED (with the x402 offer in PAYMENT-REQUIRED), PAYMENT_FAILED, PAYMENT_INVALID (x402 payment refused before the seller was called) or PAYMENT_SETTLEMENT_FAILED (x402: the seller answered, settlement failed, the answer is withheld)", body = ErrorEnvelope),
+        (status = 403, description = "PAYER_WALLET_NOT_LINKED: the x402 payer is not a wallet of this agent", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not JSON", body = ErrorEnvelope),
         (status = 409, description = "Payment already used, call still in progress (GATEWAY_REQUEST_IN_PROGRESS) or interrupted and reversed (GATEWAY_REQUEST_INTERRUPTED), body mismatch, idempotency conflict, listing not active", body = ErrorEnvelope),
-        (status = 502, description = "The seller failed (after payment on a paid listing)", body = ErrorEnvelope),
+        (status = 502, description = "The seller failed (after payment on a paid listing; an x402 payment is then not settled), or PAYMENT_SETTLEMENT_UNCONFIRMED", body = ErrorEnvelope),
     ))]
 async fn call(
     State(s): State<AppState>,
-    Auth(buyer): Auth,
+    MaybeAuth(buyer): MaybeAuth,
     ApiPath(listing_id): ApiPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: CallHeaders,
@@ -117,11 +128,37 @@ async fn call(
         return Err(RequestError::UnsupportedMediaType.into());
     }
     let started = Instant::now();
+    let (buyer, keyless_wallet) = match buyer {
+        Some(buyer) => (buyer, None),
+        None => {
+            let keyless = match &headers.payment_signature {
+                Some(payment) => s
+                    .gateway
+                    .keyless_buyer(payment)
+                    .await
+                    .map(|r| r.map(|b| (b.principal, b.wallet_only))),
+                // A stock x402 client's first call: the x402 offer of a paid listing.
+                None => s
+                    .gateway
+                    .keyless_offer(&listing_id)
+                    .await
+                    .map(|r| Err(r.unwrap_or_else(|e| e))),
+            };
+            match keyless {
+                Some(Ok(buyer)) => buyer,
+                Some(Err(e)) => return Ok(error_response(e)),
+                // x402 without a key is off (or the listing is free): a key is needed.
+                None => (s.identity.authenticate(None).await?, None),
+            }
+        }
+    };
     let call = GatewayCall {
         buyer,
         listing_ref: listing_id,
         body,
         relay_request_id: headers.relay_request_id,
+        payment_signature: headers.payment_signature,
+        keyless_wallet,
         idempotency_key: headers.idempotency_key,
         origin_currency: headers.origin_currency,
         origin_chain_id: headers.origin_chain_id,
@@ -139,23 +176,46 @@ async fn call(
         started,
     };
     Ok(match result {
-        Ok(Outcome::Forwarded(success)) => {
+        Ok(Outcome::Forwarded(mut success)) => {
             report.success(GatewayOutcome::Forwarded, Some(&success.request_id));
-            ok(*success).into_response()
+            let payment_response = success.payment_response.take();
+            let mut response = ok(*success).into_response();
+            if let Some(value) = payment_response.and_then(|v| HeaderValue::try_from(v).ok()) {
+                response.headers_mut().insert(PAYMENT_RESPONSE, value);
+            }
+            response
         }
         Ok(Outcome::Pending(pending)) => {
             report.success(GatewayOutcome::PaymentPending, None);
             (StatusCode::ACCEPTED, ok(pending)).into_response()
         }
         Err(e) => {
+            let header = e.x402_header();
             let error = ApiError::Gateway(e);
             let spec = error.spec();
             if let ApiError::Gateway(e) = &error {
                 report.failure(e, &spec);
             }
-            error.respond(spec)
+            with_x402_header(error.respond(spec), header)
         }
     })
+}
+
+/// A gateway error's response, with its x402 header.
+fn error_response(e: GatewayError) -> Response {
+    let header = e.x402_header();
+    let error = ApiError::Gateway(e);
+    let spec = error.spec();
+    with_x402_header(error.respond(spec), header)
+}
+
+fn with_x402_header(mut response: Response, header: Option<(&'static str, String)>) -> Response {
+    if let Some((name, value)) = header
+        && let Ok(value) = HeaderValue::try_from(value)
+    {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// The log line and the metrics of one gateway call.
@@ -237,7 +297,6 @@ async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
     use proptest::prelude::*;
 
     proptest! {

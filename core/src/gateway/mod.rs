@@ -5,6 +5,7 @@
 //! the same headers and signature from either.
 
 mod adapter;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod model;
@@ -13,6 +14,7 @@ pub mod pipeline;
 pub mod recorder;
 pub mod recovery;
 pub mod store;
+pub mod x402;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,8 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 /// The payment object of a 402, shown in `error.details.payment` and `data.payment`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentObject {
-    pub relay_request_id: String,
-    /// Provider instructions (mock: `scheme`, `amount_cents`, `currency`, `settle_url`).
+    /// The id to retry with after paying through the provider; absent when only x402 is
+    /// offered (a buyer without an API key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_request_id: Option<String>,
+    /// Provider instructions (mock: `scheme`, `amount_cents`, `currency`, `settle_url`);
+    /// when only x402 is offered, the x402 payment requirement.
     #[schema(value_type = Object)]
     pub requirements: Value,
     /// Headers to add to the retry.
@@ -20,6 +24,14 @@ pub struct PaymentObject {
     pub amount_cents: i64,
     pub currency: String,
     pub provider: String,
+    /// The ways this call can be paid: the provider's name (`mock`, `relay`) for a
+    /// requirement retried with `X-Crochet-Relay-Request-Id`, and `x402`.
+    pub flows: Vec<String>,
+    /// The x402 payment requirement, also sent base64-encoded in `PAYMENT-REQUIRED`;
+    /// present when x402 is offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub x402: Option<crochet_payment_x402::PaymentRequired>,
 }
 
 /// `charged_amount` of a success.
@@ -40,9 +52,21 @@ pub struct Fees {
 /// `payment` of a success.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentStatus {
-    /// `verified`.
+    /// `verified` (a provider's settled payment) or `settled` (x402, settled after the
+    /// seller answered).
     pub status: &'static str,
+    /// The payment's id: the relay request id, or the x402 payment's id.
     pub relay_request_id: String,
+    /// `x402` for an x402 payment; absent for the provider flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<&'static str>,
+    /// The x402 settlement's transaction, network and payer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
 }
 
 /// A forwarded call's answer.
@@ -58,6 +82,9 @@ pub struct GatewaySuccess {
     /// The seller's JSON exactly as it answered (numbers, key order and duplicates kept).
     #[schema(value_type = Object)]
     pub seller_response: Box<serde_json::value::RawValue>,
+    /// The x402 settle response, base64-encoded for the `PAYMENT-RESPONSE` header.
+    #[serde(skip)]
+    pub payment_response: Option<String>,
 }
 
 /// The 202 answer while settlement is pending.
@@ -99,6 +126,11 @@ pub enum GatewayRequestStatus {
     SellerTimeout,
     /// Abandoned while forwarding; its charge was reversed.
     Interrupted,
+    /// An x402 payment was refused (by the local checks or the facilitator's verify).
+    PaymentRejected,
+    /// The seller answered, but the x402 payment could not be settled: the answer was
+    /// withheld from the buyer and nothing was charged.
+    ServedUnpaid,
 }
 
 impl GatewayRequestStatus {
@@ -106,7 +138,8 @@ impl GatewayRequestStatus {
     /// `None` for attempts the seller never saw (402s, refusals, pending payments).
     pub fn score_event(self, error_code: Option<&str>) -> Option<EventKind> {
         match (self, error_code) {
-            (Self::Completed, _) => Some(EventKind::CallSucceeded),
+            // The seller served a served-unpaid call as well as a paid one.
+            (Self::Completed | Self::ServedUnpaid, _) => Some(EventKind::CallSucceeded),
             (Self::SellerTimeout, _) => Some(EventKind::SellerTimeout),
             (
                 Self::SellerError,
@@ -122,7 +155,7 @@ impl GatewayRequestStatus {
     }
 
     /// Every status, in the order of a call's life.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::PaymentRequired,
         Self::PaymentPending,
         Self::PaymentFailed,
@@ -134,6 +167,8 @@ impl GatewayRequestStatus {
         Self::SellerError,
         Self::SellerTimeout,
         Self::Interrupted,
+        Self::PaymentRejected,
+        Self::ServedUnpaid,
     ];
 
     /// The stored (and wire) form.
@@ -148,6 +183,8 @@ impl GatewayRequestStatus {
             Self::Forwarding => "forwarding",
             Self::Completed => "completed",
             Self::SellerError => "seller_error",
+            Self::PaymentRejected => "payment_rejected",
+            Self::ServedUnpaid => "served_unpaid",
             Self::SellerTimeout => "seller_timeout",
             Self::Interrupted => "interrupted",
         }

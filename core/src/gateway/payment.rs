@@ -29,6 +29,8 @@ pub(super) enum Verified {
     Pending(PendingPayment),
     /// Settled: the call may be forwarded.
     Paid(Paid),
+    /// An x402 payment, verified: the call may be forwarded, and is settled after.
+    X402(Box<super::x402::X402Paid>),
 }
 
 /// A payment that may be forwarded.
@@ -52,15 +54,24 @@ impl Gateway {
     /// call is accounted. Writes the issued payment (and its idempotency key) when it
     /// asks for one, and a history row for an attempt that ends here; moves no money.
     pub(super) async fn payment(&self, call: &GatewayCall, target: &Target) -> Result<Verified> {
-        let payment = match &call.relay_request_id {
-            None => Err(self
+        let payment = match (&call.relay_request_id, &call.payment_signature) {
+            (Some(_), Some(_)) => Err(GatewayError::ConflictingPayments),
+            (None, Some(header)) => self
+                .x402_verify(call, target, header)
+                .await
+                .map(|p| Verified::X402(Box::new(p))),
+            // A buyer known only by its wallet has no provider flow.
+            (None, None) if call.buyer.api_key_id.is_empty() => Err(self
+                .x402_only_payment(target.listing())
+                .unwrap_or_else(|e| e)),
+            (None, None) => Err(self
                 .require_payment(call, target)
                 .await
                 .unwrap_or_else(|e| e)),
-            Some(id) => self.verify_payment(call, target, id).await,
+            (Some(id), None) => self.verify_payment(call, target, id).await,
         };
         match &payment {
-            Ok(Verified::Paid(_)) => {}
+            Ok(Verified::Paid(_) | Verified::X402(_)) => {}
             Ok(Verified::Pending(_)) => {
                 self.record_attempt(call, target, Status::PaymentPending, None)
                     .await;
@@ -164,14 +175,15 @@ impl Gateway {
         }
         tx.commit().await?;
         crate::metrics::payment(provider.name(), PaymentEvent::RequirementIssued);
-        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
-            retry_headers: json!({"X-Crochet-Relay-Request-Id": requirement.request_id}),
-            relay_request_id: requirement.request_id,
-            requirements: requirement.requirements,
-            amount_cents: req.amount_cents,
-            currency: req.currency,
-            provider: provider.name().to_owned(),
-        })))
+        Ok(GatewayError::PaymentRequired(Box::new(
+            self.payment_object(
+                target,
+                requirement.request_id,
+                requirement.requirements,
+                provider.name().to_owned(),
+                (req.amount_cents, req.currency),
+            ),
+        )))
     }
 
     /// The 402 an Idempotency-Key already produced, if it was for this listing and body.
@@ -182,14 +194,43 @@ impl Gateway {
         if let Some(gr) = p.gateway_request_id.filter(|_| p.status == "consumed") {
             return Err(GatewayError::PaymentConsumed(gr));
         }
-        Ok(GatewayError::PaymentRequired(Box::new(PaymentObject {
-            retry_headers: json!({"X-Crochet-Relay-Request-Id": p.request_id}),
-            requirements: serde_json::from_str(&p.requirements).unwrap_or(Value::Null),
-            relay_request_id: p.request_id,
-            amount_cents: p.amount_cents,
-            currency: p.currency,
-            provider: p.provider,
-        })))
+        Ok(GatewayError::PaymentRequired(Box::new(
+            self.payment_object(
+                target,
+                p.request_id,
+                serde_json::from_str(&p.requirements).unwrap_or(Value::Null),
+                p.provider,
+                (p.amount_cents, p.currency),
+            ),
+        )))
+    }
+
+    /// The payment object of a 402: the provider's requirement, and the x402 offer when
+    /// x402 is on.
+    fn payment_object(
+        &self,
+        target: &Target,
+        request_id: String,
+        requirements: Value,
+        provider: String,
+        (amount_cents, currency): (i64, String),
+    ) -> PaymentObject {
+        let listing = target.listing();
+        let x402 = self.x402_offer(listing, "PAYMENT-SIGNATURE header is required");
+        let mut flows = vec![provider.clone()];
+        if x402.is_some() {
+            flows.push("x402".into());
+        }
+        PaymentObject {
+            retry_headers: json!({"X-Crochet-Relay-Request-Id": request_id}),
+            relay_request_id: Some(request_id),
+            requirements,
+            amount_cents,
+            currency,
+            provider,
+            flows,
+            x402,
+        }
     }
 
     /// The payment route from the `X-Crochet-Origin-*` headers and the buyer's wallets.
@@ -338,6 +379,10 @@ fn attempt_status(e: &GatewayError) -> Option<(Status, Option<&'static str>)> {
             (Status::PaymentAlreadyUsed, Some("PAYMENT_ALREADY_USED"))
         }
         GatewayError::BodyMismatch => (Status::PaymentBodyMismatch, Some("PAYMENT_BODY_MISMATCH")),
+        GatewayError::X402Invalid { .. } => (Status::PaymentRejected, Some("PAYMENT_INVALID")),
+        GatewayError::PayerNotLinked { .. } => {
+            (Status::PaymentRejected, Some("PAYER_WALLET_NOT_LINKED"))
+        }
         _ => return None,
     })
 }

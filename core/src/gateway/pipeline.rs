@@ -41,6 +41,7 @@ use super::model::{GatewayRequestStatus as Status, *};
 use super::payment::{Paid, Verified};
 use super::recorder::FinishedRequest;
 use super::recovery::FaultPoint;
+use super::x402::X402Paid;
 use crate::catalog::store::ListingRow;
 use crate::catalog::{ListingForCall, ListingStatus, PricingModel, ResolvedEndpoint};
 use crate::identity::Principal;
@@ -62,6 +63,11 @@ pub struct GatewayCall {
     /// The buyer's exact body, forwarded without a copy.
     pub body: Bytes,
     pub relay_request_id: Option<String>,
+    /// x402's `PAYMENT-SIGNATURE` (base64 JSON), for a call paid with x402.
+    pub payment_signature: Option<String>,
+    /// For a keyless x402 call from a wallet no agent links: that wallet, whose
+    /// wallet-only buyer profile is written once the payment is verified.
+    pub keyless_wallet: Option<String>,
     pub idempotency_key: Option<String>,
     pub origin_currency: Option<String>,
     pub origin_chain_id: Option<String>,
@@ -150,18 +156,27 @@ impl Gateway {
             Box::pin(self.policy(call, &target)).await?;
         }
         self.adapt_request(call, &mut target).await?;
-        let paid = match target.listing().pricing_model() {
-            PricingModel::Free => None,
+        let (paid, x402) = match target.listing().pricing_model() {
+            PricingModel::Free if call.payment_signature.is_some() => {
+                return Err(GatewayError::X402NotOffered(
+                    "the listing is free; call it without PAYMENT-SIGNATURE",
+                ));
+            }
+            PricingModel::Free => (None, None),
             PricingModel::PerCall => match Box::pin(self.payment(call, &target)).await? {
-                Verified::Paid(paid) => Some(paid),
+                Verified::Paid(paid) => (Some(paid), None),
+                Verified::X402(x402) => (None, Some(x402)),
                 Verified::Pending(pending) => return Ok(Outcome::Pending(pending)),
             },
         };
-        let forwarding = self.account(call, &target, paid).await?;
+        let forwarding = self.account(call, &target, paid, x402.as_deref()).await?;
         let (answer, latency_ms) = self.sign_and_send(call, &target, &forwarding).await;
         let answered = Self::classify(answer, latency_ms);
         facts.seller_status = answered.response.as_ref().map(|r| r.status);
         let answered = self.adapt_response(&target, answered).await;
+        if let Some(x402) = x402 {
+            return Box::pin(self.x402_finish(call, &target, *x402, answered)).await;
+        }
         self.record(call, &target, &forwarding, &answered).await?;
         Self::reply(&target, forwarding, answered)
     }
@@ -222,19 +237,25 @@ impl Gateway {
         ctx.body_sha256 = target.body_sha256.clone();
         // Checked to be JSON by resolve, so it is UTF-8.
         ctx.body_json = String::from_utf8_lossy(&call.body).into_owned();
-        let (buyer, seller) = tokio::join!(
-            self.reputation.badge(&call.buyer.profile_id),
-            self.reputation.badge(&listing.seller_id)
-        );
+        // A keyless buyer's wallet-only profile is written once its payment is verified,
+        // after the policies: until then it has no score to look up.
+        let buyer = async {
+            match call.keyless_wallet {
+                Some(_) => None,
+                None => self.reputation.badge(&call.buyer.profile_id).await,
+            }
+        };
+        let (buyer, seller) = tokio::join!(buyer, self.reputation.badge(&listing.seller_id));
         ctx.buyer_score = buyer;
         ctx.seller_score = seller;
         ctx.headers = call.policy_headers.clone();
         ctx.payment = match listing.pricing_model() {
             PricingModel::Free => PaymentFlow::Free,
+            PricingModel::PerCall if call.payment_signature.is_some() => PaymentFlow::X402,
             PricingModel::PerCall => PaymentFlow::Requirement,
         };
         ctx.attempt = match (&ctx.payment, &call.relay_request_id) {
-            (PaymentFlow::Requirement, Some(_)) => Attempt::PaidRetry,
+            (PaymentFlow::Requirement, Some(_)) | (PaymentFlow::X402, _) => Attempt::PaidRetry,
             _ => Attempt::First,
         };
         self.policies
@@ -253,12 +274,15 @@ impl Gateway {
         call: &GatewayCall,
         target: &Target,
         paid: Option<Paid>,
+        x402: Option<&X402Paid>,
     ) -> Result<Forwarding> {
         let listing = target.listing();
         let now = now_ms();
-        let (request_id, attempt) = match paid.as_ref().and_then(|p| p.resumed.as_ref()) {
-            Some(r) => (r.request_id.clone(), r.attempt),
-            None => (new_request_id(), 1),
+        let (request_id, attempt) = match (paid.as_ref().and_then(|p| p.resumed.as_ref()), x402) {
+            (Some(r), _) => (r.request_id.clone(), r.attempt),
+            // The claim fixed the x402 call's id; nothing is accounted before settlement.
+            (None, Some(x)) => (x.gateway_request_id.clone(), 1),
+            (None, None) => (new_request_id(), 1),
         };
         let (charged_cents, currency) = paid
             .as_ref()
@@ -531,6 +555,10 @@ impl Gateway {
                 payment: relay_request_id.map(|relay_request_id| PaymentStatus {
                     status: "verified",
                     relay_request_id,
+                    flow: None,
+                    transaction: None,
+                    network: None,
+                    payer: None,
                 }),
                 charged_amount: ChargedAmount {
                     amount_cents: charged,
@@ -546,6 +574,7 @@ impl Gateway {
                 // the adapter), so the fallback cannot happen.
                 seller_response: serde_json::from_slice(&r.body)
                     .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+                payment_response: None,
             }))),
             (code, r) => {
                 let mut context = json!({

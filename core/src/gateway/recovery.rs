@@ -85,7 +85,7 @@ impl FaultPoint {
 #[derive(Debug)]
 pub struct Recovery {
     instance: String,
-    settings: RecoverySettings,
+    pub(super) settings: RecoverySettings,
 }
 
 impl Recovery {
@@ -244,7 +244,7 @@ impl Gateway {
         }
     }
 
-    /// Runs [`Self::resolve_interrupted`] now and then every
+    /// Runs [`Self::resolve_interrupted`] and [`Self::resolve_x402`] now and then every
     /// [`Recovery::sweep_interval`], until aborted.
     pub fn spawn_recovery_janitor(&self) -> tokio::task::JoinHandle<()> {
         let gateway = self.clone();
@@ -255,6 +255,9 @@ impl Gateway {
                 tick.tick().await;
                 if let Err(e) = gateway.resolve_interrupted().await {
                     tracing::warn!(error = %e, "could not resolve interrupted calls");
+                }
+                if let Err(e) = gateway.resolve_x402().await {
+                    tracing::warn!(error = %e, "could not resolve open x402 payments");
                 }
             }
         })

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms, rfc3339};
-use crypto::{WalletAddress, verify_pow};
+use crypto::{Chain, WalletAddress, verify_pow};
 use keys::{ApiKeyHasher, HeaderProblem, NewApiKey, parse_bearer};
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
@@ -413,6 +413,30 @@ impl Identity {
             }
         }
         Ok(None)
+    }
+
+    /// The registered agent that pays from `address` (an active wallet it may pay
+    /// from): the buyer of a keyless x402 purchase from that wallet. `None`: no agent
+    /// links it. A suspended agent is refused.
+    pub async fn payer(&self, chain: Chain, address: &str) -> Result<Option<Principal>> {
+        let Some(wallet) = store::wallet_by_address(self.db.pool(), chain, address).await? else {
+            return Ok(None);
+        };
+        if !wallet.is_active() || wallet.can_pay == 0 {
+            return Ok(None);
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        let profile = store::get_profile(&mut conn, &wallet.profile_id)
+            .await?
+            .ok_or(IdentityError::AgentNotFound)?;
+        if profile.status != "active" {
+            return Err(IdentityError::AgentSuspended);
+        }
+        Ok(Some(Principal {
+            profile_id: profile.id,
+            api_key_id: String::new(),
+            role: Role::parse(&profile.role),
+        }))
     }
 
     /// An agent's public profile (whatever its status: a suspended agent shows as such).

@@ -7,6 +7,7 @@
 //! `payment-providers/` plus one arm in [`Payments::from_config`].
 
 pub mod http;
+pub mod x402;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ use crate::storage::Database;
 pub struct Payments {
     provider: Arc<dyn PaymentProvider>,
     mock: Option<MockProvider>,
+    /// x402 beside the provider, when a facilitator is configured.
+    x402: Option<x402::X402>,
 }
 
 impl Payments {
@@ -39,6 +42,7 @@ impl Payments {
                 Ok(Self {
                     provider: Arc::new(mock.clone()),
                     mock: Some(mock),
+                    x402: None,
                 })
             }
             PaymentProviderKind::Relay => {
@@ -52,6 +56,7 @@ impl Payments {
                 Ok(Self {
                     provider: Arc::new(crochet_payment_relay::RelayProvider::new(relay)?),
                     mock: None,
+                    x402: None,
                 })
             }
         }
@@ -59,6 +64,17 @@ impl Payments {
 
     pub fn provider(&self) -> &Arc<dyn PaymentProvider> {
         &self.provider
+    }
+
+    /// Adds x402 beside the provider.
+    pub fn with_x402(mut self, x402: Option<x402::X402>) -> Self {
+        self.x402 = x402;
+        self
+    }
+
+    /// x402, when a facilitator is configured.
+    pub fn x402(&self) -> Option<&x402::X402> {
+        self.x402.as_ref()
     }
 
     /// The mock provider, when it is the active one.

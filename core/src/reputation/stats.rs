@@ -9,6 +9,9 @@
 //!   wash out a seller's errors);
 //! - **reach needs money**: `distinct_buyers` and `distinct_sellers` count only
 //!   counterparties of paid, successful calls, so free sybil calls earn no reach;
+//! - **reach needs an agent**: buyers known only by the wallet that paid (keyless x402
+//!   purchases) add no reach, since a fresh wallet costs nothing: a seller paying itself
+//!   from many wallets would otherwise buy reach for the price of its own listing;
 //! - **sustained use**: `active_days` counts the days with successful calls in the last
 //!   [`ACTIVE_WINDOW_DAYS`].
 //!
@@ -52,7 +55,8 @@ pub async fn aggregate(
         "SELECT CAST(COALESCE(SUM(CASE WHEN n > {DAILY_CAP} THEN {DAILY_CAP} ELSE n END), 0) AS BIGINT), \
                 CAST(COALESCE(SUM(CASE WHEN p > {DAILY_CAP} THEN {DAILY_CAP} ELSE p END), 0) AS BIGINT), \
                 CAST(COALESCE(SUM(v), 0) AS BIGINT), \
-                COUNT(DISTINCT CASE WHEN p > 0 THEN actor_id END) \
+                COUNT(DISTINCT CASE WHEN p > 0 AND NOT EXISTS \
+                    (SELECT 1 FROM x402_buyers w WHERE w.profile_id = g.actor_id) THEN actor_id END) \
          FROM (SELECT actor_id, day, SUM(n) AS n, \
                       SUM(CASE WHEN amount_cents > 0 THEN n ELSE 0 END) AS p, \
                       SUM(amount_cents) AS v \
@@ -246,6 +250,20 @@ mod tests {
         assert_eq!((b.purchases, b.distinct_sellers), (13, 1));
         assert_eq!(b.active_days, 2);
         assert_eq!(b.successful_calls, 0);
+    }
+
+    #[tokio::test]
+    async fn wallet_only_buyers_add_volume_but_no_reach() {
+        let (_dir, db) = db().await;
+        sqlx::query("INSERT INTO x402_buyers (address, profile_id, created_at) VALUES ('0xabc', 'other', 0)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        events(&db, EventKind::CallSucceeded, "seller", "buyer", 5, 0, 1).await;
+        events(&db, EventKind::CallSucceeded, "seller", "other", 5, 0, 2).await;
+        let s = aggregate(db.pool(), "seller", NOW).await.unwrap().unwrap();
+        assert_eq!((s.paid_calls, s.paid_volume_cents), (3, 15));
+        assert_eq!(s.distinct_buyers, 1, "the wallet-only buyer is not reach");
     }
 
     #[tokio::test]

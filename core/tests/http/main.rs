@@ -18,3 +18,4 @@ mod polyglot;
 mod process;
 mod reload;
 mod reputation;
+mod x402;

@@ -70,13 +70,18 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
                 .recovery(recovery)
         }
         G::PaymentRequired(payment) => {
+            let (summary, msg) = match (&payment.relay_request_id, &payment.x402) {
+                (Some(_), None) => ("Complete the payment in error.details.payment.requirements, then retry the same JSON body with X-Crochet-Relay-Request-Id (and the same Idempotency-Key).", msg),
+                (Some(_), Some(_)) => ("Either complete the payment in error.details.payment.requirements and retry the same JSON body with X-Crochet-Relay-Request-Id (and the same Idempotency-Key), or sign one of the x402 offers in the PAYMENT-REQUIRED header (also in error.details.payment.x402) and retry the same body with PAYMENT-SIGNATURE.", msg),
+                _ => ("Sign one of the x402 offers in the PAYMENT-REQUIRED header (also in error.details.payment.x402) and retry the same JSON body with PAYMENT-SIGNATURE; the payment is settled only if the seller answers well.", "Payment required: retry this call with an x402 PAYMENT-SIGNATURE.".to_owned()),
+            };
             let payment = serde_json::to_value(payment.as_ref()).unwrap_or(Value::Null);
             let mut s = spec(S::PAYMENT_REQUIRED, "PAYMENT_REQUIRED", msg)
                 .details(json!({"payment": payment}))
                 .recovery(Recovery {
                     retryable: true,
                     next_action: Some("complete_gateway_payment"),
-                    summary: "Complete the payment in error.details.payment.requirements, then retry the same JSON body with X-Crochet-Relay-Request-Id (and the same Idempotency-Key).".into(),
+                    summary: summary.into(),
                     preserve: GATEWAY_PRESERVE.to_vec(),
                     ..Recovery::default()
                 });
@@ -130,7 +135,7 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
         G::SellerFailed { code, context, paid: false, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
             retryable: true,
             next_action: Some("retry_gateway_request_later"),
-            summary: "The seller failed on a free call; nothing was charged. Retry later, or check the seller's trust signals first.".into(),
+            summary: "The seller failed and nothing was charged (a free call, or an x402 payment that was not settled: its authorization expires unused). Retry later, or check the seller's trust signals first.".into(),
             preserve: vec!["listing_id", "request_body"],
             retry_after_seconds: Some(30),
             ..Recovery::default()
@@ -153,6 +158,57 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
                 summary: "This paid call was interrupted before it finished and nobody retried it in time; its charge was reversed in the ledger (GET /ledger). To make the call, start again without X-Crochet-Relay-Request-Id and with a new Idempotency-Key.".into(),
                 preserve: vec!["listing_id", "request_body"],
                 discard: vec!["relay_request_id", "idempotency_key"],
+                ..Recovery::default()
+            }),
+        G::ConflictingPayments => spec(S::BAD_REQUEST, "CONFLICTING_PAYMENTS", msg).recovery(Recovery {
+            retryable: true,
+            summary: "Send either X-Crochet-Relay-Request-Id or PAYMENT-SIGNATURE, not both.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            ..Recovery::default()
+        }),
+        G::X402NotOffered(_) => spec(S::BAD_REQUEST, "X402_NOT_OFFERED", msg).recovery(Recovery {
+            retryable: false,
+            summary: "Drop PAYMENT-SIGNATURE: this marketplace or listing does not take x402 payments; use the payment object of the 402 instead.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            ..Recovery::default()
+        }),
+        G::X402Invalid { reason, .. } => spec(S::PAYMENT_REQUIRED, "PAYMENT_INVALID", msg)
+            .details(json!({"reason": reason, "seller_endpoint_called": false, "payment_settled": false}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("sign_new_x402_payment"),
+                summary: "The x402 payment was refused before the seller was called and nothing was charged. Sign a new payment for an offer in the PAYMENT-REQUIRED header (right network, asset, amount and payTo, valid for maxTimeoutSeconds, a fresh nonce) and retry the same body.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                discard: vec!["payment_signature"],
+                ..Recovery::default()
+            }),
+        G::PayerNotLinked { payer } => spec(S::FORBIDDEN, "PAYER_WALLET_NOT_LINKED", msg)
+            .details(json!({"payer": payer, "seller_endpoint_called": false}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("link_payer_wallet"),
+                summary: "Pay from a wallet linked to this profile (GET /me/wallets), link this one with POST /me/wallets, or call without the API key to buy as that wallet.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                ..Recovery::default()
+            }),
+        G::X402SettlementFailed { gateway_request_id, reason, .. } => spec(S::PAYMENT_REQUIRED, "PAYMENT_SETTLEMENT_FAILED", msg)
+            .details(json!({"gateway_request_id": gateway_request_id, "reason": reason, "seller_endpoint_called": true, "payment_settled": false, "seller_response_withheld": true}))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("sign_new_x402_payment"),
+                summary: "The seller answered but the payment did not settle (often: not enough funds), so the answer is withheld and nothing was charged. Fund the wallet or pay from another, then call again with a new payment.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                discard: vec!["payment_signature", "idempotency_key"],
+                use_new_idempotency_key: Some(true),
+                ..Recovery::default()
+            }),
+        G::X402SettlementUnconfirmed(gr) => spec(S::BAD_GATEWAY, "PAYMENT_SETTLEMENT_UNCONFIRMED", msg)
+            .details(json!({"gateway_request_id": gr, "seller_endpoint_called": true}))
+            .recovery(Recovery {
+                retryable: false,
+                next_action: Some("check_gateway_request_later"),
+                summary: "The settlement's answer was lost. Do not pay again: the host settles this payment again shortly (a payment can settle only once); GET /gateway-requests shows the outcome, and a receipt exists once it settled.".into(),
+                retry_after_seconds: Some(60),
                 ..Recovery::default()
             }),
         G::Policy(PolicyRefusal::Denied { plugin, denial }) => policy_denial_spec(plugin, denial),

@@ -6,7 +6,8 @@
 //! wallets, agents, proof-of-work), [`sellers`] (the test seller, publishing),
 //! [`payments`] (gateway calls and the paid flow), [`raw`] (raw TCP connections),
 //! [`process`] (the real binary as a process), [`metrics`] (reading `/metrics`) and
-//! [`admin`] (the operator credential and admin requests).
+//! [`admin`] (the operator credential and admin requests), [`x402`] (a local x402
+//! facilitator and buyers that sign x402 payments).
 //! Everything is re-exported here: tests use `crate::common::X`.
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod payments;
 pub mod process;
 pub mod raw;
 pub mod sellers;
+pub mod x402;
 
 pub use admin::*;
 pub use agents::*;
@@ -26,6 +28,7 @@ pub use payments::*;
 pub use process::*;
 pub use raw::*;
 pub use sellers::*;
+pub use x402::*;
 
 /// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL
 /// (PostgreSQL only when `CROCHET_TEST_POSTGRES_URL` is set; otherwise it says so).
