@@ -4,22 +4,17 @@
 //! Each item is one listing's gateway URL with what it accepts (the same offers as its
 //! 402), its name and description, and, when its seller set a request schema for the
 //! request-validation policy, that schema as the `bazaar` input description. The feed
-//! exists only while x402 is on. Pagination is x402's: `limit` (1-100, default 20) and
-//! `offset`, newest listings first.
+//! answers only while x402 is on (else `400 X402_NOT_OFFERED`). Pagination is x402's:
+//! `limit` (1-100, default 20) and `offset`, newest listings first.
 
-use axum::Json;
-use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
 use crate::catalog::model::{Listing, ListingQuery, ListingSort};
-use crate::catalog::{Catalog, PricingModel};
-use crate::http::error::{ApiError, RequestError};
-use crate::http::extract::ApiQuery;
+use crate::catalog::{Catalog, CatalogError, PricingModel};
 use crate::payments::x402::X402;
 
 /// Query of the discovery feed.
@@ -72,28 +67,13 @@ pub struct DiscoveryPage {
     pub pagination: DiscoveryPagination,
 }
 
-/// The catalog's paid listings as x402 resources (x402 discovery format). Exists only
-/// while the marketplace takes x402.
-#[utoipa::path(get, path = "/discovery/resources", tag = "gateway", params(DiscoveryQuery),
-    responses((status = 200, body = DiscoveryPage), (status = 404, description = "x402 is off", body = crate::http::error::ErrorEnvelope)))]
-pub async fn resources(
-    State(s): State<AppState>,
-    ApiQuery(q): ApiQuery<DiscoveryQuery>,
-) -> Result<Json<DiscoveryPage>, ApiError> {
-    let Some(x402) = s.payments.x402() else {
-        return Err(RequestError::RouteNotFound("GET /api/v1/discovery/resources".into()).into());
-    };
-    let page = feed(&s.catalog, x402, &s.public_url, &q).await?;
-    Ok(Json(page))
-}
-
 /// One page of the feed.
 pub async fn feed(
     catalog: &Catalog,
     x402: &X402,
     public_url: &str,
     q: &DiscoveryQuery,
-) -> Result<DiscoveryPage, ApiError> {
+) -> Result<DiscoveryPage, CatalogError> {
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
     let offset = q.offset.unwrap_or(0);
     if q.kind.as_deref().is_some_and(|k| k != "http") {
@@ -120,9 +100,9 @@ pub async fn feed(
             ..ListingQuery::default()
         })
     };
-    let (mut listings, total, _) = browse(first).await.map_err(ApiError::from)?;
+    let (mut listings, total, _) = browse(first).await?;
     if skip > 0 && listings.len() == limit as usize {
-        let (more, _, _) = browse(first + 1).await.map_err(ApiError::from)?;
+        let (more, _, _) = browse(first + 1).await?;
         listings.extend(more);
     }
     let items = listings

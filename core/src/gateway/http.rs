@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::discovery::{DiscoveryPage, DiscoveryQuery};
 use super::error::{GatewayError, PAYMENT_RESPONSE};
 use super::model::{GatewayRequestRow, GatewaySuccess, HistoryQuery, PendingPayment};
 use super::pipeline::{CallFacts, GatewayCall, Outcome};
@@ -38,7 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(call))
         .routes(routes!(history))
-        .routes(routes!(super::discovery::resources))
+        .routes(routes!(discovery_resources))
         .routes(routes!(crate::ledger::http::ledger))
         .routes(routes!(crate::ledger::http::list_receipts))
         .routes(routes!(crate::ledger::http::get_receipt))
@@ -275,6 +276,24 @@ impl Report<'_> {
                 seller_status, latency_ms, "gateway call");
         }
     }
+}
+
+/// The catalog's paid listings as x402 resources, in x402's discovery format (its own
+/// shape, not the usual envelope). Exists only while the marketplace takes x402.
+#[utoipa::path(get, path = "/discovery/resources", tag = "gateway", params(DiscoveryQuery),
+    responses((status = 200, body = DiscoveryPage), (status = 400, description = "X402_NOT_OFFERED: x402 is off", body = ErrorEnvelope)))]
+async fn discovery_resources(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<DiscoveryQuery>,
+) -> Result<Json<DiscoveryPage>, ApiError> {
+    let Some(x402) = s.payments.x402() else {
+        return Err(ApiError::Gateway(GatewayError::X402NotOffered(
+            "x402 is not enabled on this marketplace, so it lists no x402 resources",
+        )));
+    };
+    Ok(Json(
+        super::discovery::feed(&s.catalog, x402, &s.public_url, &q).await?,
+    ))
 }
 
 /// Gateway request history as buyer, seller or both: metadata and hashes, never bodies.

@@ -24,16 +24,15 @@
 //!    nothing is settled, and the buyer's authorization expires unused.
 //!
 //! `/settle` is never retried once it may have reached the facilitator. When its answer
-//! is lost, the row stays `settling` and the buyer is told so; the janitor
-//! ([`Gateway::resolve_x402`]) settles it again once `[gateway] lease_grace_seconds`
-//! passed. Settling one
-//! authorization twice cannot move money twice (an EIP-3009 nonce is spent once on
-//! chain), so the second answer is a success (the facilitator remembered it) or a
-//! refusal; a refusal after a lost answer cannot tell "never settled" from "settled the
-//! first time", so the row becomes `unconfirmed`, logged for the operator to reconcile
-//! against the chain. A row left `verifying` or `verified` by a crash is `abandoned`:
-//! nothing was settled (after `[gateway] interrupted_after_seconds`, like an
-//! interrupted relay call).
+//! is lost (or the host stops while the row is `settling`), the row stays `settling` and
+//! the buyer is told so; the janitor ([`Gateway::resolve_x402`]) settles it again once
+//! `[gateway] lease_grace_seconds` passed. Settling one authorization twice cannot move
+//! money twice (an EIP-3009 nonce is spent once on chain), so the second answer is a
+//! success (the facilitator remembered it) or a refusal; a refusal then cannot tell
+//! "never settled" from "settled the first time", so the row becomes `unconfirmed`,
+//! logged for the operator to reconcile against the chain. A row left `verifying` or
+//! `verified` by a crash is `abandoned` after `[gateway] interrupted_after_seconds`:
+//! nothing was settled.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -707,23 +706,21 @@ impl Gateway {
                     }
                 }
                 Ok(s) => {
-                    // A refusal after a lost answer: the first settle may have gone through.
+                    // A row still `settling` had its settlement sent (or its host stopped
+                    // right before or after sending it): a refusal now may mean that the
+                    // first one went through.
                     let reason = s.error_reason.unwrap_or_else(|| "settlement_failed".into());
-                    let status = if row.settle_attempts > 0 {
-                        "unconfirmed"
-                    } else {
-                        "settle_failed"
-                    };
                     if store::set_status(
                         self.db.pool(),
                         &row.id,
                         &["settling"],
-                        status,
+                        "unconfirmed",
                         Some(&reason),
                     )
                     .await?
                     {
-                        tracing::error!(x402_payment = %row.id, status, reason = %reason, "x402: a lost settlement was refused when sent again; reconcile it against the chain");
+                        crate::metrics::payment(FLOW, PaymentEvent::Failed);
+                        tracing::error!(x402_payment = %row.id, lost_answers = row.settle_attempts, reason = %reason, "x402: a settlement left open was refused when sent again; reconcile it against the chain");
                         resolved += 1;
                     }
                 }

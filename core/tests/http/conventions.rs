@@ -210,6 +210,7 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/agents/{id}/claim"),
     ("get", "/api/v1/agents/{id}"),
     ("get", "/api/v1/categories"),
+    ("get", "/api/v1/discovery/resources"),
     ("get", "/api/v1/listings"),
     ("post", "/api/v1/listings"),
     ("post", "/api/v1/listings/challenge"),

@@ -35,6 +35,7 @@ on_both_backends!(
 on_both_backends!(
     mod x402_janitor, configure = crate::x402::quick_janitor;
     a_lost_settlement_answer_is_settled_by_the_janitor,
+    a_lost_settlement_refused_later_is_left_unconfirmed,
 );
 
 on_both_backends!(mod x402_off, configure = crate::x402::no_x402; without_x402_nothing_changes,);
@@ -621,6 +622,40 @@ async fn a_lost_settlement_answer_is_settled_by_the_janitor(app: TestApp) {
     assert_eq!(listing.seller.requests().len(), 1, "forwarded once");
 }
 
+async fn a_lost_settlement_refused_later_is_left_unconfirmed(app: TestApp) {
+    let listing = priced_listing(&app, Some(0.25), "/ok").await;
+    let buyer = evm_buyer(&app).await;
+    let payer = buyer.wallet.address();
+    facilitator().behave(&payer, Behavior::SettleAnswerLost);
+    let (_, base) = offer(&app, &buyer, &listing.id).await;
+    let payment = sign_payment(&buyer.wallet, &base, 300);
+    gateway_call(
+        &app,
+        &buyer,
+        &listing.id,
+        &body(),
+        &[("PAYMENT-SIGNATURE", &payment)],
+    )
+    .await
+    .expect_error(502, "PAYMENT_SETTLEMENT_UNCONFIRMED");
+    // Sent again, the settlement is refused: it may have gone through the first time, so
+    // nothing is recorded either way and the payment waits for the operator.
+    facilitator().behave(&payer, Behavior::SettleRefused);
+    let status = async || -> String {
+        sqlx::query_scalar("SELECT status FROM x402_payments")
+            .fetch_one(app.state().db.pool())
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status().await == "settling" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status().await, "unconfirmed");
+    assert_eq!(count_rows(&app, "ledger_entries").await, 0);
+    assert_eq!(facilitator().settles(&payer), 2);
+}
+
 async fn without_x402_nothing_changes(app: TestApp) {
     let listing = priced_listing(&app, Some(0.25), "/ok").await;
     let buyer = evm_buyer(&app).await;
@@ -646,5 +681,5 @@ async fn without_x402_nothing_changes(app: TestApp) {
         .expect_error(401, "AUTH_REQUIRED");
     app.get("/discovery/resources", None)
         .await
-        .expect_error(404, "ROUTE_NOT_FOUND");
+        .expect_error(400, "X402_NOT_OFFERED");
 }
