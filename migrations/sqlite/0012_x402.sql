@@ -1,17 +1,15 @@
 -- x402 payments: one row per payment payload a buyer sent in PAYMENT-SIGNATURE.
 --
 -- The row is the durable state of a payment that is settled only after the seller
--- answered: 'verifying' (claimed, the facilitator is verifying it), 'verified' (the call
--- is being forwarded), 'settling' (the seller answered well; the facilitator is settling),
--- then 'settled', 'not_settled' (the seller failed: nothing is settled and the buyer's
--- authorization expires unused), 'rejected' (the facilitator refused it),
--- 'settle_failed' (settlement was refused after the seller answered: served unpaid),
--- 'abandoned' (the host stopped before the seller answered: nothing settled) or
--- 'unconfirmed' (settlement was sent, its answer was lost, and a later settle was refused:
--- the operator reconciles it against the chain).
+-- answered. It is written once the facilitator verified the payment: 'verified' (the call
+-- is being forwarded), 'settling' (the seller answered well; the facilitator is
+-- settling), then 'settled', 'not_settled' (the seller failed: nothing is settled and the
+-- buyer's authorization expires unused), 'settle_failed' (settlement was refused after
+-- the seller answered: served unpaid), 'abandoned' (the host stopped before the seller
+-- answered: nothing settled) or 'unconfirmed' (a settlement left open was refused when
+-- sent again: the operator reconciles it against the chain).
 --
--- The buyer (`buyer_id`) may be a wallet-only buyer whose profile is written only once
--- the facilitator verified the payment, hence no foreign key.
+-- The buyer (`buyer_id`) may be a wallet-only buyer (`x402_buyers`).
 --
 -- `nonce_key` (network|asset|payer|nonce, lowercase) is unique, so two racing retries of
 -- one payload cannot both pass; `(buyer_id, idempotency_key)` is unique, so one
@@ -34,8 +32,8 @@ CREATE TABLE x402_payments (
     request_bytes      INTEGER NOT NULL,
     payload            TEXT    NOT NULL,
     requirements       TEXT    NOT NULL,
-    status             TEXT    NOT NULL CHECK (status IN ('verifying', 'verified', 'settling', 'settled', 'not_settled',
-                                                          'rejected', 'settle_failed', 'abandoned', 'unconfirmed')),
+    status             TEXT    NOT NULL CHECK (status IN ('verified', 'settling', 'settled', 'not_settled',
+                                                          'settle_failed', 'abandoned', 'unconfirmed')),
     settle_attempts    INTEGER NOT NULL DEFAULT 0,
     transaction_ref    TEXT,
     error_reason       TEXT,
@@ -50,7 +48,7 @@ CREATE TABLE x402_payments (
 CREATE UNIQUE INDEX x402_payments_idempotency ON x402_payments (buyer_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX x402_payments_open ON x402_payments (updated_at)
-    WHERE status IN ('verifying', 'verified', 'settling');
+    WHERE status IN ('verified', 'settling');
 
 -- Buyers known only by the wallet that paid (keyless x402 purchases): each has a profile
 -- of its own, with no API key and no linked wallet, so it can buy but never review, list

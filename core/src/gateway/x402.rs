@@ -8,15 +8,17 @@
 //!    listing's offer for its network (version, scheme, network, asset, amount,
 //!    `payTo`, the validity window, and on EVM the EIP-712 signature). A keyed buyer
 //!    must pay from one of its linked wallets, unless the operator allows any payer.
-//! 2. **Claim**: the row is inserted as `verifying`. Its payment's nonce
-//!    (network, asset, payer, nonce) and its idempotency key (`Idempotency-Key`, else
-//!    the `payment-identifier` extension's id) are unique, so of racing retries of one
-//!    payment exactly one goes on; the others get `PAYMENT_ALREADY_USED`.
-//! 3. **Verify**: the facilitator's `/verify`. Valid: `verified`, and a keyless buyer's
-//!    wallet-only profile is written. Invalid: `rejected`. No answer: the claim is
-//!    deleted (nothing happened), and the buyer may retry the same payment.
-//! 4. **Forward**, exactly once, under the gateway request id the claim fixed.
-//! 5. **Settle**: a good answer moves the row to `settling` (with the answer's sizes
+//! 2. **Seen before?** A payment whose nonce (network, asset, payer, nonce) is stored,
+//!    or an idempotency key (`Idempotency-Key`, else the `payment-identifier`
+//!    extension's id) that already paid for a call, is refused with
+//!    `PAYMENT_ALREADY_USED` (or `IDEMPOTENCY_KEY_REUSED` for another listing or body).
+//! 3. **Verify**: the facilitator's `/verify`. No answer: nothing was written, and the
+//!    buyer may retry the same payment.
+//! 4. **Claim**: the row is inserted as `verified` (with a keyless buyer's wallet-only
+//!    profile, the first time). Nonce and idempotency key are unique, so of retries
+//!    racing past step 2 exactly one inserts; the others get `PAYMENT_ALREADY_USED`.
+//! 5. **Forward**, exactly once, under the gateway request id the claim fixed.
+//! 6. **Settle**: a good answer moves the row to `settling` (with the answer's sizes
 //!    and hashes), then the facilitator's `/settle`. Settled: in one transaction the row
 //!    becomes `settled` and the call gets its history row, ledger entries, receipt and
 //!    score event, as a relay payment does. Refused: `settle_failed`, the answer is
@@ -30,9 +32,8 @@
 //! money twice (an EIP-3009 nonce is spent once on chain), so the second answer is a
 //! success (the facilitator remembered it) or a refusal; a refusal then cannot tell
 //! "never settled" from "settled the first time", so the row becomes `unconfirmed`,
-//! logged for the operator to reconcile against the chain. A row left `verifying` or
-//! `verified` by a crash is `abandoned` after `[gateway] interrupted_after_seconds`:
-//! nothing was settled.
+//! logged for the operator to reconcile against the chain. A row left `verified` by a
+//! crash is `abandoned` after `[gateway] interrupted_after_seconds`: nothing was settled.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -327,6 +328,37 @@ impl Gateway {
             payer_key,
             nonce
         );
+        // A payment (or key) seen before is refused without asking the facilitator.
+        if let Some(refusal) = self
+            .seen(&nonce_key, call, target, idempotency_key.as_deref())
+            .await?
+        {
+            return Err(refusal);
+        }
+        let verified = x402
+            .facilitator()
+            .verify(&payload, &requirements)
+            .await
+            .map_err(|e| {
+                GatewayError::ProviderUnavailable(format!(
+                    "the x402 facilitator could not verify the payment: {e}"
+                ))
+            })?;
+        let payer = match (verified.is_valid, payer, verified.payer) {
+            (true, Some(local), _) => local,
+            (true, None, Some(reported)) => reported,
+            (valid, _, _) => {
+                let reason = verified
+                    .invalid_reason
+                    .filter(|_| !valid)
+                    .unwrap_or_else(|| "invalid_payload".into());
+                crate::metrics::payment(FLOW, PaymentEvent::Failed);
+                return Err(with_offer(invalid(
+                    &reason,
+                    "the facilitator refused the payment",
+                )));
+            }
+        };
         let now = now_ms();
         let row = NewRow {
             id: &id,
@@ -336,55 +368,33 @@ impl Gateway {
             listing,
             idempotency_key: idempotency_key.as_deref(),
             requirements: &requirements,
-            payer: &payer_key,
+            payer: &payer,
             body_sha256: &target.body_sha256,
             request_bytes: call.body.len(),
             payload: &serde_json::to_string(&payload).unwrap_or_default(),
             now,
         };
-        if !store::claim(self.db.pool(), &row).await? {
+        // The claim: of racing retries of one payment (or key), one inserts its row.
+        let claimed = match &call.keyless_wallet {
+            None => store::claim(self.db.pool(), &row).await?,
+            Some(address) => {
+                let mut tx = self.db.begin().await?;
+                store::insert_wallet_buyer(&mut tx, &call.buyer.profile_id, address, now).await?;
+                let claimed = store::claim(&mut *tx, &row).await?;
+                tx.commit().await?;
+                claimed
+            }
+        };
+        if !claimed {
             return Err(self
-                .already_claimed(&nonce_key, call, target, idempotency_key)
-                .await?);
+                .seen(&nonce_key, call, target, idempotency_key.as_deref())
+                .await?
+                .unwrap_or_else(|| {
+                    GatewayError::ProviderUnavailable(
+                        "a concurrent attempt with this payment did not finish; retry".into(),
+                    )
+                }));
         }
-        let verified = match x402.facilitator().verify(&payload, &requirements).await {
-            Ok(v) => v,
-            Err(e) => {
-                store::delete_claim(self.db.pool(), &id).await?;
-                return Err(GatewayError::ProviderUnavailable(format!(
-                    "the x402 facilitator could not verify the payment: {e}"
-                )));
-            }
-        };
-        let payer = match (verified.is_valid, payer, verified.payer) {
-            (true, Some(local), _) => local,
-            (true, None, Some(reported)) => reported,
-            (valid, _, _) => {
-                let reason = verified
-                    .invalid_reason
-                    .filter(|_| !valid)
-                    .unwrap_or_else(|| "invalid_payload".into());
-                store::set_status(
-                    self.db.pool(),
-                    &id,
-                    &["verifying"],
-                    "rejected",
-                    Some(&reason),
-                )
-                .await?;
-                crate::metrics::payment(FLOW, PaymentEvent::Failed);
-                return Err(with_offer(invalid(
-                    &reason,
-                    "the facilitator refused the payment",
-                )));
-            }
-        };
-        let mut tx = self.db.begin().await?;
-        if let Some(address) = &call.keyless_wallet {
-            store::insert_wallet_buyer(&mut tx, &call.buyer.profile_id, address, now).await?;
-        }
-        store::mark_verified(&mut tx, &id, &payer).await?;
-        tx.commit().await?;
         Ok(X402Paid {
             id,
             gateway_request_id,
@@ -418,30 +428,28 @@ impl Gateway {
         }
     }
 
-    /// Why a claim lost: its payment or its idempotency key is taken.
-    async fn already_claimed(
+    /// Why this payment cannot be used: it (or its idempotency key) already paid for a
+    /// call, or the key did for another listing or body. `None`: neither is taken.
+    async fn seen(
         &self,
         nonce_key: &str,
         call: &GatewayCall,
         target: &Target,
-        idempotency_key: Option<String>,
-    ) -> Result<GatewayError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<GatewayError>> {
         if let Some(row) = store::by_nonce(self.db.pool(), nonce_key).await? {
-            return Ok(GatewayError::PaymentConsumed(row.gateway_request_id));
+            return Ok(Some(GatewayError::PaymentConsumed(row.gateway_request_id)));
         }
         if let Some(key) = idempotency_key
             && let Some(row) =
-                store::by_idempotency(self.db.pool(), &call.buyer.profile_id, &key).await?
+                store::by_idempotency(self.db.pool(), &call.buyer.profile_id, key).await?
         {
             if row.listing_id != target.listing().id || row.body_sha256 != target.body_sha256 {
-                return Ok(GatewayError::IdempotencyConflict);
+                return Ok(Some(GatewayError::IdempotencyConflict));
             }
-            return Ok(GatewayError::PaymentConsumed(row.gateway_request_id));
+            return Ok(Some(GatewayError::PaymentConsumed(row.gateway_request_id)));
         }
-        // The row that won was deleted meanwhile (its verify found no facilitator).
-        Ok(GatewayError::ProviderUnavailable(
-            "a concurrent attempt with this payment did not finish; retry".into(),
-        ))
+        Ok(None)
     }
 
     /// After the seller's answer: settle a good one and answer with it, or leave the
@@ -655,8 +663,7 @@ impl Gateway {
     }
 
     /// Resolves x402 payments a crash or a lost answer left open: a `settling` one is
-    /// settled again (see the module docs), a `verifying` or `verified` one is
-    /// abandoned. Returns how many were resolved.
+    /// settled again (see the module docs), a `verified` one is abandoned. Returns how many were resolved.
     pub async fn resolve_x402(&self) -> Result<usize> {
         let Some(x402) = self.x402() else {
             return Ok(0);
@@ -671,21 +678,15 @@ impl Gateway {
         );
         let open = store::stale(
             self.db.pool(),
-            &["verifying", "verified"],
+            &["verified"],
             now - ms(settings.interrupted_after),
         );
         let (settling, open) = tokio::join!(settling, open);
         let mut resolved = 0;
         for row in open?.into_iter().chain(settling?) {
             if row.status != "settling" {
-                if store::set_status(
-                    self.db.pool(),
-                    &row.id,
-                    &["verifying", "verified"],
-                    "abandoned",
-                    None,
-                )
-                .await?
+                if store::set_status(self.db.pool(), &row.id, &["verified"], "abandoned", None)
+                    .await?
                 {
                     tracing::warn!(x402_payment = %row.id, "x402: abandoned a payment whose call never finished; nothing was settled");
                     resolved += 1;
@@ -869,14 +870,17 @@ mod store {
          body_sha256, request_bytes, payload, requirements, status, settle_attempts, response_bytes, \
          response_sha256, seller_status_code, latency_ms, created_at";
 
-    /// Inserts a claim (`verifying`); false when the payment or the idempotency key is
-    /// already claimed.
-    pub(super) async fn claim(pool: &AnyPool, r: &NewRow<'_>) -> sqlx::Result<bool> {
+    /// Inserts a verified payment (`verified`); false when the payment or the
+    /// idempotency key is already claimed.
+    pub(super) async fn claim(
+        conn: impl sqlx::Executor<'_, Database = sqlx::Any>,
+        r: &NewRow<'_>,
+    ) -> sqlx::Result<bool> {
         Ok(sqlx::query(
             "INSERT INTO x402_payments (id, nonce_key, gateway_request_id, buyer_id, listing_id, seller_id, \
              idempotency_key, network, asset, payer, amount_atomic, amount_cents, currency, body_sha256, \
              request_bytes, payload, requirements, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'verifying', $18, $18) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'verified', $18, $18) \
              ON CONFLICT DO NOTHING",
         )
         .bind(r.id)
@@ -897,19 +901,10 @@ mod store {
         .bind(r.payload)
         .bind(serde_json::to_string(r.requirements).unwrap_or_default())
         .bind(r.now)
-        .execute(pool)
+        .execute(conn)
         .await?
         .rows_affected()
             == 1)
-    }
-
-    /// A claim that moved no money and may be made again.
-    pub(super) async fn delete_claim(pool: &AnyPool, id: &str) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM x402_payments WHERE id = $1 AND status = 'verifying'")
-            .bind(id)
-            .execute(pool)
-            .await?;
-        Ok(())
     }
 
     /// Who holds a claim.
@@ -976,23 +971,6 @@ mod store {
             q = q.bind(*s);
         }
         Ok(q.execute(pool).await?.rows_affected() == 1)
-    }
-
-    pub(super) async fn mark_verified(
-        conn: &mut AnyConnection,
-        id: &str,
-        payer: &str,
-    ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE x402_payments SET status = 'verified', payer = $1, updated_at = $2 \
-             WHERE id = $3 AND status = 'verifying'",
-        )
-        .bind(payer)
-        .bind(now_ms())
-        .bind(id)
-        .execute(conn)
-        .await?;
-        Ok(())
     }
 
     /// `verified` → `settling`, keeping the seller's answer as sizes and hashes.
