@@ -183,9 +183,29 @@ impl Gateway {
 
     /// Resolve phase, first: the listing, its endpoint and the body. Changes nothing.
     async fn resolve(&self, call: &GatewayCall) -> Result<Target> {
+        let resolved = self.callable(&call.listing_ref).await?;
+        let endpoint = &resolved.endpoint;
+        if call.body.len() > endpoint.max_request_bytes {
+            return Err(GatewayError::BodyTooLarge(endpoint.max_request_bytes));
+        }
+        // Skipping a string does not validate its UTF-8; the seller gets the exact bytes.
+        std::str::from_utf8(&call.body).map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&call.body)
+            .map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
+        Ok(Target {
+            body_sha256: signing::body_sha256(&call.body),
+            resolved,
+            adapter: None,
+            adapted_body: None,
+        })
+    }
+
+    /// The listing `listing_ref` names, if it can be called now: active, of a seller in
+    /// good standing, with a usable endpoint.
+    pub(super) async fn callable(&self, listing_ref: &str) -> Result<Arc<ListingForCall>> {
         let resolved = self
             .catalog
-            .listing_for_call(&call.listing_ref)
+            .listing_for_call(listing_ref)
             .await?
             .ok_or(GatewayError::ListingNotFound)?;
         let (listing, endpoint) = (&resolved.listing, &resolved.endpoint);
@@ -200,19 +220,7 @@ impl Gateway {
         if endpoint.url.is_none() || !endpoint.active {
             return Err(GatewayError::EndpointUnavailable);
         }
-        if call.body.len() > endpoint.max_request_bytes {
-            return Err(GatewayError::BodyTooLarge(endpoint.max_request_bytes));
-        }
-        // Skipping a string does not validate its UTF-8; the seller gets the exact bytes.
-        std::str::from_utf8(&call.body).map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&call.body)
-            .map_err(|e| GatewayError::InvalidBody(e.to_string()))?;
-        Ok(Target {
-            body_sha256: signing::body_sha256(&call.body),
-            resolved,
-            adapter: None,
-            adapted_body: None,
-        })
+        Ok(resolved)
     }
 
     /// Policy phase, after resolve and before any payment exists: the policy plugins,

@@ -173,23 +173,11 @@ impl Gateway {
         if !x402.keyless() {
             return None;
         }
-        let listing = match self.catalog.listing_for_call(listing_ref).await {
-            Ok(Some(l)) => l,
-            Ok(None) => return Some(Err(GatewayError::ListingNotFound)),
-            Err(e) => return Some(Err(e.into())),
+        let resolved = match self.callable(listing_ref).await {
+            Ok(resolved) => resolved,
+            Err(e) => return Some(Err(e)),
         };
-        let listing = &listing.listing;
-        match listing.status {
-            crate::catalog::ListingStatus::Active => {}
-            crate::catalog::ListingStatus::Draft => {
-                return Some(Err(GatewayError::ListingNotFound));
-            }
-            other => {
-                return Some(Err(GatewayError::ListingNotActive(
-                    other.as_str().to_owned(),
-                )));
-            }
-        }
+        let listing = &resolved.listing;
         if listing.pricing_model() == crate::catalog::PricingModel::Free {
             return None;
         }
@@ -197,8 +185,9 @@ impl Gateway {
     }
 
     /// The buyer of a call paid with x402 and no API key: the registered agent that
-    /// links the paying wallet, else that wallet's own buyer. Only the signature is
-    /// checked here; the payment phase checks the rest. `None`: keyless x402 is off.
+    /// links the paying wallet, else that wallet's own buyer. Only the payload's shape is
+    /// checked here; the payment phase checks the payment itself before a wallet-only
+    /// buyer's profile is written. `None`: keyless x402 is off.
     pub async fn keyless_buyer(&self, header: &str) -> Option<Result<KeylessBuyer>> {
         let x402 = self.x402()?;
         if !x402.keyless() {
@@ -244,7 +233,7 @@ impl Gateway {
         }
     }
 
-    /// Payment phase of a retry with `PAYMENT-SIGNATURE`: check, claim and verify.
+    /// Payment phase of a retry with `PAYMENT-SIGNATURE`: check, verify and claim.
     pub(super) async fn x402_verify(
         &self,
         call: &GatewayCall,
@@ -346,7 +335,11 @@ impl Gateway {
             })?;
         let payer = match (verified.is_valid, payer, verified.payer) {
             (true, Some(local), _) => local,
-            (true, None, Some(reported)) => reported,
+            // A Solana payer is known once the facilitator read the transaction.
+            (true, None, Some(reported)) => {
+                self.check_payer(x402, &call.buyer, &reported).await?;
+                reported
+            }
             (valid, _, _) => {
                 let reason = verified
                     .invalid_reason
@@ -416,10 +409,12 @@ impl Gateway {
             .payment_wallets(&buyer.profile_id)
             .await
             .map_err(|e| GatewayError::ProviderUnavailable(e.to_string()))?;
-        if wallets
-            .iter()
-            .any(|w| w.wallet_address.eq_ignore_ascii_case(payer))
-        {
+        // EVM addresses compare without case; Solana's base58 ones exactly.
+        let same = |address: &str| match payer.starts_with("0x") {
+            true => address.eq_ignore_ascii_case(payer),
+            false => address == payer,
+        };
+        if wallets.iter().any(|w| same(&w.wallet_address)) {
             Ok(())
         } else {
             Err(GatewayError::PayerNotLinked {
