@@ -4,6 +4,7 @@
 mod admin;
 mod catalog;
 mod cli;
+mod client;
 mod common;
 mod connections;
 mod conventions;
