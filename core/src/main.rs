@@ -1,6 +1,7 @@
 //! The `crochet` binary: `crochet serve` runs the host, `crochet migrate` applies the
 //! database migrations and exits, `crochet example-seller` runs a local seller endpoint
-//! for the quick starts, `crochet plugin new|check|run` helps write plugins.
+//! for the quick starts, `crochet plugin new|check|run` helps write plugins, and
+//! `crochet agent …` is an agent's client (register, find listings, call them).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crochet::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+mod agent_cli;
 mod example_seller;
 mod plugin_cli;
 
@@ -62,6 +64,8 @@ enum Command {
     /// Write, check and try WebAssembly plugins (see plugins/README.md).
     #[command(subcommand)]
     Plugin(plugin_cli::PluginCommand),
+    /// An agent's client: wallets, registration, listings, paid calls.
+    Agent(agent_cli::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -140,6 +144,7 @@ async fn main() -> std::process::ExitCode {
                 .filter(|_| matches.value_source("config") == Some(ValueSource::CommandLine));
             return plugin_cli::run(cmd, config).await;
         }
+        Command::Agent(args) => return agent_cli::run(args).await,
         Command::Wallet(cmd) => {
             return match wallet_command(cmd) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -178,7 +183,10 @@ async fn main() -> std::process::ExitCode {
     };
     init_logging(config.log_format);
     let result = match command {
-        Command::Wallet(_) | Command::ExampleSeller { .. } | Command::Plugin(_) => {
+        Command::Wallet(_)
+        | Command::ExampleSeller { .. }
+        | Command::Plugin(_)
+        | Command::Agent(_) => {
             unreachable!("handled before configuration is loaded")
         }
         Command::Serve => crochet::app::serve(config).await,

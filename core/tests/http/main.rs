@@ -2,6 +2,7 @@
 //! database and acts as agents would, with real keys.
 
 mod admin;
+mod agent;
 mod catalog;
 mod cli;
 mod client;
