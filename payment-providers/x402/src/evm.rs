@@ -571,6 +571,7 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::requirements;
     use serde_json::json;
 
     const NOW: u64 = 1_740_672_100;
@@ -578,18 +579,6 @@ mod tests {
 
     fn key(byte: u8) -> SigningKey {
         SigningKey::from_slice(&[byte; 32]).unwrap()
-    }
-
-    fn requirements() -> PaymentRequirements {
-        PaymentRequirements {
-            scheme: "exact".into(),
-            network: "eip155:84532".into(),
-            amount: "10000".into(),
-            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-            pay_to: PAY_TO.into(),
-            max_timeout_seconds: 60,
-            extra: Some(json!({"name": "USDC", "version": "2"})),
-        }
     }
 
     fn signed(required: &PaymentRequirements) -> PaymentPayload {

@@ -23,3 +23,22 @@ pub mod types;
 
 pub use facilitator::{BuiltinFacilitator, Facilitator, FacilitatorError, HttpFacilitator};
 pub use types::*;
+
+/// What the unit tests share.
+#[cfg(test)]
+mod testing {
+    use crate::PaymentRequirements;
+
+    /// The specification's example requirement: 1 cent of USDC on Base Sepolia.
+    pub(crate) fn requirements() -> PaymentRequirements {
+        PaymentRequirements {
+            scheme: "exact".into(),
+            network: "eip155:84532".into(),
+            amount: "10000".into(),
+            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
+            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
+            max_timeout_seconds: 60,
+            extra: Some(serde_json::json!({"name": "USDC", "version": "2"})),
+        }
+    }
+}

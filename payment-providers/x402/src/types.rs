@@ -248,19 +248,8 @@ pub fn decode_header<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::requirements;
     use serde_json::json;
-
-    fn requirements() -> PaymentRequirements {
-        PaymentRequirements {
-            scheme: "exact".into(),
-            network: "eip155:84532".into(),
-            amount: "10000".into(),
-            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
-            max_timeout_seconds: 60,
-            extra: Some(json!({"name": "USDC", "version": "2"})),
-        }
-    }
 
     #[test]
     fn header_round_trip() {

@@ -216,23 +216,12 @@ impl Facilitator for BuiltinFacilitator {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::requirements;
     use k256::ecdsa::SigningKey;
     use serde_json::json;
 
     use super::*;
     use crate::evm::{key_address, sign_exact_evm};
-
-    fn requirements() -> PaymentRequirements {
-        PaymentRequirements {
-            scheme: "exact".into(),
-            network: "eip155:84532".into(),
-            amount: "10000".into(),
-            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
-            max_timeout_seconds: 60,
-            extra: Some(json!({"name": "USDC", "version": "2"})),
-        }
-    }
 
     fn key() -> SigningKey {
         SigningKey::from_slice(&[9; 32]).unwrap()

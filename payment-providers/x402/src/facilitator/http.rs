@@ -344,6 +344,7 @@ impl Facilitator for HttpFacilitator {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::requirements;
     use std::sync::Arc;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -444,18 +445,6 @@ mod tests {
             axum::serve(listener, app).await.unwrap();
         });
         format!("http://{addr}/fac/")
-    }
-
-    fn requirements() -> PaymentRequirements {
-        PaymentRequirements {
-            scheme: "exact".into(),
-            network: "eip155:84532".into(),
-            amount: "10000".into(),
-            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
-            max_timeout_seconds: 60,
-            extra: None,
-        }
     }
 
     fn payload() -> PaymentPayload {
