@@ -161,23 +161,6 @@ impl X402 {
         }))
     }
 
-    /// x402 with a given facilitator and offers (tests and benches).
-    pub fn with_facilitator(
-        facilitator: Arc<dyn Facilitator>,
-        offers: Vec<Offer>,
-        config: &X402Config,
-    ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                facilitator,
-                offers,
-                keyless: config.keyless,
-                any_payer: config.any_payer,
-                max_timeout_seconds: config.max_timeout_seconds.max(30),
-            }),
-        }
-    }
-
     pub fn facilitator(&self) -> &dyn Facilitator {
         self.inner.facilitator.as_ref()
     }
