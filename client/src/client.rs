@@ -1,4 +1,4 @@
-//! The HTTP client: registration, listings and paid gateway calls.
+//! The HTTP client: its transport, the error envelope, and paid gateway calls.
 
 use std::time::{Duration, Instant};
 
@@ -6,11 +6,10 @@ use rand::RngCore as _;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
+use crate::ClientError;
 use crate::error::truncate;
-use crate::models::{CallResult, CreatedListing, Listing, ListingQuery, NewListing, Registered};
+use crate::models::CallResult;
 use crate::pay::{Payer, Retry};
-use crate::pow::solve_pow;
-use crate::{ClientError, Wallet};
 
 /// Proof-of-work difficulties above this are refused rather than solved forever.
 const MAX_POW_DIFFICULTY: u64 = 8;
@@ -33,8 +32,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Told each time [`Client::call`] waits: the state it waits on (`pending`,
+/// `in_progress`) and the seconds until the next attempt.
+pub type WaitObserver = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
+
 /// How [`Client::call`] behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallOptions {
     /// Sent as `Idempotency-Key` on every attempt; a random one when `None`.
     pub idempotency_key: Option<String>,
@@ -42,6 +45,24 @@ pub struct CallOptions {
     pub deadline: Duration,
     /// Extra request headers (`X-Crochet-Origin-Currency`, ...).
     pub headers: Vec<(String, String)>,
+    /// A payment already made for this call (resuming after
+    /// [`ClientError::PaymentSteps`] or [`ClientError::PaymentPending`]): the first
+    /// attempt carries it instead of waiting for a 402.
+    pub paid: Option<Retry>,
+    /// Called before each wait (a progress line, a log record).
+    pub on_wait: Option<WaitObserver>,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("idempotency_key", &self.idempotency_key)
+            .field("deadline", &self.deadline)
+            .field("headers", &self.headers)
+            .field("paid", &self.paid)
+            .field("on_wait", &self.on_wait.is_some())
+            .finish()
+    }
 }
 
 impl Default for CallOptions {
@@ -50,6 +71,8 @@ impl Default for CallOptions {
             idempotency_key: None,
             deadline: Duration::from_secs(60),
             headers: Vec::new(),
+            paid: None,
+            on_wait: None,
         }
     }
 }
@@ -63,7 +86,7 @@ pub(crate) struct Answer {
 
 impl Answer {
     /// `data` of a success envelope, or the error.
-    fn data(self) -> Result<Value, ClientError> {
+    pub(crate) fn data(self) -> Result<Value, ClientError> {
         if (200..300).contains(&self.status) && self.body["success"] != json!(false) {
             Ok(self.body.get("data").cloned().unwrap_or(Value::Null))
         } else {
@@ -72,14 +95,17 @@ impl Answer {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ClientError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    value: Value,
+    what: &str,
+) -> Result<T, ClientError> {
     serde_json::from_value(value).map_err(|e| ClientError::Unexpected {
         status: 200,
         message: format!("{what}: {e}"),
     })
 }
 
-fn str_field(v: &Value, name: &str) -> Result<String, ClientError> {
+pub(crate) fn str_field(v: &Value, name: &str) -> Result<String, ClientError> {
     v.get(name)
         .and_then(Value::as_str)
         .map(str::to_owned)
@@ -89,7 +115,7 @@ fn str_field(v: &Value, name: &str) -> Result<String, ClientError> {
         })
 }
 
-fn difficulty(v: &Value) -> Result<u8, ClientError> {
+pub(crate) fn difficulty(v: &Value) -> Result<u8, ClientError> {
     v.get("difficulty")
         .and_then(Value::as_u64)
         .filter(|d| *d <= MAX_POW_DIFFICULTY)
@@ -139,24 +165,41 @@ impl Client {
         }
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.request_url(method, &format!("{}{path}", self.base))
     }
 
-    /// `path` + one percent-encoded segment.
-    fn request_segment(
+    /// A request to the base URL plus `segments`, each percent-encoded as one path
+    /// segment (an id or slug can never reach another route).
+    pub(crate) fn at(
         &self,
         method: Method,
-        prefix: &str,
-        segment: &str,
+        segments: &[&str],
     ) -> Result<RequestBuilder, ClientError> {
-        let mut url = reqwest::Url::parse(&format!("{}{prefix}", self.base))
+        let mut url = reqwest::Url::parse(&self.base)
             .map_err(|e| ClientError::Http(format!("bad base URL {}: {e}", self.base)))?;
         url.path_segments_mut()
             .map_err(|_| ClientError::Http(format!("bad base URL {}", self.base)))?
             .pop_if_empty()
-            .push(segment);
+            .extend(segments);
         Ok(self.request_url(method, url.as_str()))
+    }
+
+    /// A request to `path` on the host's origin (outside the API base).
+    pub(crate) fn at_origin(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<RequestBuilder, ClientError> {
+        let url = reqwest::Url::parse(&self.base)
+            .and_then(|base| base.join(path))
+            .map_err(|e| ClientError::Http(format!("bad base URL {}: {e}", self.base)))?;
+        Ok(self.request_url(method, url.as_str()))
+    }
+
+    /// Sends `req` and returns the success's `data`, or the host's error.
+    pub(crate) async fn data(req: RequestBuilder) -> Result<Value, ClientError> {
+        Self::send(req).await?.data()
     }
 
     pub(crate) async fn send(req: RequestBuilder) -> Result<Answer, ClientError> {
@@ -172,91 +215,6 @@ impl Client {
             status,
             headers,
             body,
-        })
-    }
-
-    /// Registers `wallet` as a new agent (`role`: `buyer`, `seller` or `both`): asks for
-    /// a challenge, signs its message, solves its proof-of-work and registers. Use the
-    /// returned key with [`Client::with_key`].
-    pub async fn register(
-        &self,
-        wallet: &Wallet,
-        role: &str,
-        display_name: Option<&str>,
-    ) -> Result<Registered, ClientError> {
-        let challenge = Self::send(
-            self.request(Method::POST, "/auth/challenge")
-                .json(&json!({"wallet_address": wallet.address(), "purpose": "register"})),
-        )
-        .await?
-        .data()?;
-        let pow = challenge.get("pow").cloned().unwrap_or(Value::Null);
-        let mut body = json!({
-            "wallet_address": wallet.address(),
-            "nonce": str_field(&challenge, "nonce")?,
-            "signature": wallet.sign(&str_field(&challenge, "message")?),
-            "pow_nonce": solve_pow(&str_field(&pow, "challenge")?, difficulty(&pow)?),
-            "role": role,
-        });
-        if let Some(name) = display_name {
-            body["display_name"] = json!(name);
-        }
-        let data = Self::send(self.request(Method::POST, "/register").json(&body))
-            .await?
-            .data()?;
-        let profile = data.get("profile").cloned().unwrap_or(Value::Null);
-        Ok(Registered {
-            profile_id: str_field(&profile, "id")?,
-            api_key: str_field(&data, "api_key")?,
-            authorization_header: str_field(&data, "authorization_header")?,
-            role: profile["role"].as_str().unwrap_or(role).to_owned(),
-            display_name: profile["display_name"].as_str().map(str::to_owned),
-            profile,
-        })
-    }
-
-    /// `GET /listings`: the first page of listings matching `query`.
-    pub async fn search_listings(&self, query: &ListingQuery) -> Result<Vec<Listing>, ClientError> {
-        let data = Self::send(self.request(Method::GET, "/listings").query(query))
-            .await?
-            .data()?;
-        decode(data, "listings")
-    }
-
-    /// `GET /listings/{id}` by id or slug.
-    pub async fn get_listing(&self, id_or_slug: &str) -> Result<Listing, ClientError> {
-        let data = Self::send(self.request_segment(Method::GET, "/listings/", id_or_slug)?)
-            .await?
-            .data()?;
-        decode(data, "listing")
-    }
-
-    /// Creates a listing (needs a seller key): solves a fresh listing proof-of-work and
-    /// posts `listing`. The answer carries the endpoint's one-time signing secret.
-    pub async fn create_listing(
-        &self,
-        listing: &NewListing,
-    ) -> Result<CreatedListing, ClientError> {
-        let challenge = Self::send(
-            self.request(Method::POST, "/listings/challenge")
-                .json(&json!({})),
-        )
-        .await?
-        .data()?;
-        let pow_challenge = str_field(&challenge, "challenge")?;
-        let mut body =
-            serde_json::to_value(listing).map_err(|e| ClientError::Http(e.to_string()))?;
-        body["pow_nonce"] = json!(solve_pow(&pow_challenge, difficulty(&challenge)?));
-        body["pow_challenge"] = json!(pow_challenge);
-        let data = Self::send(self.request(Method::POST, "/listings").json(&body))
-            .await?
-            .data()?;
-        let signing_secret = str_field(&data["gateway_endpoint"], "signing_secret")?;
-        let listing: Listing = decode(data, "listing")?;
-        Ok(CreatedListing {
-            id: listing.id.clone(),
-            listing,
-            signing_secret,
         })
     }
 
@@ -281,10 +239,10 @@ impl Client {
             rand::rngs::OsRng.fill_bytes(&mut bytes);
             format!("crochet-client-{}", hex::encode(bytes))
         });
-        let mut payment: Option<Retry> = None;
+        let mut payment: Option<Retry> = opts.paid.clone();
         loop {
             let mut req = self
-                .request_segment(Method::POST, "/gateway/", listing)?
+                .at(Method::POST, &["gateway", listing])?
                 .header("Idempotency-Key", &idempotency_key)
                 .json(body);
             for (name, value) in &opts.headers {
@@ -308,10 +266,23 @@ impl Client {
                     if !object.is_object() {
                         return Err(ClientError::from_envelope(answer.status, &answer.body));
                     }
-                    payment = Some(payer.pay(self, object).await?);
+                    payment = Some(payer.pay(self, object).await.map_err(|e| match e {
+                        ClientError::PaymentSteps {
+                            relay_request_id,
+                            steps,
+                            ..
+                        } => ClientError::PaymentSteps {
+                            relay_request_id,
+                            steps,
+                            idempotency_key: idempotency_key.clone(),
+                        },
+                        other => other,
+                    })?);
                     continue;
                 }
-                (202, _) => answer.body["data"]["retry_after_seconds"].as_u64(),
+                (202, _) => answer.body["data"]["retry_after_seconds"]
+                    .as_u64()
+                    .map(|w| ("pending", w)),
                 (409, "GATEWAY_REQUEST_IN_PROGRESS") => {
                     answer.body["error"]["details"]["retry_after_seconds"]
                         .as_u64()
@@ -322,10 +293,12 @@ impl Client {
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse().ok())
                         })
+                        .map(|w| ("in_progress", w))
                 }
                 _ => return Err(ClientError::from_envelope(answer.status, &answer.body)),
             };
-            let wait = wait.unwrap_or(1).max(1);
+            let (state, wait) = wait.unwrap_or(("pending", 1));
+            let wait = wait.max(1);
             if Instant::now() + Duration::from_secs(wait) > deadline {
                 let relay_request_id = match &payment {
                     Some(Retry::Relay { relay_request_id }) => Some(relay_request_id.clone()),
@@ -336,6 +309,9 @@ impl Client {
                     relay_request_id,
                     idempotency_key,
                 });
+            }
+            if let Some(observe) = &opts.on_wait {
+                observe(state, wait);
             }
             tokio::time::sleep(Duration::from_secs(wait)).await;
         }

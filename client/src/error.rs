@@ -38,6 +38,19 @@ pub enum ClientError {
         relay_request_id: Option<String>,
         idempotency_key: String,
     },
+    /// The payment's steps are the caller's to carry out (a [`crate::RelayPayer`] with
+    /// no executor): carry them out, then call again with the same idempotency key and
+    /// `CallOptions::paid` set to this request id.
+    #[error("payment steps to carry out for Relay request {relay_request_id}")]
+    PaymentSteps {
+        relay_request_id: String,
+        steps: Value,
+        /// The call's idempotency key, to call again with.
+        idempotency_key: String,
+    },
+    /// A receipt did not verify against the host's published keys.
+    #[error("receipt: {0}")]
+    Receipt(String),
     /// The payer cannot pay this requirement (no flow it supports, wrong wallet kind).
     #[error("payment: {0}")]
     Payment(String),

@@ -123,3 +123,158 @@ impl Payer for X402Payer {
         })
     }
 }
+
+/// Carries out one item of a Relay quote step (a transaction to sign and send on the
+/// origin chain, or a message to sign), e.g. with the buyer's own chain library and RPC
+/// node. `step` is the whole step (`id`, `kind`, `action`, ...) and `item` one of its
+/// `items` (`data` holds the transaction or the message).
+#[async_trait::async_trait]
+pub trait StepExecutor: Send + Sync {
+    async fn execute(&self, step: &Value, item: &Value) -> Result<(), ClientError>;
+}
+
+/// Pays through the Relay provider: the 402's `requirements.steps` are Relay's quote
+/// steps, in order. With an executor every item of every step is carried out and the
+/// call is retried with the quote's request id (the host then waits for Relay to report
+/// the payment settled, answering 202 meanwhile). Without one, [`ClientError::PaymentSteps`]
+/// hands the steps to the caller, who carries them out and calls again with the same
+/// idempotency key and `CallOptions::paid` set to the returned request id.
+pub struct RelayPayer {
+    executor: Option<Box<dyn StepExecutor>>,
+}
+
+impl std::fmt::Debug for RelayPayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayPayer")
+            .field("executes", &self.executor.is_some())
+            .finish()
+    }
+}
+
+impl RelayPayer {
+    /// A payer that carries out the steps with `executor`.
+    pub fn new(executor: impl StepExecutor + 'static) -> Self {
+        Self {
+            executor: Some(Box::new(executor)),
+        }
+    }
+
+    /// A payer that returns the steps for the caller to carry out.
+    pub fn steps_only() -> Self {
+        Self { executor: None }
+    }
+}
+
+#[async_trait::async_trait]
+impl Payer for RelayPayer {
+    async fn pay(&self, _client: &Client, payment: &Value) -> Result<Retry, ClientError> {
+        let requirements = &payment["requirements"];
+        if requirements["scheme"] != "relay" {
+            return Err(ClientError::Payment(
+                "not a Relay payment (the host's provider is another)".into(),
+            ));
+        }
+        let relay_request_id = payment["relay_request_id"]
+            .as_str()
+            .or_else(|| requirements["request_id"].as_str())
+            .ok_or_else(|| ClientError::Payment("the requirement has no request id".into()))?
+            .to_owned();
+        let steps = requirements["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let Some(executor) = &self.executor else {
+            return Err(ClientError::PaymentSteps {
+                relay_request_id,
+                steps: Value::Array(steps),
+                // `Client::call` fills in the call's key.
+                idempotency_key: String::new(),
+            });
+        };
+        for step in &steps {
+            for item in step["items"].as_array().into_iter().flatten() {
+                executor.execute(step, item).await?;
+            }
+        }
+        Ok(Retry::Relay { relay_request_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records what it was asked to carry out.
+    #[derive(Default)]
+    struct Recorder(std::sync::Arc<Mutex<Vec<String>>>);
+
+    #[async_trait::async_trait]
+    impl StepExecutor for Recorder {
+        async fn execute(&self, step: &Value, item: &Value) -> Result<(), ClientError> {
+            let mut seen = self
+                .0
+                .lock()
+                .map_err(|_| ClientError::Payment("poisoned".into()))?;
+            seen.push(format!(
+                "{}/{}",
+                step["id"].as_str().unwrap_or(""),
+                item["data"]["to"].as_str().unwrap_or("")
+            ));
+            Ok(())
+        }
+    }
+
+    fn relay_payment() -> Value {
+        json!({
+            "relay_request_id": "0xabc",
+            "requirements": {
+                "scheme": "relay",
+                "request_id": "0xabc",
+                "steps": [
+                    {"id": "approve", "kind": "transaction", "items": [{"data": {"to": "0xtoken"}}]},
+                    {"id": "deposit", "kind": "transaction", "items": [{"data": {"to": "0xrelay"}}, {"data": {"to": "0xrelay2"}}]}
+                ]
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn relay_steps_are_carried_out_in_order_or_handed_back() {
+        let client = Client::new("http://127.0.0.1:9/api/v1");
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let payer = RelayPayer::new(Recorder(seen.clone()));
+        let retry = payer.pay(&client, &relay_payment()).await.unwrap();
+        assert_eq!(
+            retry,
+            Retry::Relay {
+                relay_request_id: "0xabc".into()
+            }
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["approve/0xtoken", "deposit/0xrelay", "deposit/0xrelay2"]
+        );
+
+        match RelayPayer::steps_only()
+            .pay(&client, &relay_payment())
+            .await
+        {
+            Err(ClientError::PaymentSteps {
+                relay_request_id,
+                steps,
+                ..
+            }) => {
+                assert_eq!(relay_request_id, "0xabc");
+                assert_eq!(steps.as_array().unwrap().len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mock = json!({"relay_request_id": "m", "requirements": {"scheme": "mock"}});
+        assert!(matches!(
+            RelayPayer::steps_only().pay(&client, &mock).await,
+            Err(ClientError::Payment(_))
+        ));
+    }
+}

@@ -11,99 +11,29 @@
 //! where the key is the UTF-8 bytes of the listing's signing secret (`cgs_…`) exactly as
 //! it was returned once at creation or rotation.
 //!
-//! # Verifying at the seller (Rust)
-//!
-//! A seller checks the body hash, the signature (in constant time) and the timestamp's
-//! age; this is the whole of it, with the `hmac`, `sha2` and `hex` crates:
+//! The signing functions live in the client crate (`crochet_client::seller`), which
+//! publishes them to sellers with the matching `verify_request`: the host signs with the
+//! very code a seller checks with.
 //!
 //! ```
-//! use hmac::{Hmac, Mac};
-//! use sha2::{Digest, Sha256};
-//!
-//! /// Returns true when a forwarded request really comes from the gateway.
-//! fn verify_crochet_request(
-//!     secret: &str,
-//!     headers: &impl Fn(&str) -> Option<String>,
-//!     body: &[u8],
-//!     now_unix: i64,
-//! ) -> bool {
-//!     let get = |name| headers(name).unwrap_or_default();
-//!     let (ts, request_id, listing_id) = (get("x-crochet-timestamp"), get("x-crochet-request-id"), get("x-crochet-listing-id"));
-//!     let body_sha = hex::encode(Sha256::digest(body));
-//!     if get("x-crochet-body-sha256") != body_sha {
-//!         return false; // body altered
-//!     }
-//!     match ts.parse::<i64>() {
-//!         Ok(t) if (now_unix - t).abs() <= 300 => {}
-//!         _ => return false, // stale or replayed
-//!     }
-//!     let Ok(signature) = hex::decode(get("x-crochet-signature")) else { return false };
-//!     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-//!     mac.update(format!("{ts}.{request_id}.{listing_id}.{body_sha}").as_bytes());
-//!     mac.verify_slice(&signature).is_ok() // constant-time comparison
-//! }
-//!
-//! // The same check against the host's own signer:
+//! // A request signed by the host passes the sellers' check from the client crate.
+//! let body = br#"{"task":"run"}"#;
 //! let signed = crochet::seller_client::signing::SignedHeaders::new(
-//!     "cgs_example", 1_760_000_000, "gw_req_1", "listing-uuid", "buyer-uuid", br#"{"task":"run"}"#,
+//!     "cgs_example", 1_760_000_000, "gw_req_1", "listing-uuid", "buyer-uuid", body,
 //! );
-//! let lookup = |name: &str| signed.pairs().into_iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-//! assert!(verify_crochet_request("cgs_example", &lookup, br#"{"task":"run"}"#, 1_760_000_010));
-//! assert!(!verify_crochet_request("cgs_other", &lookup, br#"{"task":"run"}"#, 1_760_000_010));
-//! assert!(!verify_crochet_request("cgs_example", &lookup, br#"{"task":"tampered"}"#, 1_760_000_010));
+//! let pairs = signed.pairs();
+//! let lookup = |name: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+//! let ok = crochet_client::seller::verify_request("cgs_example", lookup, body, 1_760_000_010, 300);
+//! assert_eq!(ok.unwrap().buyer_id.as_deref(), Some("buyer-uuid"));
+//! assert!(crochet_client::seller::verify_request("cgs_other", lookup, body, 1_760_000_010, 300).is_err());
 //! ```
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 
-use crate::storage::lower_hex;
-
-pub const REQUEST_ID: &str = "X-Crochet-Request-Id";
-pub const LISTING_ID: &str = "X-Crochet-Listing-Id";
-pub const BUYER_ID: &str = "X-Crochet-Buyer-Id";
-pub const TIMESTAMP: &str = "X-Crochet-Timestamp";
-pub const BODY_SHA256: &str = "X-Crochet-Body-SHA256";
-pub const SIGNATURE: &str = "X-Crochet-Signature";
-
-/// The string that is signed: `timestamp.request_id.listing_id.body_sha256`.
-pub fn signing_payload(
-    timestamp: i64,
-    request_id: &str,
-    listing_id: &str,
-    body_sha256: &str,
-) -> String {
-    format!("{timestamp}.{request_id}.{listing_id}.{body_sha256}")
-}
-
-/// Lowercase hex HMAC-SHA256 of the signing payload under `secret`.
-pub fn sign(
-    secret: &str,
-    timestamp: i64,
-    request_id: &str,
-    listing_id: &str,
-    body_sha256: &str,
-) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes any key length");
-    // The bytes of `signing_payload`, fed in pieces instead of formatted into a new
-    // string on every call.
-    for (i, part) in [&timestamp.to_string(), request_id, listing_id, body_sha256]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            mac.update(b".");
-        }
-        mac.update(part.as_bytes());
-    }
-    lower_hex(&mac.finalize().into_bytes())
-}
-
-/// Lowercase hex SHA-256 of the exact body bytes.
-pub fn body_sha256(body: &[u8]) -> String {
-    lower_hex(&Sha256::digest(body))
-}
+pub use crochet_client::seller::{
+    BODY_SHA256, BUYER_ID, LISTING_ID, REQUEST_ID, SIGNATURE, TIMESTAMP, body_sha256, sign,
+    signing_payload,
+};
 
 /// The six headers of one forwarded request.
 #[derive(Debug, Clone)]
@@ -205,27 +135,6 @@ impl SignedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn payload_and_signature_are_stable() {
-        let sha = body_sha256(b"{}");
-        assert_eq!(
-            sha,
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
-        assert_eq!(signing_payload(1, "r", "l", &sha), format!("1.r.l.{sha}"));
-        // Independent HMAC of the documented string.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"cgs_k").unwrap();
-        mac.update(format!("1.r.l.{sha}").as_bytes());
-        assert_eq!(
-            sign("cgs_k", 1, "r", "l", &sha),
-            hex::encode(mac.finalize().into_bytes())
-        );
-        assert_ne!(
-            sign("cgs_k", 2, "r", "l", &sha),
-            sign("cgs_k", 1, "r", "l", &sha)
-        );
-    }
 
     #[test]
     fn header_map_carries_the_documented_pairs_and_the_upstream_auth() {
