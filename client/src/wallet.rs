@@ -156,21 +156,47 @@ impl Wallet {
             }
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        let file: WalletFile = serde_json::from_slice(&bytes).map_err(|e| {
-            ClientError::Wallet(format!("{}: not a wallet file: {e}", path.display()))
-        })?;
+        Self::from_json(&bytes, &path.display().to_string())
+    }
+
+    /// Reads a wallet from the environment variable `name`, which holds the wallet file's
+    /// JSON (for containers and CI secrets, where a file is awkward).
+    pub fn from_env(name: &str) -> Result<Self, ClientError> {
+        let text = std::env::var(name)
+            .map_err(|_| ClientError::Wallet(format!("environment variable {name} is not set")))?;
+        Self::from_json(text.as_bytes(), &format!("${name}"))
+    }
+
+    /// Parses a wallet file's JSON; `origin` names where it came from in errors (never
+    /// the key).
+    fn from_json(bytes: &[u8], origin: &str) -> Result<Self, ClientError> {
+        let file: WalletFile = serde_json::from_slice(bytes)
+            .map_err(|e| ClientError::Wallet(format!("{origin}: not a wallet file: {e}")))?;
         let mut secret = [0u8; 32];
-        hex::decode_to_slice(file.secret_key.trim(), &mut secret)
-            .map_err(|_| ClientError::Wallet("secret_key is not 64 hex digits".into()))?;
+        hex::decode_to_slice(file.secret_key.trim(), &mut secret).map_err(|_| {
+            ClientError::Wallet(format!("{origin}: secret_key is not 64 hex digits"))
+        })?;
         match file.chain.as_str() {
             "evm" => k256::ecdsa::SigningKey::from_slice(&secret)
                 .map(Wallet::Evm)
-                .map_err(|_| ClientError::Wallet("secret_key is not a valid secp256k1 key".into())),
+                .map_err(|_| {
+                    ClientError::Wallet(format!(
+                        "{origin}: secret_key is not a valid secp256k1 key"
+                    ))
+                }),
             "solana" => Ok(Wallet::Solana(ed25519_dalek::SigningKey::from_bytes(
                 &secret,
             ))),
-            other => Err(ClientError::Wallet(format!("unknown chain `{other}`"))),
+            other => Err(ClientError::Wallet(format!(
+                "{origin}: unknown chain `{other}`"
+            ))),
         }
+    }
+
+    /// The wallet file's JSON, with the private key: what [`Wallet::from_env`] reads.
+    /// Keep it as secret as the key itself.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"chain": self.chain(), "secret_key": self.secret_hex()}).to_string()
     }
 }
 
@@ -250,5 +276,24 @@ mod tests {
         // Saving again tightens the mode.
         Wallet::generate_evm().save(&path).unwrap();
         Wallet::load(&path).unwrap();
+    }
+
+    #[test]
+    fn a_wallet_round_trips_through_the_environment() {
+        let w = Wallet::generate_solana();
+        // SAFETY: this test is the only user of this variable name.
+        unsafe { std::env::set_var("CROCHET_CLIENT_TEST_WALLET", w.to_json()) };
+        let back = Wallet::from_env("CROCHET_CLIENT_TEST_WALLET").unwrap();
+        assert_eq!(back.address(), w.address());
+        let err = Wallet::from_env("CROCHET_CLIENT_TEST_NO_SUCH_VAR").unwrap_err();
+        assert!(err.to_string().contains("is not set"), "{err}");
+        unsafe {
+            std::env::set_var(
+                "CROCHET_CLIENT_TEST_WALLET",
+                "{\"chain\":\"evm\",\"secret_key\":\"zz\"}",
+            )
+        };
+        let err = Wallet::from_env("CROCHET_CLIENT_TEST_WALLET").unwrap_err();
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
     }
 }

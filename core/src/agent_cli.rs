@@ -49,6 +49,7 @@ enum AgentCommand {
     Wallet(WalletCmd),
     /// Register an agent with a wallet; saves host, API key and wallet in the profile.
     Register {
+        /// The wallet file, or `env:NAME` for a variable holding its JSON.
         #[arg(long)]
         wallet: PathBuf,
         #[arg(long, default_value = "both", value_parser = ["buyer", "seller", "both"])]
@@ -408,6 +409,15 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
     }
 }
 
+/// A wallet from its file, or from an environment variable named `env:NAME` (which
+/// holds the wallet file's JSON).
+fn load_wallet(path: &Path) -> Result<Wallet, Failure> {
+    match path.to_str().and_then(|p| p.strip_prefix("env:")) {
+        Some(name) => Ok(Wallet::from_env(name)?),
+        None => Ok(Wallet::load(path)?),
+    }
+}
+
 /// Reads `--data`-style input: JSON text, or `@FILE`.
 fn json_arg(flag: &str, text: &str) -> Result<Value, Failure> {
     let text = match text.strip_prefix('@') {
@@ -499,7 +509,7 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
             );
         }
         AgentCommand::Register { wallet, role, name } => {
-            let w = Wallet::load(wallet)?;
+            let w = load_wallet(wallet)?;
             let issued = client.register(&w, role, name.as_deref()).await?;
             profile.host = Some(host.clone());
             profile.api_key = Some(issued.api_key.clone());
@@ -515,7 +525,7 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
             );
         }
         AgentCommand::Recover { wallet } => {
-            let w = Wallet::load(wallet)?;
+            let w = load_wallet(wallet)?;
             let issued = client.recover(&w).await?;
             profile.host = Some(host.clone());
             profile.api_key = Some(issued.api_key.clone());
@@ -611,8 +621,8 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                     let existing = profile.wallet.clone().ok_or_else(|| {
                         usage("linking needs the profile's wallet (register or recover first)")
                     })?;
-                    let existing = Wallet::load(&existing)?;
-                    let new_wallet = Wallet::load(wallet)?;
+                    let existing = load_wallet(&existing)?;
+                    let new_wallet = load_wallet(wallet)?;
                     let me = client.me().await?;
                     let permissions = crochet_client::WalletPermissions {
                         label: label.clone(),
@@ -669,7 +679,7 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                         usage("--pay x402 needs the profile's wallet (register first)")
                     })?;
                     Box::new(X402Payer {
-                        wallet: Wallet::load(&file)?,
+                        wallet: load_wallet(&file)?,
                     })
                 }
                 "relay" => Box::new(RelayPayer::steps_only()),

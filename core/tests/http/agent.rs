@@ -406,6 +406,20 @@ async fn refusals_and_bad_files_exit_non_zero_with_a_readable_message(app: TestA
     assert!(junk.stderr.contains("wallet"), "{}", junk.stderr);
     let missing = agent(d, &host, &["register", "--wallet", "nowhere.json"]).await;
     assert_eq!(missing.code, Some(2), "{}", missing.stderr);
+    let unset = agent(
+        d,
+        &host,
+        &["register", "--wallet", "env:CROCHET_TEST_NO_SUCH_WALLET"],
+    )
+    .await;
+    assert_eq!(unset.code, Some(2), "{}", unset.stderr);
+    assert!(
+        unset
+            .stderr
+            .contains("CROCHET_TEST_NO_SUCH_WALLET is not set"),
+        "{}",
+        unset.stderr
+    );
 
     // An EVM buyer and the cheap listing: no payment route, with what to do next.
     ok(&agent(

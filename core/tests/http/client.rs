@@ -310,6 +310,36 @@ async fn a_seller_manages_its_listing_and_a_buyer_verifies_and_reviews(app: Test
     assert_eq!(score.inputs["paid_calls"], 1);
     let err = host.score("no-such-agent").await.unwrap_err();
     assert_eq!(err.status(), Some(404), "{err:?}");
+
+    // Seller adapters: an uploaded component, its config, a bundled one, detached.
+    let chat = crochet::plugins::bundled::CHAT_ADAPTER;
+    let uploaded = seller_api
+        .upload_adapter(&created.id, chat.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        (uploaded.source.as_str(), uploaded.component_bytes),
+        ("upload", chat.len() as i64)
+    );
+    let err = seller_api
+        .upload_adapter(&created.id, b"not wasm".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("INVALID_ADAPTER_COMPONENT"), "{err:?}");
+    let bundled = seller_api
+        .set_adapter(&created.id, Some("chat-adapter"), None)
+        .await
+        .unwrap();
+    assert_eq!(bundled.source, "bundled:chat-adapter");
+    assert_eq!(
+        seller_api.adapter(&created.id).await.unwrap().source,
+        bundled.source
+    );
+    seller_api.remove_adapter(&created.id).await.unwrap();
+    let err = seller_api.adapter(&created.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err:?}");
+    let err = buyer_api.adapter(&created.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "only the owner sees it: {err:?}");
 }
 
 async fn an_agent_manages_its_keys_and_wallets_and_recovers(app: TestApp) {
