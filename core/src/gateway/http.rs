@@ -9,7 +9,8 @@
 //! URL, header or signature.
 
 use axum::Json;
-use std::net::SocketAddr;
+use axum::body::Bytes;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -30,6 +31,7 @@ use crate::http::extract::{
     ApiBytes, ApiPath, ApiQuery, Auth, MaybeAuth, PolicyHeaders, is_json_content_type,
 };
 use crate::http::{Envelope, PagedEnvelope, ok, paged};
+use crate::identity::Principal;
 use crate::metrics::GatewayOutcome;
 use crate::plugins::policy::PolicyRefusal;
 use crate::storage::Page;
@@ -46,16 +48,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The gateway's optional request headers, read in place (extracting the whole
-/// `HeaderMap` would copy it on every call).
-struct CallHeaders {
-    relay_request_id: Option<String>,
-    payment_signature: Option<String>,
-    idempotency_key: Option<String>,
-    origin_currency: Option<String>,
-    origin_chain_id: Option<String>,
-    origin_wallet_id: Option<String>,
+/// `HeaderMap` would copy it on every call). MCP's `call_listing` fills the same fields
+/// from its arguments.
+#[derive(Default)]
+pub(crate) struct CallHeaders {
+    pub relay_request_id: Option<String>,
+    pub payment_signature: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub origin_currency: Option<String>,
+    pub origin_chain_id: Option<String>,
+    pub origin_wallet_id: Option<String>,
     /// Whether `Content-Type` declares JSON (see [`is_json_content_type`]).
-    json_body: bool,
+    pub json_body: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CallHeaders {
@@ -128,7 +132,66 @@ async fn call(
     if !headers.json_body {
         return Err(RequestError::UnsupportedMediaType.into());
     }
+    let request = CallRequest {
+        buyer,
+        listing_ref: listing_id,
+        body,
+        headers,
+        policy_headers,
+        client_ip: peer.ip(),
+        transport: "rest",
+    };
+    // Boxed once here, so the router's own boxing of this handler's future moves a
+    // pointer rather than the whole pipeline's state.
+    Ok(match Box::pin(answer(&s, request)).await {
+        CallAnswer::Forwarded(mut success) => {
+            let payment_response = success.payment_response.take();
+            let mut response = ok(*success).into_response();
+            if let Some(value) = payment_response.and_then(|v| HeaderValue::try_from(v).ok()) {
+                response.headers_mut().insert(PAYMENT_RESPONSE, value);
+            }
+            response
+        }
+        CallAnswer::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),
+        CallAnswer::Refused(error) => error_response(error),
+    })
+}
+
+/// One gateway call as it arrives, over REST or MCP.
+pub(crate) struct CallRequest {
+    /// The authenticated buyer; `None` for a call without a key (keyless x402).
+    pub buyer: Option<Principal>,
+    pub listing_ref: String,
+    pub body: Bytes,
+    pub headers: CallHeaders,
+    pub policy_headers: Vec<(String, String)>,
+    pub client_ip: IpAddr,
+    /// `rest` or `mcp`, for the log line.
+    pub transport: &'static str,
+}
+
+/// What a gateway call answered, before it becomes an HTTP response or an MCP result.
+pub(crate) enum CallAnswer {
+    Forwarded(Box<GatewaySuccess>),
+    Pending(PendingPayment),
+    /// The refusal (a 402 included); its spec is the REST error envelope.
+    Refused(ApiError),
+}
+
+/// Runs one gateway call: finds the buyer of a keyless x402 call, runs the pipeline,
+/// and logs and counts the outcome. REST's `POST /gateway/{id}` and MCP's
+/// `call_listing` both come here, so both run the same pipeline.
+pub(crate) async fn answer(s: &AppState, request: CallRequest) -> CallAnswer {
     let started = Instant::now();
+    let CallRequest {
+        buyer,
+        listing_ref,
+        body,
+        headers,
+        policy_headers,
+        client_ip,
+        transport,
+    } = request;
     let (buyer, keyless_wallet) = match buyer {
         Some(buyer) => (buyer, None),
         None => {
@@ -141,21 +204,24 @@ async fn call(
                 // A stock x402 client's first call: the x402 offer of a paid listing.
                 None => s
                     .gateway
-                    .keyless_offer(&listing_id)
+                    .keyless_offer(&listing_ref)
                     .await
                     .map(|r| Err(r.unwrap_or_else(|e| e))),
             };
             match keyless {
                 Some(Ok(buyer)) => buyer,
-                Some(Err(e)) => return Ok(error_response(e)),
+                Some(Err(e)) => return CallAnswer::Refused(ApiError::Gateway(e)),
                 // x402 without a key is off (or the listing is free): a key is needed.
-                None => (s.identity.authenticate(None).await?, None),
+                None => match s.identity.authenticate(None).await {
+                    Ok(buyer) => (buyer, None),
+                    Err(e) => return CallAnswer::Refused(e.into()),
+                },
             }
         }
     };
     let call = GatewayCall {
         buyer,
-        listing_ref: listing_id,
+        listing_ref,
         body,
         relay_request_id: headers.relay_request_id,
         payment_signature: headers.payment_signature,
@@ -164,48 +230,42 @@ async fn call(
         origin_currency: headers.origin_currency,
         origin_chain_id: headers.origin_chain_id,
         origin_wallet_id: headers.origin_wallet_id,
-        client_ip: peer.ip(),
+        client_ip,
         policy_headers,
     };
     let mut facts = CallFacts::default();
-    // Boxed once here, so the router's own boxing of this handler's future moves a
-    // pointer rather than the whole pipeline's state.
     let result = Box::pin(s.gateway.call(&call, &mut facts)).await;
     let report = Report {
         call: &call,
         facts: &facts,
         started,
+        transport,
     };
-    Ok(match result {
-        Ok(Outcome::Forwarded(mut success)) => {
+    match result {
+        Ok(Outcome::Forwarded(success)) => {
             report.success(GatewayOutcome::Forwarded, Some(&success.request_id));
-            let payment_response = success.payment_response.take();
-            let mut response = ok(*success).into_response();
-            if let Some(value) = payment_response.and_then(|v| HeaderValue::try_from(v).ok()) {
-                response.headers_mut().insert(PAYMENT_RESPONSE, value);
-            }
-            response
+            CallAnswer::Forwarded(success)
         }
         Ok(Outcome::Pending(pending)) => {
             report.success(GatewayOutcome::PaymentPending, None);
-            (StatusCode::ACCEPTED, ok(pending)).into_response()
+            CallAnswer::Pending(pending)
         }
         Err(e) => {
-            let header = e.x402_header();
             let error = ApiError::Gateway(e);
-            let spec = error.spec();
             if let ApiError::Gateway(e) = &error {
-                report.failure(e, &spec);
+                report.failure(e, &error.spec());
             }
-            with_x402_header(error.respond(spec), header)
+            CallAnswer::Refused(error)
         }
-    })
+    }
 }
 
-/// A gateway error's response, with its x402 header.
-fn error_response(e: GatewayError) -> Response {
-    let header = e.x402_header();
-    let error = ApiError::Gateway(e);
+/// A refusal's response, with a gateway error's x402 header.
+fn error_response(error: ApiError) -> Response {
+    let header = match &error {
+        ApiError::Gateway(e) => e.x402_header(),
+        _ => None,
+    };
     let spec = error.spec();
     with_x402_header(error.respond(spec), header)
 }
@@ -224,6 +284,7 @@ struct Report<'a> {
     call: &'a GatewayCall,
     facts: &'a CallFacts,
     started: Instant,
+    transport: &'static str,
 }
 
 impl Report<'_> {
@@ -249,6 +310,7 @@ impl Report<'_> {
             outcome = outcome.as_str(),
             seller_status = self.facts.seller_status,
             latency_ms = self.latency_ms(),
+            transport = self.transport,
             "gateway call"
         );
     }
@@ -267,13 +329,13 @@ impl Report<'_> {
         let (gateway_request_id, listing_id) = (e.gateway_request_id(), self.listing_id());
         let buyer_id = &self.call.buyer.profile_id;
         let (seller_status, latency_ms) = (self.facts.seller_status, self.latency_ms());
-        let outcome = outcome.as_str();
+        let (outcome, transport) = (outcome.as_str(), self.transport);
         if matches!(e, GatewayError::PaymentRequired(_)) {
             tracing::info!(gateway_request_id, listing_id, %buyer_id, outcome, error_code = %code,
-                seller_status, latency_ms, "gateway call");
+                seller_status, latency_ms, transport, "gateway call");
         } else {
             tracing::warn!(gateway_request_id, listing_id, %buyer_id, outcome, error_code = %code,
-                seller_status, latency_ms, "gateway call");
+                seller_status, latency_ms, transport, "gateway call");
         }
     }
 }
@@ -304,13 +366,23 @@ async fn history(
     Auth(who): Auth,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<PagedEnvelope<GatewayRequestRow>>, ApiError> {
+    let (items, page, total) = history_of(&s, &who.profile_id, &q).await?;
+    Ok(paged(items, page, total))
+}
+
+/// A page of the caller's gateway history, over REST or MCP.
+pub(crate) async fn history_of(
+    s: &AppState,
+    profile_id: &str,
+    q: &HistoryQuery,
+) -> Result<(Vec<GatewayRequestRow>, Page, crate::pagination::Total), ApiError> {
     let page = Page::new(q.page, q.limit);
     // Rows of this instance still queued in the recorder are committed first.
     s.gateway.flush().await;
-    let (items, total) = super::store::history(s.db.pool(), &who.profile_id, &q, page)
+    let (items, total) = super::store::history(s.db.pool(), profile_id, q, page)
         .await
         .map_err(ApiError::internal)?;
-    Ok(paged(items, page, total))
+    Ok((items, page, total))
 }
 
 #[cfg(test)]

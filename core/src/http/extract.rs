@@ -74,7 +74,7 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Req
 }
 
 /// UTF-8, then no refused control character, then the JSON of `T`.
-fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RequestError> {
+pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RequestError> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(RequestError::InvalidJson(format!(
             "not valid UTF-8 (at byte {})",

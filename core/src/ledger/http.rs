@@ -52,10 +52,19 @@ pub async fn get_receipt(
     Auth(who): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<Receipt>>, ApiError> {
-    let receipt = receipts::get(s.db.pool(), &who.profile_id, &id)
+    Ok(ok(receipt_of(&s, &who.profile_id, &id).await?))
+}
+
+/// One of the caller's receipts (as buyer or seller), over REST or MCP.
+pub(crate) async fn receipt_of(
+    s: &AppState,
+    profile_id: &str,
+    id: &str,
+) -> Result<Receipt, ApiError> {
+    let receipt = receipts::get(s.db.pool(), profile_id, id)
         .await
         .map_err(ApiError::internal)?;
-    Ok(ok(receipt.ok_or(ApiError::ReceiptNotFound)?))
+    receipt.ok_or(ApiError::ReceiptNotFound)
 }
 
 /// The host's receipt verification keys (current first).

@@ -13,6 +13,7 @@ mod gateway;
 mod identity;
 mod input;
 mod instances;
+mod mcp;
 mod metrics;
 mod payments;
 mod plugins;

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    Backend, Reply, TestApp, Wallet, count_rows, gateway_call, pay_and_call, policy_plugin,
-    priced_listing, retry, test_redis_url,
+    Backend, Reply, TestApp, Wallet, count_rows, gateway_call, pay_and_call, per_buyer_limit,
+    policy_plugin, priced_listing, retry, test_redis_url,
 };
 use crate::on_both_backends;
 
@@ -17,20 +17,6 @@ on_both_backends!(
     policies_of_1_0_and_1_1_serve_side_by_side,
     a_purchase_counts_once_against_the_rate_limit,
 );
-
-/// A rate limit of `limit` calls per buyer and minute, and a loose burst.
-fn per_buyer_limit(limit: u32) -> impl FnOnce(&mut crochet::config::Config) {
-    move |c| {
-        c.plugins.policy = Some(vec![policy_plugin(
-            "rate-limit",
-            "bundled:rate-limit",
-            json!({"gateway": {
-                "per_buyer": {"limit": limit, "window_seconds": 60, "burst": 1000},
-                "per_listing": null
-            }}),
-        )]);
-    }
-}
 
 async fn rate_limit_refuses_past_its_limit_before_the_seller(app: TestApp) {
     let app = app.restart(per_buyer_limit(3)).await;

@@ -268,3 +268,17 @@ async fn pg_admin(url: &str, sql: &str) {
         .expect(sql);
     let _ = conn.close().await;
 }
+
+/// A rate limit of `limit` calls per buyer and minute, and a loose burst.
+pub fn per_buyer_limit(limit: u32) -> impl FnOnce(&mut crochet::config::Config) {
+    move |c| {
+        c.plugins.policy = Some(vec![policy_plugin(
+            "rate-limit",
+            "bundled:rate-limit",
+            serde_json::json!({"gateway": {
+                "per_buyer": {"limit": limit, "window_seconds": 60, "burst": 1000},
+                "per_listing": null
+            }}),
+        )]);
+    }
+}

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod agents;
 pub mod app;
+pub mod mcp;
 pub mod metrics;
 pub mod payments;
 pub mod process;
@@ -23,6 +24,7 @@ pub mod x402;
 pub use admin::*;
 pub use agents::*;
 pub use app::*;
+pub use mcp::*;
 pub use metrics::*;
 pub use payments::*;
 pub use process::*;

@@ -1,0 +1,599 @@
+//! The marketplace as an MCP server: Streamable HTTP at `/mcp`, on the official Rust
+//! SDK (`rmcp`), which negotiates the protocol version and speaks JSON-RPC.
+//!
+//! Five tools, each a thin door onto what the REST routes run:
+//!
+//! - `search_listings` and `get_listing`: the catalog's browse and get, answered as
+//!   `structuredContent` with an output schema taken from the OpenAPI document's own
+//!   schemas (the same `Listing` as `GET /listings`). No key needed.
+//! - `call_listing`: a gateway call, through the very function `POST /gateway/{id}`
+//!   uses ([`crate::gateway::http::answer`]): policies (rate limits shared with REST),
+//!   payment, adapter, signing, forwarding and recording. Its arguments carry what REST
+//!   carries in headers (`relay_request_id`, `idempotency_key`, the payment route), and an
+//!   x402 payment arrives as `_meta["x402/payment"]` (the `PaymentPayload` object).
+//! - `get_receipt` and `list_gateway_requests`: the caller's own, as over REST.
+//!
+//! The key is the transport's: `Authorization: Bearer am_k_…` on the HTTP requests.
+//!
+//! A tool result whose `isError` is false carries the answer. Anything else (a
+//! refusal, a payment requirement, a payment still pending) is `isError: true` with
+//! `structuredContent` = the REST answer's envelope plus its HTTP `status`: the same
+//! `error.code`, `details` (the payment object of a 402 included) and `recovery`. When
+//! x402 is on, a payment requirement also carries the x402 `PaymentRequired` in
+//! `_meta["x402/payment"]`; a call paid with x402 answers with the settlement in
+//! `_meta["x402/payment-response"]`.
+//!
+//! The server is stateless (no MCP session to keep), so any instance answers any
+//! request, and it answers plain JSON rather than an event stream. Requests must name
+//! the host in `Host` (loopback, or the host of `public_url`), which keeps a browser page
+//! on another name from reaching a local marketplace (DNS rebinding).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use base64::Engine as _;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, JsonObject, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::catalog::ListingQuery;
+use crate::gateway::http::{CallAnswer, CallHeaders, CallRequest, answer, history_of};
+use crate::gateway::model::HistoryQuery;
+use crate::http::error::{ApiError, RequestError};
+use crate::http::extract::{Auth, MaybeAuth, decode_json};
+
+/// Where the MCP endpoint is mounted.
+pub const MCP_PATH: &str = "/mcp";
+
+/// `_meta` key of an x402 payment (client to server) and of a payment requirement.
+const X402_PAYMENT: &str = "x402/payment";
+/// `_meta` key of an x402 settlement (server to client).
+const X402_PAYMENT_RESPONSE: &str = "x402/payment-response";
+
+/// The `/mcp` service: one [`Marketplace`] handler per request, no sessions.
+pub fn service(
+    state: AppState,
+    openapi: &utoipa::openapi::OpenApi,
+) -> StreamableHttpService<Marketplace, NeverSessionManager> {
+    let handler = Marketplace {
+        tools: Arc::new(tools(openapi)),
+        state: state.clone(),
+    };
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        .with_allowed_hosts(allowed_hosts(&state.public_url))
+        .with_max_request_body_bytes(state.config.max_body_bytes);
+    StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    )
+}
+
+/// Loopback names, and the public URL's host with and without its port.
+fn allowed_hosts(public_url: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+    if let Ok(url) = reqwest::Url::parse(public_url)
+        && let Some(host) = url.host_str()
+    {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if let Some(port) = url.port_or_known_default() {
+            hosts.push(format!("{host}:{port}"));
+        }
+        hosts.push(host);
+    }
+    hosts
+}
+
+/// The MCP handler: the application state and the tool list (built once).
+#[derive(Clone)]
+pub struct Marketplace {
+    state: AppState,
+    tools: Arc<Vec<Tool>>,
+}
+
+impl ServerHandler for Marketplace {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = InitializeResult::new(ServerCapabilities::builder().enable_tools().build());
+        let mut implementation = Implementation::new("crochet", env!("CARGO_PKG_VERSION"));
+        implementation.title = Some("Crochet Gateway marketplace".into());
+        info.server_info = implementation;
+        info.instructions = Some(
+            "An agent marketplace. Find capabilities with search_listings and get_listing, \
+             buy one call with call_listing. A paid listing first answers with a payment \
+             requirement (isError, error.code PAYMENT_REQUIRED, the payment object in \
+             error.details.payment): pay it, then call again with the same input and \
+             idempotency_key plus relay_request_id (or an x402 payment in \
+             _meta[\"x402/payment\"]). Calls need `Authorization: Bearer am_k_...`."
+                .into(),
+        );
+        info
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let Some(parts) = context.extensions.get::<Parts>().cloned() else {
+            return Err(McpError::internal_error(
+                "no HTTP request behind the call",
+                None,
+            ));
+        };
+        let args = request.arguments.unwrap_or_default();
+        let result = match request.name.as_ref() {
+            "search_listings" => self.search_listings(args).await,
+            "get_listing" => self.get_listing(parts, args).await,
+            // The SDK hands a request's `_meta` over in the context.
+            "call_listing" => {
+                let meta = request.meta.unwrap_or(context.meta);
+                Ok(self.call_listing(parts, args, meta).await)
+            }
+            "get_receipt" => self.get_receipt(parts, args).await,
+            "list_gateway_requests" => self.list_gateway_requests(parts, args).await,
+            other => {
+                return Err(McpError::invalid_params(
+                    format!("no tool named `{other}`"),
+                    None,
+                ));
+            }
+        };
+        Ok(result.unwrap_or_else(refusal).into())
+    }
+}
+
+/// `get_listing`'s and `get_receipt`'s arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ById {
+    id: String,
+}
+
+/// `call_listing`'s arguments other than `input`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallArgs {
+    listing: String,
+    relay_request_id: Option<String>,
+    idempotency_key: Option<String>,
+    origin_currency: Option<String>,
+    origin_chain_id: Option<String>,
+    origin_wallet_id: Option<String>,
+}
+
+/// Tool arguments decoded as a JSON body is over REST (control characters refused,
+/// unknown fields named).
+fn decode<T: serde::de::DeserializeOwned>(args: &JsonObject) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(args).map_err(ApiError::internal)?;
+    Ok(decode_json(&bytes)?)
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(ApiError::internal)
+}
+
+impl Marketplace {
+    async fn search_listings(&self, args: JsonObject) -> Result<CallToolResult, ApiError> {
+        let q: ListingQuery = decode(&args)?;
+        let (items, total, page) = self.state.catalog.browse(q).await?;
+        let page = crate::http::paged(items, page, total).0;
+        Ok(CallToolResult::structured(json!({
+            "listings": to_value(&page.data)?,
+            "pagination": to_value(&page.pagination)?,
+        })))
+    }
+
+    async fn get_listing(
+        &self,
+        mut parts: Parts,
+        args: JsonObject,
+    ) -> Result<CallToolResult, ApiError> {
+        let ById { id } = decode(&args)?;
+        let MaybeAuth(who) = MaybeAuth::from_request_parts(&mut parts, &self.state).await?;
+        let listing = self.state.catalog.get(&id, who.as_ref()).await?;
+        Ok(CallToolResult::structured(to_value(&listing)?))
+    }
+
+    async fn get_receipt(
+        &self,
+        mut parts: Parts,
+        args: JsonObject,
+    ) -> Result<CallToolResult, ApiError> {
+        let Auth(who) = Auth::from_request_parts(&mut parts, &self.state).await?;
+        let ById { id } = decode(&args)?;
+        let receipt = crate::ledger::http::receipt_of(&self.state, &who.profile_id, &id).await?;
+        Ok(CallToolResult::structured(to_value(&receipt)?))
+    }
+
+    async fn list_gateway_requests(
+        &self,
+        mut parts: Parts,
+        args: JsonObject,
+    ) -> Result<CallToolResult, ApiError> {
+        let Auth(who) = Auth::from_request_parts(&mut parts, &self.state).await?;
+        let q: HistoryQuery = decode(&args)?;
+        let (items, page, total) = history_of(&self.state, &who.profile_id, &q).await?;
+        let page = crate::http::paged(items, page, total).0;
+        Ok(CallToolResult::structured(json!({
+            "requests": to_value(&page.data)?,
+            "pagination": to_value(&page.pagination)?,
+        })))
+    }
+
+    /// A gateway call; every outcome becomes a tool result.
+    async fn call_listing(
+        &self,
+        mut parts: Parts,
+        mut args: JsonObject,
+        meta: rmcp::model::RequestMetaObject,
+    ) -> CallToolResult {
+        let s = &self.state;
+        // The input is the seller's body, passed on as REST passes a body on; the other
+        // arguments are checked like a JSON body.
+        let Some(input) = args.remove("input") else {
+            return refusal(
+                RequestError::Validation(
+                    "`input` is required: the JSON the seller receives".into(),
+                )
+                .into(),
+            );
+        };
+        let call: CallArgs = match decode(&args) {
+            Ok(call) => call,
+            Err(e) => return refusal(e),
+        };
+        let buyer = match MaybeAuth::from_request_parts(&mut parts, s).await {
+            Ok(MaybeAuth(buyer)) => buyer,
+            Err(e) => return refusal(e),
+        };
+        let body = match serde_json::to_vec(&input) {
+            Ok(body) => body,
+            Err(e) => return refusal(ApiError::internal(e)),
+        };
+        // An x402 payment travels as the PaymentPayload object; the pipeline reads the
+        // header's form of it.
+        let payment_signature = meta
+            .get(X402_PAYMENT)
+            .map(|payment| {
+                base64::engine::general_purpose::STANDARD
+                    .encode(serde_json::to_vec(payment).unwrap_or_default())
+            });
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let request = CallRequest {
+            buyer,
+            listing_ref: call.listing,
+            body: body.into(),
+            headers: CallHeaders {
+                relay_request_id: call.relay_request_id,
+                payment_signature,
+                idempotency_key: call.idempotency_key,
+                origin_currency: call.origin_currency,
+                origin_chain_id: call.origin_chain_id,
+                origin_wallet_id: call.origin_wallet_id,
+                json_body: true,
+            },
+            policy_headers: s.plugins.policies.forwarded_headers(&parts.headers),
+            client_ip,
+            transport: "mcp",
+        };
+        match Box::pin(answer(s, request)).await {
+            CallAnswer::Forwarded(mut success) => {
+                let settlement = success
+                    .payment_response
+                    .take()
+                    .and_then(|h| decode_x402(&h));
+                let text = success.seller_response.get().to_owned();
+                let structured = match to_value(&success) {
+                    Ok(v) => v,
+                    Err(e) => return refusal(e),
+                };
+                let mut result = CallToolResult::structured(structured);
+                // What a model reads first: the seller's own answer.
+                result.content = vec![ContentBlock::text(text)];
+                with_meta(result, X402_PAYMENT_RESPONSE, settlement)
+            }
+            CallAnswer::Pending(pending) => {
+                let data = to_value(&pending).unwrap_or(Value::Null);
+                CallToolResult::structured_error(
+                    json!({"success": true, "status": 202, "data": data}),
+                )
+            }
+            CallAnswer::Refused(error) => {
+                let x402 = match &error {
+                    crate::http::error::ApiError::Gateway(e) => e.x402_header(),
+                    _ => None,
+                };
+                let result = refusal(error);
+                match x402 {
+                    Some((name, value)) if name.eq_ignore_ascii_case("payment-required") => {
+                        with_meta(result, X402_PAYMENT, decode_x402(&value))
+                    }
+                    Some((_, value)) => {
+                        with_meta(result, X402_PAYMENT_RESPONSE, decode_x402(&value))
+                    }
+                    None => result,
+                }
+            }
+        }
+    }
+}
+
+/// An x402 header value (base64 JSON) as JSON.
+fn decode_x402(header: &str) -> Option<Value> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(header)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn with_meta(mut result: CallToolResult, key: &str, value: Option<Value>) -> CallToolResult {
+    if let Some(value) = value {
+        let mut meta = MetaObject::default();
+        meta.0.insert(key.to_owned(), value);
+        result.meta = Some(meta);
+    }
+    result
+}
+
+/// A refusal as a tool result: the REST error envelope plus its HTTP status.
+fn refusal(error: ApiError) -> CallToolResult {
+    let spec = error.spec();
+    if spec.status.is_server_error() {
+        tracing::error!(error = %error, code = %spec.body.code, "MCP tool call failed");
+    }
+    let mut envelope = json!({
+        "success": false,
+        "status": spec.status.as_u16(),
+        "error": spec.body,
+    });
+    if let Some(data) = spec.data {
+        envelope["data"] = data;
+    }
+    CallToolResult::structured_error(envelope)
+}
+
+/// The five tools, with input schemas written here and output schemas built from the
+/// OpenAPI document's component schemas.
+fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
+    let schemas = component_schemas(openapi);
+    let output = |root: Value| -> Option<Arc<JsonObject>> {
+        let mut root = root;
+        let mut defs = serde_json::Map::new();
+        collect_refs(&root, &schemas, &mut defs);
+        root["$defs"] = Value::Object(defs);
+        root.as_object().cloned().map(Arc::new)
+    };
+    let page_of = |field: &str, item: &str| {
+        json!({
+            "type": "object",
+            "properties": {
+                field: {"type": "array", "items": {"$ref": format!("#/$defs/{item}")}},
+                "pagination": {"$ref": "#/$defs/Pagination"},
+            },
+            "required": [field, "pagination"],
+        })
+    };
+    let object_of = |name: &str| {
+        schemas
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"}))
+    };
+    let mut list = vec![
+        tool(
+            "search_listings",
+            "Search the marketplace's active listings (what GET /api/v1/listings answers). \
+             Each listing has its price, seller score and rating; call one with call_listing.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "q": {"type": "string", "description": "Words to find in name and description"},
+                    "category": {"type": "string"},
+                    "pricing_model": {"type": "string", "enum": ["free", "per_call"]},
+                    "delivery_type": {"type": "string"},
+                    "min_price": {"type": "number", "description": "USD, inclusive"},
+                    "max_price": {"type": "number", "description": "USD, inclusive"},
+                    "sort": {"type": "string", "enum": ["relevance", "newest", "price_asc", "price_desc", "score", "rating"]},
+                    "page": {"type": "integer", "minimum": 1},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                "additionalProperties": false,
+            }),
+            output(page_of("listings", "Listing")),
+            true,
+        ),
+        tool(
+            "get_listing",
+            "One listing by id or slug, as GET /api/v1/listings/{id} answers it.",
+            json!({
+                "type": "object",
+                "properties": {"id": {"type": "string", "description": "Listing UUID or slug"}},
+                "required": ["id"],
+                "additionalProperties": false,
+            }),
+            output(object_of("Listing")),
+            true,
+        ),
+        tool(
+            "call_listing",
+            "Call a listing through the pay-per-call gateway (POST /api/v1/gateway/{id}): the \
+             seller receives `input` as its JSON body. A paid listing first answers with a \
+             payment requirement (isError; error.details.payment): pay it, then call again \
+             with the same input and idempotency_key plus relay_request_id, or with an x402 \
+             payment in _meta[\"x402/payment\"]. The answer's text is the seller's JSON; \
+             structuredContent adds the charge, fees and request id.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "listing": {"type": "string", "description": "Listing UUID or slug"},
+                    "input": {"description": "The JSON the seller receives"},
+                    "relay_request_id": {"type": "string", "description": "The relay_request_id of a completed payment"},
+                    "idempotency_key": {"type": "string", "description": "Repeat it on the paid retry"},
+                    "origin_currency": {"type": "string", "description": "USDC, ETH or SOL"},
+                    "origin_chain_id": {"type": "string"},
+                    "origin_wallet_id": {"type": "string", "description": "Payer wallet id (GET /me/wallets)"},
+                },
+                "required": ["listing", "input"],
+                "additionalProperties": false,
+            }),
+            None,
+            false,
+        ),
+        tool(
+            "get_receipt",
+            "One of your receipts, signed by the host (verify it against \
+             /.well-known/crochet-receipt-keys). Needs your API key.",
+            json!({
+                "type": "object",
+                "properties": {"id": {"type": "string"}},
+                "required": ["id"],
+                "additionalProperties": false,
+            }),
+            output(object_of("Receipt")),
+            true,
+        ),
+        tool(
+            "list_gateway_requests",
+            "Your gateway calls, newest first: status, charge, fees and hashes, never bodies. \
+             Needs your API key.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "role": {"type": "string", "enum": ["buyer", "seller", "all"]},
+                    "status": {"type": "string"},
+                    "from": {"type": "integer", "description": "Unix ms, inclusive"},
+                    "to": {"type": "integer", "description": "Unix ms, exclusive"},
+                    "page": {"type": "integer", "minimum": 1},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                "additionalProperties": false,
+            }),
+            output(page_of("requests", "GatewayRequestRow")),
+            true,
+        ),
+    ];
+    list.shrink_to_fit();
+    list
+}
+
+fn tool(
+    name: &'static str,
+    description: &'static str,
+    input: Value,
+    output: Option<Arc<JsonObject>>,
+    read_only: bool,
+) -> Tool {
+    let input = Arc::new(input.as_object().cloned().unwrap_or_default());
+    let mut tool = Tool::new(name, description, input);
+    if let Some(output) = output {
+        tool = tool.with_raw_output_schema(output);
+    }
+    let mut annotations = rmcp::model::ToolAnnotations::new();
+    annotations.read_only_hint = Some(read_only);
+    annotations.open_world_hint = Some(!read_only);
+    tool.with_annotations(annotations)
+}
+
+/// The OpenAPI document's component schemas, with their references rewritten to
+/// `#/$defs/…` (where a tool's output schema keeps them).
+fn component_schemas(openapi: &utoipa::openapi::OpenApi) -> serde_json::Map<String, Value> {
+    let components = openapi
+        .components
+        .as_ref()
+        .and_then(|c| serde_json::to_string(&c.schemas).ok())
+        .unwrap_or_else(|| "{}".into())
+        .replace("#/components/schemas/", "#/$defs/");
+    serde_json::from_str(&components).unwrap_or_default()
+}
+
+/// Copies every schema `value` refers to, transitively, into `defs`.
+fn collect_refs(
+    value: &Value,
+    schemas: &serde_json::Map<String, Value>,
+    defs: &mut serde_json::Map<String, Value>,
+) {
+    match value {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+                && !defs.contains_key(name)
+                && let Some(schema) = schemas.get(name)
+            {
+                defs.insert(name.to_owned(), schema.clone());
+                collect_refs(schema, schemas, defs);
+            }
+            for v in map.values() {
+                collect_refs(v, schemas, defs);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, schemas, defs)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_hosts_include_loopback_and_the_public_host() {
+        let hosts = allowed_hosts("https://market.example.com");
+        assert!(hosts.contains(&"market.example.com".to_owned()));
+        assert!(hosts.contains(&"market.example.com:443".to_owned()));
+        assert!(hosts.contains(&"127.0.0.1".to_owned()));
+        assert_eq!(allowed_hosts("not a url").len(), 3);
+    }
+
+    #[test]
+    fn output_schemas_carry_every_schema_they_refer_to() {
+        let (_, openapi) = crate::http::api(true, false);
+        for tool in tools(&openapi) {
+            let Some(schema) = &tool.output_schema else {
+                continue;
+            };
+            let text = serde_json::to_string(schema.as_ref()).unwrap();
+            assert!(!text.contains("#/components/"), "{}", tool.name);
+            let defs = schema["$defs"].as_object().unwrap();
+            let mut named = Vec::new();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("\"#/$defs/") {
+                rest = &rest[at + 9..];
+                named.push(rest.split('"').next().unwrap().to_owned());
+            }
+            for name in named {
+                assert!(defs.contains_key(&name), "{}: {name}", tool.name);
+            }
+            assert_eq!(schema["type"], "object", "{}", tool.name);
+        }
+    }
+}
