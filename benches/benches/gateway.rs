@@ -1,7 +1,9 @@
 //! The forwarding hot path: a buyer's call to a free listing through the in-process
 //! gateway (authenticate, resolve listing and endpoint, sign, forward, record) beside
 //! the same request sent straight to the same local seller. The ratio of the two is the
-//! gateway's cost; figures in README.md.
+//! gateway's cost. `through_mcp` is the same call as MCP's `call_listing` (one JSON-RPC
+//! `tools/call` POST to `/mcp`, as any MCP client sends it once connected): its
+//! difference from `through_gateway` is what the MCP door adds. Figures in README.md.
 
 use std::time::Duration;
 
@@ -15,8 +17,11 @@ struct Fixture {
     _host: crochet::app::Running,
     seller_url: String,
     gateway_url: String,
+    mcp_url: String,
     key: String,
     body: Vec<u8>,
+    /// The same call as MCP's `tools/call` of `call_listing`.
+    mcp_body: Vec<u8>,
 }
 
 async fn seller() -> String {
@@ -81,14 +86,16 @@ async fn fixture() -> Fixture {
     )
     .await;
     let id = listing["data"]["id"].as_str().unwrap();
+    let input = json!({"task": "classify", "input": {"text": "a short request"}});
+    let mcp_body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "call_listing", "arguments": {"listing": id, "input": input}}});
     Fixture {
         gateway_url: format!("{api}/gateway/{id}"),
+        mcp_url: format!("http://{}/mcp", host.addr),
         seller_url,
         key,
-        body: serde_json::to_vec(
-            &json!({"task": "classify", "input": {"text": "a short request"}}),
-        )
-        .unwrap(),
+        body: serde_json::to_vec(&input).unwrap(),
+        mcp_body: serde_json::to_vec(&mcp_body).unwrap(),
         _dir: dir,
         _host: host,
     }
@@ -101,33 +108,42 @@ fn forwarding(c: &mut Criterion) {
         .unwrap();
     let f = rt.block_on(fixture());
     let client = reqwest::Client::new();
+    // One JSON POST and its whole answer; `mcp` adds the headers an MCP client sends.
+    let send = |url: &str, key: Option<&str>, body: &[u8], mcp: bool| {
+        let mut req = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if mcp {
+            req = req
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap()
+        }
+    };
     let mut g = c.benchmark_group("forward");
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("direct_to_seller", |b| {
-        b.to_async(&rt).iter(|| async {
-            let r = client
-                .post(&f.seller_url)
-                .header("content-type", "application/json")
-                .body(f.body.clone())
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-            r.bytes().await.unwrap()
-        })
+        b.to_async(&rt)
+            .iter(|| send(&f.seller_url, None, &f.body, false))
     });
     g.bench_function("through_gateway", |b| {
+        b.to_async(&rt)
+            .iter(|| send(&f.gateway_url, Some(&f.key), &f.body, false))
+    });
+    g.bench_function("through_mcp", |b| {
         b.to_async(&rt).iter(|| async {
-            let r = client
-                .post(&f.gateway_url)
-                .bearer_auth(&f.key)
-                .header("content-type", "application/json")
-                .body(f.body.clone())
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-            r.bytes().await.unwrap()
+            let answer = send(&f.mcp_url, Some(&f.key), &f.mcp_body, true).await;
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.contains("\"isError\":false"), "{text}");
+            answer
         })
     });
     g.finish();

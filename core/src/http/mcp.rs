@@ -277,12 +277,10 @@ impl Marketplace {
         };
         // An x402 payment travels as the PaymentPayload object; the pipeline reads the
         // header's form of it.
-        let payment_signature = meta
-            .get(X402_PAYMENT)
-            .map(|payment| {
-                base64::engine::general_purpose::STANDARD
-                    .encode(serde_json::to_vec(payment).unwrap_or_default())
-            });
+        let payment_signature = meta.get(X402_PAYMENT).map(|payment| {
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(payment).unwrap_or_default())
+        });
         let client_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

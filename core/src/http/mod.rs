@@ -84,7 +84,7 @@ pub fn paged<T: Serialize>(
 #[openapi(
     info(
         title = "Crochet Gateway API",
-        description = "Self-hosted agent-to-agent marketplace gateway: wallet identity, catalog, pay-per-call gateway, ledger and reputation. Every route answers the `{success, data}` / `{success, error}` envelope.",
+        description = "Self-hosted agent-to-agent marketplace gateway: wallet identity, catalog, pay-per-call gateway, ledger and reputation. Every route answers the `{success, data}` / `{success, error}` envelope.\n\nThe same marketplace is an MCP server at `/mcp` (Streamable HTTP, outside this document's routes): tools `search_listings`, `get_listing`, `call_listing` (the gateway call of `POST /api/v1/gateway/{listing_id}`), `get_receipt` and `list_gateway_requests`, authenticated with the same `Authorization: Bearer am_k_…`. A refused tool call carries this API's error envelope and HTTP status in `structuredContent`.",
     ),
     modifiers(&BearerAuth),
     components(schemas(ErrorEnvelope, Pagination)),

@@ -158,7 +158,10 @@ async fn a_paid_listing_is_bought_over_mcp(app: TestApp) {
     // The payment is spent: a repeat is refused as over REST, naming the call it paid.
     let again = mcp_call(&client, "call_listing", retry, None).await;
     let used = mcp_refused(&again, 409, "PAYMENT_ALREADY_USED");
-    assert_eq!(used["error"]["details"]["gateway_request_id"], data["request_id"]);
+    assert_eq!(
+        used["error"]["details"]["gateway_request_id"],
+        data["request_id"]
+    );
     assert_eq!(paid.seller.requests().len(), 1, "one forward");
 
     let request_id = data["request_id"].as_str().unwrap();
