@@ -188,13 +188,14 @@ struct CallArgs {
 
 /// Tool arguments decoded as a JSON body is over REST (control characters refused,
 /// unknown fields named).
-fn decode<T: serde::de::DeserializeOwned>(args: &JsonObject) -> Result<T, ApiError> {
-    let bytes = serde_json::to_vec(args).map_err(ApiError::internal)?;
-    Ok(decode_json(&bytes)?)
+fn decode<T: serde::de::DeserializeOwned>(args: &JsonObject) -> Result<T, RequestError> {
+    let bytes = serde_json::to_vec(args).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    decode_json(&bytes)
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(ApiError::internal)
+/// An answer as JSON; our own types always serialize.
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 impl Marketplace {
@@ -203,8 +204,8 @@ impl Marketplace {
         let (items, total, page) = self.state.catalog.browse(q).await?;
         let page = crate::http::paged(items, page, total).0;
         Ok(CallToolResult::structured(json!({
-            "listings": to_value(&page.data)?,
-            "pagination": to_value(&page.pagination)?,
+            "listings": to_value(&page.data),
+            "pagination": to_value(&page.pagination),
         })))
     }
 
@@ -216,7 +217,7 @@ impl Marketplace {
         let ById { id } = decode(&args)?;
         let MaybeAuth(who) = MaybeAuth::from_request_parts(&mut parts, &self.state).await?;
         let listing = self.state.catalog.get(&id, who.as_ref()).await?;
-        Ok(CallToolResult::structured(to_value(&listing)?))
+        Ok(CallToolResult::structured(to_value(&listing)))
     }
 
     async fn get_receipt(
@@ -227,7 +228,7 @@ impl Marketplace {
         let Auth(who) = Auth::from_request_parts(&mut parts, &self.state).await?;
         let ById { id } = decode(&args)?;
         let receipt = crate::ledger::http::receipt_of(&self.state, &who.profile_id, &id).await?;
-        Ok(CallToolResult::structured(to_value(&receipt)?))
+        Ok(CallToolResult::structured(to_value(&receipt)))
     }
 
     async fn list_gateway_requests(
@@ -240,8 +241,8 @@ impl Marketplace {
         let (items, page, total) = history_of(&self.state, &who.profile_id, &q).await?;
         let page = crate::http::paged(items, page, total).0;
         Ok(CallToolResult::structured(json!({
-            "requests": to_value(&page.data)?,
-            "pagination": to_value(&page.pagination)?,
+            "requests": to_value(&page.data),
+            "pagination": to_value(&page.pagination),
         })))
     }
 
@@ -265,7 +266,7 @@ impl Marketplace {
         };
         let call: CallArgs = match decode(&args) {
             Ok(call) => call,
-            Err(e) => return refusal(e),
+            Err(e) => return refusal(e.into()),
         };
         let buyer = match MaybeAuth::from_request_parts(&mut parts, s).await {
             Ok(MaybeAuth(buyer)) => buyer,
@@ -309,17 +310,13 @@ impl Marketplace {
                     .take()
                     .and_then(|h| decode_x402(&h));
                 let text = success.seller_response.get().to_owned();
-                let structured = match to_value(&success) {
-                    Ok(v) => v,
-                    Err(e) => return refusal(e),
-                };
-                let mut result = CallToolResult::structured(structured);
+                let mut result = CallToolResult::structured(to_value(&success));
                 // What a model reads first: the seller's own answer.
                 result.content = vec![ContentBlock::text(text)];
                 with_meta(result, X402_PAYMENT_RESPONSE, settlement)
             }
             CallAnswer::Pending(pending) => {
-                let data = to_value(&pending).unwrap_or(Value::Null);
+                let data = to_value(&pending);
                 CallToolResult::structured_error(
                     json!({"success": true, "status": 202, "data": data}),
                 )
