@@ -310,9 +310,10 @@ impl Marketplace {
                     .take()
                     .and_then(|h| decode_x402(&h));
                 let text = success.seller_response.get().to_owned();
-                let mut result = CallToolResult::structured(to_value(&success));
-                // What a model reads first: the seller's own answer.
-                result.content = vec![ContentBlock::text(text)];
+                // What a model reads first: the seller's own answer; the structured
+                // content adds the charge (built directly, not serialized twice).
+                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+                result.structured_content = Some(to_value(&success));
                 with_meta(result, X402_PAYMENT_RESPONSE, settlement)
             }
             CallAnswer::Pending(pending) => {
