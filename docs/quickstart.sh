@@ -16,35 +16,10 @@
 # QUICKSTART_DIR (where the files go; default a new temporary directory, kept).
 set -euo pipefail
 
-H=${H:-http://127.0.0.1:8080/api/v1}
-SELLER_BIND=${SELLER_BIND:-127.0.0.1:8090}
-if [ -n "${CROCHET_BIN:-}" ]; then
-  crochet() { "$CROCHET_BIN" "$@"; }
-else
-  crochet() { cargo run -q --release --manifest-path "$(dirname "$0")/../Cargo.toml" -- "$@"; }
-fi
-WORK=${QUICKSTART_DIR:-$(mktemp -d)}
-mkdir -p "$WORK" && cd "$WORK"
-echo "agent quickstart: files in $WORK"
-
-step() { printf '\n== %s\n' "$*"; }
-# check FILE JQ-FILTER: the output in FILE must make the filter true, else show it and stop.
-check() {
-  if ! jq -e "$2" "$1" >/dev/null 2>&1; then
-    echo "agent quickstart: unexpected output in $1 (expected: $2):" >&2
-    cat "$1" >&2; echo >&2
-    exit 1
-  fi
-}
-
-seller_pid=
-cleanup() {
-  if [ -n "$seller_pid" ]; then
-    pkill -P "$seller_pid" 2>/dev/null || true
-    kill "$seller_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
+QUICKSTART_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NAME="agent quickstart"
+# shellcheck source=docs/quickstart-common.sh
+. "$QUICKSTART_ROOT/docs/quickstart-common.sh"
 
 # --- Quick start: sell a capability ---
 step "the seller's endpoint"
