@@ -153,7 +153,7 @@ async fn call(
             response
         }
         CallAnswer::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),
-        CallAnswer::Refused(error) => error_response(error),
+        CallAnswer::Refused(refusal) => refusal.respond(),
     })
 }
 
@@ -174,8 +174,36 @@ pub(crate) struct CallRequest {
 pub(crate) enum CallAnswer {
     Forwarded(Box<GatewaySuccess>),
     Pending(PendingPayment),
-    /// The refusal (a 402 included); its spec is the REST error envelope.
-    Refused(ApiError),
+    /// The refusal (a 402 included).
+    Refused(Box<Refusal>),
+}
+
+/// A refused call: the error, the REST answer it makes (worked out once, for the log
+/// line and the answer alike) and the x402 header it carries.
+pub(crate) struct Refusal {
+    pub error: ApiError,
+    pub spec: ErrorSpec,
+    pub x402_header: Option<(&'static str, String)>,
+}
+
+impl Refusal {
+    fn new(error: ApiError) -> Box<Self> {
+        let x402_header = match &error {
+            ApiError::Gateway(e) => e.x402_header(),
+            _ => None,
+        };
+        let spec = error.spec();
+        Box::new(Self {
+            error,
+            spec,
+            x402_header,
+        })
+    }
+
+    /// The REST response, with the x402 header.
+    fn respond(self) -> Response {
+        with_x402_header(self.error.respond(self.spec), self.x402_header)
+    }
 }
 
 /// Runs one gateway call: finds the buyer of a keyless x402 call, runs the pipeline,
@@ -210,11 +238,11 @@ pub(crate) async fn answer(s: &AppState, request: CallRequest) -> CallAnswer {
             };
             match keyless {
                 Some(Ok(buyer)) => buyer,
-                Some(Err(e)) => return CallAnswer::Refused(ApiError::Gateway(e)),
+                Some(Err(e)) => return CallAnswer::Refused(Refusal::new(ApiError::Gateway(e))),
                 // x402 without a key is off (or the listing is free): a key is needed.
                 None => match s.identity.authenticate(None).await {
                     Ok(buyer) => (buyer, None),
-                    Err(e) => return CallAnswer::Refused(e.into()),
+                    Err(e) => return CallAnswer::Refused(Refusal::new(e.into())),
                 },
             }
         }
@@ -251,23 +279,13 @@ pub(crate) async fn answer(s: &AppState, request: CallRequest) -> CallAnswer {
             CallAnswer::Pending(pending)
         }
         Err(e) => {
-            let error = ApiError::Gateway(e);
-            if let ApiError::Gateway(e) = &error {
-                report.failure(e, &error.spec());
+            let refusal = Refusal::new(ApiError::Gateway(e));
+            if let ApiError::Gateway(e) = &refusal.error {
+                report.failure(e, &refusal.spec);
             }
-            CallAnswer::Refused(error)
+            CallAnswer::Refused(refusal)
         }
     }
-}
-
-/// A refusal's response, with a gateway error's x402 header.
-fn error_response(error: ApiError) -> Response {
-    let header = match &error {
-        ApiError::Gateway(e) => e.x402_header(),
-        _ => None,
-    };
-    let spec = error.spec();
-    with_x402_header(error.respond(spec), header)
 }
 
 fn with_x402_header(mut response: Response, header: Option<(&'static str, String)>) -> Response {

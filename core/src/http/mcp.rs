@@ -48,9 +48,9 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::catalog::ListingQuery;
-use crate::gateway::http::{CallAnswer, CallHeaders, CallRequest, answer, history_of};
+use crate::gateway::http::{CallAnswer, CallHeaders, CallRequest, Refusal, answer, history_of};
 use crate::gateway::model::HistoryQuery;
-use crate::http::error::{ApiError, RequestError};
+use crate::http::error::{ApiError, ErrorSpec, RequestError};
 use crate::http::extract::{Auth, MaybeAuth, decode_json};
 
 /// Where the MCP endpoint is mounted.
@@ -322,13 +322,14 @@ impl Marketplace {
                     json!({"success": true, "status": 202, "data": data}),
                 )
             }
-            CallAnswer::Refused(error) => {
-                let x402 = match &error {
-                    crate::http::error::ApiError::Gateway(e) => e.x402_header(),
-                    _ => None,
-                };
-                let result = refusal(error);
-                match x402 {
+            CallAnswer::Refused(refused) => {
+                let Refusal {
+                    error,
+                    spec,
+                    x402_header,
+                } = *refused;
+                let result = envelope(&error, spec);
+                match x402_header {
                     Some((name, value)) if name.eq_ignore_ascii_case("payment-required") => {
                         with_meta(result, X402_PAYMENT, decode_x402(&value))
                     }
@@ -362,6 +363,11 @@ fn with_meta(mut result: CallToolResult, key: &str, value: Option<Value>) -> Cal
 /// A refusal as a tool result: the REST error envelope plus its HTTP status.
 fn refusal(error: ApiError) -> CallToolResult {
     let spec = error.spec();
+    envelope(&error, spec)
+}
+
+/// `error`'s tool result, from its REST answer `spec`.
+fn envelope(error: &ApiError, spec: ErrorSpec) -> CallToolResult {
     if spec.status.is_server_error() {
         tracing::error!(error = %error, code = %spec.body.code, "MCP tool call failed");
     }
