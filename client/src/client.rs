@@ -51,6 +51,19 @@ pub struct CallOptions {
     pub paid: Option<Retry>,
     /// Called before each wait (a progress line, a log record).
     pub on_wait: Option<WaitObserver>,
+    /// Pay from the marketplace balance (`X-Crochet-Pay-From: balance`): one request,
+    /// no payment round trip. See [`CallOptions::from_balance`].
+    pub pay_from_balance: bool,
+}
+
+impl CallOptions {
+    /// Options that pay the call from the caller's balance.
+    pub fn from_balance() -> Self {
+        Self {
+            pay_from_balance: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl std::fmt::Debug for CallOptions {
@@ -61,6 +74,7 @@ impl std::fmt::Debug for CallOptions {
             .field("headers", &self.headers)
             .field("paid", &self.paid)
             .field("on_wait", &self.on_wait.is_some())
+            .field("pay_from_balance", &self.pay_from_balance)
             .finish()
     }
 }
@@ -73,6 +87,7 @@ impl Default for CallOptions {
             headers: Vec::new(),
             paid: None,
             on_wait: None,
+            pay_from_balance: false,
         }
     }
 }
@@ -254,6 +269,9 @@ impl Client {
                 }
                 Some(Retry::X402 { payment_signature }) => {
                     req = req.header("PAYMENT-SIGNATURE", payment_signature);
+                }
+                None if opts.pay_from_balance => {
+                    req = req.header("X-Crochet-Pay-From", "balance");
                 }
                 None => {}
             }

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::client::{decode, difficulty, str_field};
-use crate::models::{ApiKeyInfo, IssuedKey, Me, WalletPermissions, WalletSummary};
+use crate::models::{ApiKeyInfo, IssuedKey, KeyLimits, Me, WalletPermissions, WalletSummary};
 use crate::pow::solve_pow;
 use crate::{Client, ClientError, Wallet};
 
@@ -83,6 +83,29 @@ impl Client {
             None => json!({}),
         };
         let data = Self::data(self.request(Method::POST, "/api-keys").json(&body)).await?;
+        decode(data, "api key")
+    }
+
+    /// Issues a key limited by `limits` (a sub-agent's key): the host refuses its calls
+    /// outside them, before anything is charged. Shown once.
+    pub async fn create_limited_key(
+        &self,
+        name: Option<&str>,
+        limits: &KeyLimits,
+    ) -> Result<IssuedKey, ClientError> {
+        let body = json!({"name": name, "limits": limits});
+        let data = Self::data(self.request(Method::POST, "/api-keys").json(&body)).await?;
+        decode(data, "api key")
+    }
+
+    /// Replaces the limits of one of the caller's keys; `None` lifts them.
+    pub async fn set_key_limits(
+        &self,
+        key_id: &str,
+        limits: Option<&KeyLimits>,
+    ) -> Result<ApiKeyInfo, ClientError> {
+        let body = json!({ "limits": limits });
+        let data = Self::data(self.at(Method::PATCH, &["api-keys", key_id])?.json(&body)).await?;
         decode(data, "api key")
     }
 

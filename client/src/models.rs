@@ -66,11 +66,104 @@ pub struct ApiKeyInfo {
     pub name: Option<String>,
     /// The key's first characters, for recognising it; not a credential.
     pub key_prefix: String,
-    /// `active` or `revoked`.
+    /// `active`, `expired` or `revoked`.
     pub status: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// The key's spend limits; `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<KeyLimits>,
+    /// What the key spent in its current windows.
+    pub spend: KeySpend,
+}
+
+/// Spend limits of an API key (a sub-agent's key); each field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// The highest listing price per call, in cents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price_cents: Option<i64>,
+    /// Spend per UTC calendar day, in cents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cents: Option<i64>,
+    /// Spend per 30 days (windows counted from the key's creation), in cents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_cents: Option<i64>,
+    /// The listings (ids or slugs) the key may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_ids: Option<Vec<String>>,
+    /// The categories of listings the key may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<String>>,
+    /// The sellers the key may buy from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_ids: Option<Vec<String>>,
+    /// When the key stops working (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// What a key spent in its current windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySpend {
+    /// The current UTC day.
+    pub day: SpendWindow,
+    /// The current 30-day window.
+    pub month: SpendWindow,
+}
+
+/// One spend window of a key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpendWindow {
+    pub spent_cents: i64,
+    pub limit_cents: Option<i64>,
+    pub remaining_cents: Option<i64>,
+    pub started_at: String,
+    pub resets_at: String,
+}
+
+/// The caller's marketplace balance (`GET /balance`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Balance {
+    /// The balance in `currency`, in cents.
+    pub available_cents: i64,
+    pub currency: String,
+    /// Every currency held.
+    pub balances: Vec<CurrencyBalance>,
+    /// The ledger entry types that move the balance.
+    pub movement_entry_types: Vec<String>,
+}
+
+/// A balance in one currency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurrencyBalance {
+    pub currency: String,
+    pub amount_cents: i64,
+    pub updated_at: Option<String>,
+}
+
+/// A top-up of the balance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deposit {
+    pub id: String,
+    /// `awaiting_payment`, `credited` or `failed`.
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub relay_request_id: String,
+    pub provider: String,
+    pub created_at: String,
+    pub credited_at: Option<String>,
+}
+
+/// A credited deposit and the balance after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DepositConfirmation {
+    pub deposit: Deposit,
+    /// True for the request that credited it; false for a repeat.
+    pub credited_now: bool,
+    pub balance_cents: i64,
 }
 
 /// A wallet linked to the caller's profile.
@@ -462,8 +555,12 @@ pub struct Receipt {
     pub signature_algorithm: String,
     pub key_id: String,
     pub created_at: String,
-    /// `charged`, or `reversed` when the call's charge was undone.
+    /// `charged`, or `reversed` when the call's charge was undone (refunded to the
+    /// buyer's balance).
     pub status: String,
+    /// The refund of a reversed call: `{amount_cents, to}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Value>,
     pub call_status: Option<String>,
 }
 

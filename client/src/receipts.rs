@@ -168,6 +168,7 @@ mod tests {
             key_id: "k1".into(),
             created_at: String::new(),
             status: "charged".into(),
+            refund: None,
             call_status: None,
         };
         let published = |id: &str, k: &ed25519_dalek::SigningKey| PublicReceiptKey {

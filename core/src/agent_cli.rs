@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use crochet_client::{
-    CallOptions, Client, ClientError, EndpointUpdate, ListingQuery, ListingUpdate, MockPayer,
-    NewListing, PageQuery, Payer, RelayPayer, Retry, Wallet, X402Payer, receipts,
+    CallOptions, Client, ClientError, EndpointUpdate, KeyLimits, ListingQuery, ListingUpdate,
+    MockPayer, NewListing, PageQuery, Payer, RelayPayer, Retry, Wallet, X402Payer, receipts,
 };
 use figment::providers::Format as _;
 use serde_json::{Value, json};
@@ -85,9 +85,10 @@ enum AgentCommand {
         /// The JSON body, or @FILE.
         #[arg(long)]
         data: String,
-        /// How to pay a 402: `mock` (the mock provider), `x402` (the profile's EVM
-        /// wallet) or `relay` (print Relay's steps to carry out, exit 4).
-        #[arg(long, default_value = "mock", value_parser = ["mock", "x402", "relay"])]
+        /// How to pay: `mock` (a 402 through the mock provider), `x402` (the profile's
+        /// EVM wallet), `relay` (print Relay's steps to carry out, exit 4) or `balance`
+        /// (from the marketplace balance, in one request).
+        #[arg(long, default_value = "mock", value_parser = ["mock", "x402", "relay", "balance"])]
         pay: String,
         /// The call's idempotency key; repeat it to resume a call.
         #[arg(long)]
@@ -98,6 +99,11 @@ enum AgentCommand {
         /// Seconds to wait for a pending payment.
         #[arg(long, default_value_t = 120)]
         wait: u64,
+    },
+    /// The marketplace balance: show it, or top it up.
+    Balance {
+        #[command(subcommand)]
+        cmd: Option<BalanceCmd>,
     },
     /// Receipts of paid calls: list, and verify against the host's published keys.
     #[command(subcommand)]
@@ -129,13 +135,75 @@ enum WalletCmd {
 enum KeysCmd {
     /// The profile's keys (never the keys themselves).
     List,
-    /// Issue another key; it is printed once.
+    /// Issue another key, with limits if any are given (a sub-agent's key); it is
+    /// printed once.
     Create {
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Revoke a key by id; it stops working at once.
     Revoke { id: String },
+}
+
+/// Spend limits of a new key (each optional).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// The highest listing price per call, in cents.
+    #[arg(long)]
+    max_price_cents: Option<i64>,
+    /// Spend per UTC day, in cents.
+    #[arg(long)]
+    daily_cents: Option<i64>,
+    /// Spend per 30 days, in cents.
+    #[arg(long)]
+    monthly_cents: Option<i64>,
+    /// A listing (id or slug) the key may call; repeat for more.
+    #[arg(long = "listing")]
+    listing_ids: Vec<String>,
+    /// A category the key may call; repeat for more.
+    #[arg(long = "category")]
+    categories: Vec<String>,
+    /// A seller the key may buy from; repeat for more.
+    #[arg(long = "seller")]
+    seller_ids: Vec<String>,
+    /// When the key stops working (RFC 3339).
+    #[arg(long)]
+    expires_at: Option<String>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Option<KeyLimits> {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let limits = KeyLimits {
+            max_price_cents: self.max_price_cents,
+            daily_cents: self.daily_cents,
+            monthly_cents: self.monthly_cents,
+            listing_ids: list(&self.listing_ids),
+            categories: list(&self.categories),
+            seller_ids: list(&self.seller_ids),
+            expires_at: self.expires_at.clone(),
+        };
+        (limits != KeyLimits::default()).then_some(limits)
+    }
+}
+
+#[derive(Subcommand)]
+enum BalanceCmd {
+    /// Add cents to the balance, paid through the mock provider (`--pay mock`) or
+    /// Relay (`--pay relay`: print the steps, then confirm with `--paid`).
+    Deposit {
+        amount_cents: i64,
+        #[arg(long, default_value = "mock", value_parser = ["mock", "relay"])]
+        pay: String,
+        /// Confirm a deposit already paid (its relay request id).
+        #[arg(long)]
+        paid: Option<String>,
+        /// Seconds to wait for a pending payment.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -584,8 +652,11 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                         .collect();
                     out(to_json(&keys), lines.join("\n"));
                 }
-                KeysCmd::Create { name } => {
-                    let issued = client.create_api_key(name.as_deref()).await?;
+                KeysCmd::Create { name, limits } => {
+                    let issued = match limits.limits() {
+                        Some(l) => client.create_limited_key(name.as_deref(), &l).await?,
+                        None => client.create_api_key(name.as_deref()).await?,
+                    };
                     out(
                         json!({"id": issued.api_key_info.id, "api_key": issued.api_key}),
                         format!(
@@ -597,6 +668,48 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                 KeysCmd::Revoke { id } => {
                     let key = client.revoke_api_key(id).await?;
                     out(to_json(&key), format!("revoked {}", key.id));
+                }
+            }
+        }
+        AgentCommand::Balance { cmd } => {
+            need_key(&client)?;
+            match cmd {
+                None => {
+                    let b = client.balance().await?;
+                    out(
+                        to_json(&b),
+                        format!("{} cents {}", b.available_cents, b.currency),
+                    );
+                }
+                Some(BalanceCmd::Deposit {
+                    amount_cents,
+                    pay,
+                    paid,
+                    wait,
+                }) => {
+                    let deadline = Duration::from_secs(*wait);
+                    let confirmed = match paid {
+                        Some(id) => client.confirm_deposit(id, deadline).await?,
+                        None => {
+                            let payer: Box<dyn Payer> = match pay.as_str() {
+                                "relay" => Box::new(RelayPayer::steps_only()),
+                                _ => Box::new(MockPayer::default()),
+                            };
+                            client
+                                .deposit(*amount_cents, payer.as_ref(), deadline)
+                                .await?
+                        }
+                    };
+                    out(
+                        to_json(&confirmed),
+                        format!(
+                            "deposit {} {}: balance {} cents {}",
+                            confirmed.deposit.id,
+                            confirmed.deposit.status,
+                            confirmed.balance_cents,
+                            confirmed.deposit.currency
+                        ),
+                    );
                 }
             }
         }
@@ -686,7 +799,12 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                 _ => Box::new(MockPayer::default()),
             };
             if !args.json {
-                eprintln!("calling {listing}… (a payment, if asked, is made with --pay {pay})");
+                match pay.as_str() {
+                    "balance" => eprintln!("calling {listing}… (paid from the balance)"),
+                    _ => eprintln!(
+                        "calling {listing}… (a payment, if asked, is made with --pay {pay})"
+                    ),
+                }
             }
             let on_wait: crochet_client::WaitObserver =
                 std::sync::Arc::new(|state: &str, secs: u64| {
@@ -699,6 +817,7 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                     .clone()
                     .map(|relay_request_id| Retry::Relay { relay_request_id }),
                 on_wait: Some(on_wait),
+                pay_from_balance: pay == "balance",
                 ..CallOptions::default()
             };
             let result = client.call(listing, &body, payer.as_ref(), options).await?;

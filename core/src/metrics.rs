@@ -236,7 +236,7 @@ struct Cells {
     payment_pending: Counter,
     seller_duration: Histogram,
     /// By [`LedgerMove`].
-    ledger: [Counter; 6],
+    ledger: [Counter; 9],
     /// By provider ([`PROVIDERS`]) and [`PaymentEvent`], registered on first use.
     payments: [[OnceLock<Counter>; 4]; 2],
     history_queue: Gauge,
@@ -532,16 +532,22 @@ enum LedgerMove {
     GatewayRefund,
     SellerCreditReversal,
     MarketplaceFeeReversal,
+    BalanceDebit,
+    DepositPayment,
+    Deposit,
 }
 
 impl LedgerMove {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 9] = [
         Self::GatewayDebit,
         Self::SellerCredit,
         Self::MarketplaceFee,
         Self::GatewayRefund,
         Self::SellerCreditReversal,
         Self::MarketplaceFeeReversal,
+        Self::BalanceDebit,
+        Self::DepositPayment,
+        Self::Deposit,
     ];
 
     fn as_str(self) -> &'static str {
@@ -552,6 +558,9 @@ impl LedgerMove {
             Self::GatewayRefund => "gateway_refund",
             Self::SellerCreditReversal => "seller_credit_reversal",
             Self::MarketplaceFeeReversal => "marketplace_fee_reversal",
+            Self::BalanceDebit => "balance_debit",
+            Self::DepositPayment => "deposit_payment",
+            Self::Deposit => "deposit",
         }
     }
 }
@@ -561,9 +570,15 @@ fn add_cents(m: LedgerMove, cents: i64) {
 }
 
 /// A paid call's charge, after its accounting transaction committed: the buyer's
-/// debit, the marketplace fee, and the seller's credit (the rest).
-pub fn call_charged(charged_cents: i64, fee_cents: i64) {
-    add_cents(LedgerMove::GatewayDebit, charged_cents);
+/// debit (from a payment, or from the balance), the marketplace fee, and the seller's
+/// credit (the rest).
+pub fn call_charged(charged_cents: i64, fee_cents: i64, from_balance: bool) {
+    let debit = if from_balance {
+        LedgerMove::BalanceDebit
+    } else {
+        LedgerMove::GatewayDebit
+    };
+    add_cents(debit, charged_cents);
     add_cents(LedgerMove::MarketplaceFee, fee_cents);
     add_cents(LedgerMove::SellerCredit, charged_cents - fee_cents);
 }
@@ -574,6 +589,12 @@ pub fn charge_reversed(refunded_cents: i64, fee_cents: i64) {
     add_cents(LedgerMove::GatewayRefund, refunded_cents);
     add_cents(LedgerMove::MarketplaceFeeReversal, fee_cents);
     add_cents(LedgerMove::SellerCreditReversal, refunded_cents - fee_cents);
+}
+
+/// A top-up credited to a balance, after its transaction committed.
+pub fn deposit_credited(cents: i64) {
+    add_cents(LedgerMove::DepositPayment, cents);
+    add_cents(LedgerMove::Deposit, cents);
 }
 
 // ---------------------------------------------------------------------------------

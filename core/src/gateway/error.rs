@@ -45,6 +45,10 @@ pub enum GatewayError {
     PaymentConsumed(String),
     #[error("this Idempotency-Key was used for a different listing or body")]
     IdempotencyConflict,
+    #[error(
+        "a call with this Idempotency-Key is being paid right now; retry in a moment to see its outcome"
+    )]
+    IdempotencyInFlight,
     #[error("the payment provider is unavailable: {0}")]
     ProviderUnavailable(String),
     #[error("the payment provider is rate limiting; retry in {0} s")]
@@ -103,6 +107,18 @@ pub enum GatewayError {
     AdapterRejected(String),
     #[error("the listing's seller adapter is failing; the call was not charged")]
     AdapterUnavailable,
+    #[error(transparent)]
+    KeyLimit(crate::identity::limits::LimitRefusal),
+    #[error("X-Crochet-Pay-From must be `balance`")]
+    InvalidPayFrom,
+    #[error(
+        "the balance ({balance_cents} cents) does not cover this call ({price_cents} cents); nothing was charged"
+    )]
+    InsufficientBalance {
+        balance_cents: i64,
+        price_cents: i64,
+        currency: String,
+    },
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]

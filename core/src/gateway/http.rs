@@ -55,6 +55,8 @@ pub(crate) struct CallHeaders {
     pub relay_request_id: Option<String>,
     pub payment_signature: Option<String>,
     pub idempotency_key: Option<String>,
+    /// `X-Crochet-Pay-From` (`balance`).
+    pub pay_from: Option<String>,
     pub origin_currency: Option<String>,
     pub origin_chain_id: Option<String>,
     pub origin_wallet_id: Option<String>,
@@ -71,6 +73,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallHeaders {
             relay_request_id: header("x-crochet-relay-request-id"),
             payment_signature: header("payment-signature"),
             idempotency_key: header("idempotency-key"),
+            pay_from: header("x-crochet-pay-from"),
             origin_currency: header("x-crochet-origin-currency"),
             origin_chain_id: header("x-crochet-origin-chain-id"),
             origin_wallet_id: header("x-crochet-origin-wallet-id"),
@@ -99,12 +102,19 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 ///
 /// The body must be UTF-8 JSON sent with a JSON content type; it is forwarded byte for
 /// byte, escapes included.
+///
+/// With `X-Crochet-Pay-From: balance` the call is paid from the buyer's marketplace
+/// balance in this one request. If the seller fails after a payment settled, the charge
+/// is refunded to that balance. An API key with limits is refused (403) before any
+/// payment when the listing, seller or price is outside them or its spend caps leave no
+/// room; caps are counted atomically when the call is charged.
 #[utoipa::path(post, path = "/gateway/{listing_id}", tag = "gateway", security(("api_key" = [])),
     params(
         ("listing_id" = String, Path, description = "Listing UUID or slug"),
         ("X-Crochet-Relay-Request-Id" = Option<String>, Header, description = "The relay_request_id of a completed payment"),
         ("PAYMENT-SIGNATURE" = Option<String>, Header, description = "An x402 v2 payment payload (base64 JSON) for one of the offers in PAYMENT-REQUIRED"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Repeats return the same payment requirement"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats return the same payment requirement (or, paying from the balance, the same call: never charged twice)"),
+        ("X-Crochet-Pay-From" = Option<String>, Header, description = "`balance`: pay from the marketplace balance in this one request, no 402 round trip"),
         ("X-Crochet-Origin-Currency" = Option<String>, Header, description = "USDC, ETH or SOL"),
         ("X-Crochet-Origin-Chain-Id" = Option<String>, Header, description = "Origin chain id"),
         ("X-Crochet-Origin-Wallet-Id" = Option<String>, Header, description = "Payer wallet id from GET /me/wallets"),
@@ -114,11 +124,11 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         (status = 200, body = Envelope<GatewaySuccess>),
         (status = 202, description = "Settlement pending", body = Envelope<PendingPayment>),
         (status = 400, description = "Invalid body or route; PAYMENT_ROUTE_MINIMUM_NOT_MET", body = ErrorEnvelope),
-        (status = 402, description = "PAYMENT_REQUIRED (with the x402 offer in PAYMENT-REQUIRED), PAYMENT_FAILED, PAYMENT_INVALID (x402 payment refused before the seller was called) or PAYMENT_SETTLEMENT_FAILED (x402: the seller answered, settlement failed, the answer is withheld)", body = ErrorEnvelope),
-        (status = 403, description = "PAYER_WALLET_NOT_LINKED: the x402 payer is not a wallet of this agent", body = ErrorEnvelope),
+        (status = 402, description = "PAYMENT_REQUIRED (with the x402 offer in PAYMENT-REQUIRED), INSUFFICIENT_BALANCE (paying from the balance), PAYMENT_FAILED, PAYMENT_INVALID (x402 payment refused before the seller was called) or PAYMENT_SETTLEMENT_FAILED (x402: the seller answered, settlement failed, the answer is withheld)", body = ErrorEnvelope),
+        (status = 403, description = "PAYER_WALLET_NOT_LINKED: the x402 payer is not a wallet of this agent; the API key's limits refuse the call: LISTING_NOT_ALLOWED_FOR_KEY, SELLER_NOT_ALLOWED_FOR_KEY, PRICE_LIMIT_EXCEEDED, SPEND_LIMIT_EXCEEDED, PAYMENT_FLOW_NOT_ALLOWED_FOR_KEY (nothing forwarded, nothing charged)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not JSON", body = ErrorEnvelope),
         (status = 409, description = "Payment already used, call still in progress (GATEWAY_REQUEST_IN_PROGRESS) or interrupted and reversed (GATEWAY_REQUEST_INTERRUPTED), body mismatch, idempotency conflict, listing not active", body = ErrorEnvelope),
-        (status = 502, description = "The seller failed (after payment on a paid listing; an x402 payment is then not settled), or PAYMENT_SETTLEMENT_UNCONFIRMED", body = ErrorEnvelope),
+        (status = 502, description = "The seller failed: after a settled payment the charge is refunded to the buyer's balance (details.refund); an x402 payment is then not settled. Or PAYMENT_SETTLEMENT_UNCONFIRMED", body = ErrorEnvelope),
     ))]
 async fn call(
     State(s): State<AppState>,
@@ -222,6 +232,11 @@ pub(crate) async fn answer(s: &AppState, request: CallRequest) -> CallAnswer {
     } = request;
     let (buyer, keyless_wallet) = match buyer {
         Some(buyer) => (buyer, None),
+        // Paying from a balance needs the balance's owner.
+        None if headers.pay_from.is_some() => match s.identity.authenticate(None).await {
+            Ok(buyer) => (buyer, None),
+            Err(e) => return CallAnswer::Refused(Refusal::new(e.into())),
+        },
         None => {
             let keyless = match &headers.payment_signature {
                 Some(payment) => s
@@ -255,6 +270,7 @@ pub(crate) async fn answer(s: &AppState, request: CallRequest) -> CallAnswer {
         payment_signature: headers.payment_signature,
         keyless_wallet,
         idempotency_key: headers.idempotency_key,
+        pay_from: headers.pay_from,
         origin_currency: headers.origin_currency,
         origin_chain_id: headers.origin_chain_id,
         origin_wallet_id: headers.origin_wallet_id,

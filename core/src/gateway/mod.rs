@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod model;
 mod payment;
+pub(crate) use payment::provider_error;
 pub mod pipeline;
 pub mod recorder;
 pub mod recovery;

@@ -8,6 +8,16 @@
 //! is either taken over (its earlier attempt never finished, see [`super::recovery`]) or
 //! refused. Attempts that end here get a history row; no money moves. Each requirement
 //! issued and each settlement answer is counted by provider (`crochet_payments_total`).
+//!
+//! With `X-Crochet-Pay-From: balance` there is no requirement and no round trip: the
+//! call is paid from the buyer's balance when it is accounted. Its payment row (provider
+//! `balance`, id `bal_…`) is written and consumed in the accounting transaction, beside
+//! the balance's debit, so an `Idempotency-Key` repeat finds it and is never charged
+//! twice, and recovery treats it like any settled payment.
+//!
+//! A key's limits ([`crate::identity::limits`]) are checked here before a payment is
+//! asked for: its highest price, and whether its spend caps leave room for the price.
+//! The caps are counted for real when the call is accounted.
 
 use serde_json::{Value, json};
 
@@ -16,12 +26,16 @@ use super::error::GatewayError;
 use super::model::{GatewayRequestStatus as Status, PaymentObject, PendingPayment};
 use super::pipeline::{GatewayCall, Result, Target, new_request_id};
 use super::recorder::FinishedRequest;
+use crate::identity::limits::{LimitRefusal, Spend};
 use crate::metrics::PaymentEvent;
 use crate::payments::{
     OriginCurrency, PaymentChain, PaymentError, RequirementRequest, Route, Settlement,
     SettlementQuery, WalletRef,
 };
 use crate::storage::now_ms;
+
+/// The provider name of a payment made from the buyer's balance.
+pub(super) const BALANCE_PROVIDER: &str = "balance";
 
 /// What the payment phase decided, when it did not refuse the call.
 pub(super) enum Verified {
@@ -38,6 +52,9 @@ pub(super) struct Paid {
     pub(super) relay_request_id: String,
     pub(super) charged_cents: i64,
     pub(super) currency: String,
+    /// Paid from the buyer's balance: the payment row and the debit are written when
+    /// the call is accounted.
+    pub(super) from_balance: bool,
     /// Set when this attempt took over a call whose earlier attempt never finished: its
     /// row, ledger entries and receipt exist, and it is forwarded under the same id.
     pub(super) resumed: Option<Resumed>,
@@ -54,12 +71,23 @@ impl Gateway {
     /// call is accounted. Writes the issued payment (and its idempotency key) when it
     /// asks for one, and a history row for an attempt that ends here; moves no money.
     pub(super) async fn payment(&self, call: &GatewayCall, target: &Target) -> Result<Verified> {
+        let from_balance = call.pays_from_balance()?;
         let payment = match (&call.relay_request_id, &call.payment_signature) {
             (Some(_), Some(_)) => Err(GatewayError::ConflictingPayments),
-            (None, Some(header)) => self
-                .x402_verify(call, target, header)
-                .await
-                .map(|p| Verified::X402(Box::new(p))),
+            (Some(_), None) | (None, Some(_)) if from_balance => {
+                Err(GatewayError::ConflictingPayments)
+            }
+            (None, None) if from_balance => self.balance_payment(call, target).await,
+            (None, Some(_)) if call.buyer.limits.as_ref().is_some_and(|l| l.has_cap()) => Err(
+                GatewayError::KeyLimit(crate::identity::limits::LimitRefusal::X402WithCap),
+            ),
+            (None, Some(header)) => match self.within_price_limit(call, target) {
+                Ok(()) => self
+                    .x402_verify(call, target, header)
+                    .await
+                    .map(|p| Verified::X402(Box::new(p))),
+                Err(e) => Err(e),
+            },
             // A buyer known only by its wallet has no provider flow.
             (None, None) if call.buyer.api_key_id.is_empty() => Err(self
                 .x402_only_payment(target.listing())
@@ -124,6 +152,7 @@ impl Gateway {
         {
             return self.replay(existing, target);
         }
+        self.affordable(call, target).await?;
         let route = self.route(call).await?;
         let req = RequirementRequest {
             buyer_id: buyer.clone(),
@@ -186,9 +215,128 @@ impl Gateway {
         )))
     }
 
+    /// The price limit of the caller's key, if it has one.
+    fn within_price_limit(&self, call: &GatewayCall, target: &Target) -> Result<()> {
+        match &call.buyer.limits {
+            Some(limits) => limits
+                .affords(target.listing().price_cents, &Spend::default(), 0)
+                .or_else(|e| match e {
+                    // Caps are not counted here (x402 is refused to capped keys).
+                    LimitRefusal::SpendLimit { .. } => Ok(()),
+                    other => Err(other),
+                })
+                .map_err(GatewayError::KeyLimit),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the caller's key may pay this listing's price now: its price limit, and
+    /// room under its caps given what it spent. Checked before a payment is asked for;
+    /// the caps are counted atomically when the call is accounted.
+    async fn affordable(&self, call: &GatewayCall, target: &Target) -> Result<()> {
+        let Some(limits) = &call.buyer.limits else {
+            return Ok(());
+        };
+        let spend = if limits.has_cap() {
+            let mut conn = self.db.pool().acquire().await?;
+            crate::identity::store::spend_of(&mut conn, &call.buyer.api_key_id)
+                .await?
+                .unwrap_or_default()
+        } else {
+            Spend::default()
+        };
+        limits
+            .affords(target.listing().price_cents, &spend, now_ms())
+            .map_err(GatewayError::KeyLimit)
+    }
+
+    /// A call paid from the balance: a repeat of its Idempotency-Key goes where the
+    /// first call went; otherwise the key's limits and the balance are checked (the
+    /// debit itself is made, atomically, when the call is accounted).
+    async fn balance_payment(&self, call: &GatewayCall, target: &Target) -> Result<Verified> {
+        let buyer = &call.buyer.profile_id;
+        let listing = target.listing();
+        if let Some(key) = &call.idempotency_key
+            && let Some(existing) =
+                super::store::idempotent_payment(self.db.pool(), buyer, key).await?
+        {
+            if existing.listing_id != listing.id
+                || existing.body_sha256 != target.body_sha256
+                || existing.provider != BALANCE_PROVIDER
+            {
+                return Err(GatewayError::IdempotencyConflict);
+            }
+            let gr = existing.gateway_request_id.clone().unwrap_or_default();
+            return self.resume(target, existing, gr).await.map(Verified::Paid);
+        }
+        self.affordable(call, target).await?;
+        let balance_cents =
+            crate::ledger::balance::of(self.db.pool(), buyer, &listing.pricing_currency).await?;
+        if balance_cents < listing.price_cents {
+            return Err(GatewayError::InsufficientBalance {
+                balance_cents,
+                price_cents: listing.price_cents,
+                currency: listing.pricing_currency.clone(),
+            });
+        }
+        Ok(Verified::Paid(Paid {
+            relay_request_id: format!("bal_{}", crate::storage::append_id().simple()),
+            charged_cents: listing.price_cents,
+            currency: listing.pricing_currency.clone(),
+            from_balance: true,
+            resumed: None,
+        }))
+    }
+
+    /// Writes a balance payment's row (and its Idempotency-Key) in the accounting
+    /// transaction, ready to be consumed by it. Returns the refusal when a racing call
+    /// with the same Idempotency-Key got there first.
+    pub(super) async fn issue_balance_payment(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        call: &GatewayCall,
+        target: &Target,
+        paid: &Paid,
+        now: i64,
+    ) -> Result<Option<GatewayError>> {
+        let listing = target.listing();
+        let buyer = &call.buyer.profile_id;
+        let row = super::store::NewPayment {
+            request_id: &paid.relay_request_id,
+            provider: BALANCE_PROVIDER,
+            buyer_id: buyer,
+            listing_id: &listing.id,
+            seller_id: &listing.seller_id,
+            amount_cents: paid.charged_cents,
+            currency: &paid.currency,
+            body_sha256: &target.body_sha256,
+            requirements: "{}",
+            now,
+        };
+        super::store::insert_payment(tx, &row).await?;
+        if let Some(key) = &call.idempotency_key
+            && !super::store::insert_idempotency(
+                tx,
+                buyer,
+                key,
+                &listing.id,
+                &target.body_sha256,
+                &paid.relay_request_id,
+                now,
+            )
+            .await?
+        {
+            return Ok(Some(GatewayError::IdempotencyInFlight));
+        }
+        Ok(None)
+    }
+
     /// The 402 an Idempotency-Key already produced, if it was for this listing and body.
     fn replay(&self, p: super::store::PaymentRow, target: &Target) -> Result<GatewayError> {
-        if p.listing_id != target.listing().id || p.body_sha256 != target.body_sha256 {
+        if p.listing_id != target.listing().id
+            || p.body_sha256 != target.body_sha256
+            || p.provider == BALANCE_PROVIDER
+        {
             return Err(GatewayError::IdempotencyConflict);
         }
         if let Some(gr) = p.gateway_request_id.filter(|_| p.status == "consumed") {
@@ -263,14 +411,7 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::ProviderUnavailable(e.to_string()))?
             .into_iter()
-            .map(|w| WalletRef {
-                id: w.id,
-                address: w.wallet_address,
-                chain: match w.chain {
-                    crate::identity::crypto::Chain::Evm => PaymentChain::Evm,
-                    crate::identity::crypto::Chain::Solana => PaymentChain::Solana,
-                },
-            })
+            .map(crate::payments::wallet_ref)
             .collect();
         let payer =
             match call.origin_wallet_id.as_deref() {
@@ -360,6 +501,7 @@ impl Gateway {
                 relay_request_id: payment.request_id,
                 charged_cents: payment.amount_cents,
                 currency: payment.currency,
+                from_balance: false,
                 resumed: None,
             })),
         }
@@ -388,7 +530,7 @@ fn attempt_status(e: &GatewayError) -> Option<(Status, Option<&'static str>)> {
 }
 
 /// The gateway's form of a payment provider's error.
-fn provider_error(e: PaymentError) -> GatewayError {
+pub(crate) fn provider_error(e: PaymentError) -> GatewayError {
     match e {
         PaymentError::RouteMinimum {
             minimum_cents,

@@ -45,6 +45,7 @@ use super::x402::X402Paid;
 use crate::catalog::store::ListingRow;
 use crate::catalog::{ListingForCall, ListingStatus, PricingModel, ResolvedEndpoint};
 use crate::identity::Principal;
+use crate::identity::limits::{LimitRefusal, ListingFacts};
 use crate::ledger::{self, FEE_RATE, fee_cents};
 use crate::plugins::{Attempt, CallKind, PaymentFlow};
 use crate::reputation::events::{self, ScoreEvent};
@@ -69,6 +70,8 @@ pub struct GatewayCall {
     /// wallet-only buyer profile is written once the payment is verified.
     pub keyless_wallet: Option<String>,
     pub idempotency_key: Option<String>,
+    /// `X-Crochet-Pay-From` as sent: `balance` pays from the buyer's balance.
+    pub pay_from: Option<String>,
     pub origin_currency: Option<String>,
     pub origin_chain_id: Option<String>,
     pub origin_wallet_id: Option<String>,
@@ -76,6 +79,17 @@ pub struct GatewayCall {
     pub client_ip: std::net::IpAddr,
     /// The request headers the policies are shown (`plugins.forward_headers`).
     pub policy_headers: Vec<(String, String)>,
+}
+
+impl GatewayCall {
+    /// Whether the buyer pays from its balance (`X-Crochet-Pay-From: balance`).
+    pub(super) fn pays_from_balance(&self) -> Result<bool> {
+        match self.pay_from.as_deref() {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("balance") => Ok(true),
+            Some(_) => Err(GatewayError::InvalidPayFrom),
+        }
+    }
 }
 
 /// What a call's log line and metrics report beyond its result, gathered as it runs.
@@ -152,6 +166,17 @@ impl Gateway {
     pub async fn call(&self, call: &GatewayCall, facts: &mut CallFacts) -> Result<Outcome> {
         let mut target = self.resolve(call).await?;
         facts.listing = Some(target.resolved.clone());
+        if let Some(limits) = &call.buyer.limits {
+            let listing = target.listing();
+            limits
+                .allows(&ListingFacts {
+                    id: &listing.id,
+                    slug: &listing.slug,
+                    seller_id: &listing.seller_id,
+                    category: listing.category.as_deref(),
+                })
+                .map_err(GatewayError::KeyLimit)?;
+        }
         if !self.policies.is_empty() {
             Box::pin(self.policy(call, &target)).await?;
         }
@@ -177,8 +202,8 @@ impl Gateway {
         if let Some(x402) = x402 {
             return Box::pin(self.x402_finish(call, &target, *x402, answered)).await;
         }
-        self.record(call, &target, &forwarding, &answered).await?;
-        Self::reply(&target, forwarding, answered)
+        let refunded = self.record(call, &target, &forwarding, &answered).await?;
+        Self::reply(&target, forwarding, answered, refunded)
     }
 
     /// Resolve phase, first: the listing, its endpoint and the body. Changes nothing.
@@ -312,7 +337,16 @@ impl Gateway {
         // Boxed, like the finishing transaction in `record`: see `call`.
         Box::pin(async {
             let request_id = fwd.request_id.as_str();
+            let buyer = &call.buyer;
             let mut tx = self.db.begin().await?;
+            if p.from_balance
+                && let Some(refusal) = self
+                    .issue_balance_payment(&mut tx, call, target, p, now)
+                    .await?
+            {
+                tx.rollback().await?;
+                return Err(refusal);
+            }
             // The one decision point for racing retries: only one UPDATE matches 'issued'.
             if !super::store::consume_payment(&mut tx, &p.relay_request_id, request_id, now).await?
             {
@@ -321,6 +355,51 @@ impl Gateway {
                 return Err(GatewayError::PaymentConsumed(
                     used.and_then(|u| u.gateway_request_id).unwrap_or_default(),
                 ));
+            }
+            // The key's spend, counted against its caps by one conditional UPDATE: racing
+            // calls cannot overshoot. Refused: nothing is charged, and a provider's payment
+            // stays unused for a later retry.
+            if !buyer.api_key_id.is_empty()
+                && !crate::identity::store::count_spend(
+                    &mut tx,
+                    &buyer.api_key_id,
+                    buyer.key_created_at,
+                    p.charged_cents,
+                    now,
+                )
+                .await?
+            {
+                tx.rollback().await?;
+                let mut conn = self.db.pool().acquire().await?;
+                let spend = crate::identity::store::spend_of(&mut conn, &buyer.api_key_id)
+                    .await?
+                    .unwrap_or_default();
+                let limits = buyer.limits.as_deref().cloned().unwrap_or_default();
+                return Err(GatewayError::KeyLimit(LimitRefusal::at_settlement(
+                    &limits,
+                    p.charged_cents,
+                    &spend,
+                    now,
+                )));
+            }
+            if p.from_balance
+                && !ledger::balance::debit(
+                    &mut tx,
+                    &buyer.profile_id,
+                    &p.currency,
+                    p.charged_cents,
+                    now,
+                )
+                .await?
+            {
+                tx.rollback().await?;
+                let balance_cents =
+                    ledger::balance::of(self.db.pool(), &buyer.profile_id, &p.currency).await?;
+                return Err(GatewayError::InsufficientBalance {
+                    balance_cents,
+                    price_cents: p.charged_cents,
+                    currency: p.currency.clone(),
+                });
             }
             let row = super::store::NewRequest {
                 id: request_id,
@@ -348,6 +427,7 @@ impl Gateway {
                 charged_cents: p.charged_cents,
                 currency: &p.currency,
                 now,
+                from_balance: p.from_balance,
             };
             ledger::record_settled_call(&mut tx, &settled).await?;
             let receipt = ledger::receipts::ReceiptFacts {
@@ -367,7 +447,8 @@ impl Gateway {
             Ok(())
         })
         .await?;
-        crate::metrics::call_charged(fwd.charged_cents, fwd.fee_cents);
+        let from_balance = fwd.paid.as_ref().is_some_and(|p| p.from_balance);
+        crate::metrics::call_charged(fwd.charged_cents, fwd.fee_cents, from_balance);
         self.recovery.fault_point(FaultPoint::AfterAccounting);
         Ok(fwd)
     }
@@ -462,14 +543,16 @@ impl Gateway {
     /// Record phase, after the answer is final: the request row gets the outcome.
     /// A paid call's row is updated with its score event in one transaction, unless the
     /// call was resolved meanwhile (a later attempt, or the janitor after the lease); a
-    /// free call's row goes to the batched recorder.
+    /// paid call that failed is reversed in that transaction, its charge refunded to
+    /// the buyer's balance (returned: the cents refunded). A free call's row goes to the
+    /// batched recorder.
     async fn record(
         &self,
         call: &GatewayCall,
         target: &Target,
         fwd: &Forwarding,
         answered: &Answered,
-    ) -> Result<()> {
+    ) -> Result<Option<i64>> {
         let listing = target.listing();
         let (bytes, sha, seller_status) = match &answered.response {
             Some(r) => (
@@ -500,7 +583,7 @@ impl Gateway {
                     created_at: fwd.now,
                 })
                 .await;
-            return Ok(());
+            return Ok(None);
         };
         let request_id = fwd.request_id.as_str();
         Box::pin(async {
@@ -517,8 +600,13 @@ impl Gateway {
             };
             if !super::store::finish_request(&mut tx, &finish).await? {
                 tx.rollback().await?;
-                return self.resolved_meanwhile(request_id).await;
+                return self.resolved_meanwhile(request_id).await.map(|()| None);
             }
+            let now = now_ms();
+            let refunded = match answered.code {
+                Some(_) => Some(ledger::record_reversal(&mut tx, request_id, now).await?),
+                None => None,
+            };
             if let Some(kind) = answered.status.score_event(answered.code) {
                 let event = ScoreEvent {
                     id: request_id,
@@ -530,12 +618,20 @@ impl Gateway {
                     n: 1,
                     amount_cents: p.charged_cents,
                     rating: None,
-                    created_at: now_ms(),
+                    created_at: now,
                 };
                 events::record(&mut tx, &event).await?;
             }
             tx.commit().await?;
-            Ok(())
+            if let Some(cents) = refunded {
+                crate::metrics::charge_reversed(cents, fee_cents(cents));
+                tracing::info!(
+                    gateway_request_id = %request_id,
+                    refunded_cents = cents,
+                    "the seller failed after payment: the charge is refunded to the buyer's balance"
+                );
+            }
+            Ok(refunded)
         })
         .await
     }
@@ -543,7 +639,12 @@ impl Gateway {
     /// Reply phase, last: the buyer's answer. A success relays the seller's JSON with
     /// what was charged; a failure says whether the charge stands and what the seller
     /// answered. Changes nothing.
-    fn reply(target: &Target, fwd: Forwarding, answered: Answered) -> Result<Outcome> {
+    fn reply(
+        target: &Target,
+        fwd: Forwarding,
+        answered: Answered,
+        refunded: Option<i64>,
+    ) -> Result<Outcome> {
         let listing = target.listing();
         let Forwarding {
             request_id,
@@ -553,6 +654,7 @@ impl Gateway {
             currency,
             ..
         } = fwd;
+        let from_balance = paid.as_ref().is_some_and(|p| p.from_balance);
         let relay_request_id = paid.map(|p| p.relay_request_id);
         let billable = relay_request_id.is_some();
         match (answered.code, answered.response) {
@@ -563,7 +665,7 @@ impl Gateway {
                 payment: relay_request_id.map(|relay_request_id| PaymentStatus {
                     status: "verified",
                     relay_request_id,
-                    flow: None,
+                    flow: from_balance.then_some("balance"),
                     transaction: None,
                     network: None,
                     payer: None,
@@ -593,6 +695,11 @@ impl Gateway {
                     "payment_settled": billable,
                     "seller_endpoint_called": true,
                 });
+                if let Some(cents) = refunded {
+                    context["refunded"] = json!(true);
+                    context["refund"] =
+                        json!({"amount_cents": cents, "currency": currency, "to": "balance"});
+                }
                 if let Some(r) = r {
                     context["seller_status_code"] = json!(r.status);
                     if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {

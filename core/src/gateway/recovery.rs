@@ -177,6 +177,7 @@ impl Gateway {
             "taking over a paid call whose earlier attempt never finished"
         );
         Ok(Paid {
+            from_balance: payment.provider == super::payment::BALANCE_PROVIDER,
             relay_request_id: payment.request_id,
             charged_cents: payment.amount_cents,
             currency: payment.currency,

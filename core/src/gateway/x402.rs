@@ -223,11 +223,10 @@ impl Gateway {
                 wallet_only: None,
             }),
             None => Ok(KeylessBuyer {
-                principal: Principal {
-                    profile_id: wallet_only_id(&payer),
-                    api_key_id: String::new(),
-                    role: crate::identity::Role::Buyer,
-                },
+                principal: Principal::wallet_only(
+                    wallet_only_id(&payer),
+                    crate::identity::Role::Buyer,
+                ),
                 wallet_only: Some(payer),
             }),
         }
@@ -624,6 +623,7 @@ impl Gateway {
             charged_cents: row.amount_cents,
             currency: &row.currency,
             now,
+            from_balance: false,
         };
         ledger::record_settled_call(&mut tx, &call).await?;
         let receipt = ledger::receipts::ReceiptFacts {
@@ -653,7 +653,7 @@ impl Gateway {
         };
         events::record(&mut tx, &event).await?;
         tx.commit().await?;
-        crate::metrics::call_charged(row.amount_cents, fee);
+        crate::metrics::call_charged(row.amount_cents, fee, false);
         Ok(true)
     }
 

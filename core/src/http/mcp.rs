@@ -9,7 +9,8 @@
 //! - `call_listing`: a gateway call, through the very function `POST /gateway/{id}`
 //!   uses ([`crate::gateway::http::answer`]): policies (rate limits shared with REST),
 //!   payment, adapter, signing, forwarding and recording. Its arguments carry what REST
-//!   carries in headers (`relay_request_id`, `idempotency_key`, the payment route), and an
+//!   carries in headers (`relay_request_id`, `idempotency_key`, `pay_from`, the payment
+//!   route), and an
 //!   x402 payment arrives as `_meta["x402/payment"]` (the `PaymentPayload` object).
 //! - `get_receipt` and `list_gateway_requests`: the caller's own, as over REST.
 //!
@@ -181,6 +182,7 @@ struct CallArgs {
     listing: String,
     relay_request_id: Option<String>,
     idempotency_key: Option<String>,
+    pay_from: Option<String>,
     origin_currency: Option<String>,
     origin_chain_id: Option<String>,
     origin_wallet_id: Option<String>,
@@ -294,6 +296,7 @@ impl Marketplace {
                 relay_request_id: call.relay_request_id,
                 payment_signature,
                 idempotency_key: call.idempotency_key,
+                pay_from: call.pay_from,
                 origin_currency: call.origin_currency,
                 origin_chain_id: call.origin_chain_id,
                 origin_wallet_id: call.origin_wallet_id,
@@ -450,7 +453,8 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
              seller receives `input` as its JSON body. A paid listing first answers with a \
              payment requirement (isError; error.details.payment): pay it, then call again \
              with the same input and idempotency_key plus relay_request_id, or with an x402 \
-             payment in _meta[\"x402/payment\"]. The answer's text is the seller's JSON; \
+             payment in _meta[\"x402/payment\"]. Or pay from your marketplace balance in one \
+             call with pay_from \"balance\". The answer's text is the seller's JSON; \
              structuredContent adds the charge, fees and request id.",
             json!({
                 "type": "object",
@@ -459,6 +463,7 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
                     "input": {"description": "The JSON the seller receives"},
                     "relay_request_id": {"type": "string", "description": "The relay_request_id of a completed payment"},
                     "idempotency_key": {"type": "string", "description": "Repeat it on the paid retry"},
+                    "pay_from": {"type": "string", "enum": ["balance"], "description": "Pay from your marketplace balance (GET /api/v1/balance): one call, no payment round trip"},
                     "origin_currency": {"type": "string", "description": "USDC, ETH or SOL"},
                     "origin_chain_id": {"type": "string"},
                     "origin_wallet_id": {"type": "string", "description": "Payer wallet id (GET /me/wallets)"},

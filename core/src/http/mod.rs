@@ -128,6 +128,7 @@ pub fn api(mock_payments: bool, admin: bool) -> (axum::Router<AppState>, utoipa:
         .merge(crate::identity::http::routes())
         .merge(crate::catalog::http::routes())
         .merge(crate::gateway::http::routes())
+        .merge(crate::ledger::http::routes())
         .merge(crate::reputation::http::routes());
     if mock_payments {
         v1 = v1.merge(crate::payments::http::routes());

@@ -48,6 +48,12 @@ pub enum IdentityError {
     AuthMalformed,
     #[error("API key is invalid or revoked")]
     InvalidApiKey,
+    #[error("this API key has expired (its limits.expires_at has passed)")]
+    ApiKeyExpired,
+    #[error(
+        "a key with limits cannot issue, change or revoke other keys; use a key without limits"
+    )]
+    LimitedKey,
     #[error("this agent is suspended by the marketplace's operator; its API keys do not work")]
     AgentSuspended,
     #[error(transparent)]

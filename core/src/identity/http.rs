@@ -30,7 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_wallets, link_wallet))
         .routes(routes!(get_wallet, update_wallet))
         .routes(routes!(list_api_keys, create_api_key))
-        .routes(routes!(revoke_api_key))
+        .routes(routes!(revoke_api_key, update_api_key))
         .routes(routes!(claim_agent))
         .routes(routes!(agent_profile))
 }
@@ -192,15 +192,34 @@ async fn list_api_keys(
     Ok(paged(items, page, total))
 }
 
-/// Creates an API key; the raw key is returned once.
+/// Creates an API key; the raw key is returned once. With `limits`, the key is limited
+/// in what it may buy (a sub-agent's key): the highest price per call, spend per UTC day
+/// and per 30 days, the listings, categories and sellers it may call, an expiry. A key
+/// with limits cannot manage keys.
 #[utoipa::path(post, path = "/api-keys", tag = "identity", security(("api_key" = [])), request_body = CreateApiKeyRequest,
-    responses((status = 201, body = Envelope<IssuedKey>), (status = 401, body = ErrorEnvelope)))]
+    responses((status = 201, body = Envelope<IssuedKey>), (status = 401, body = ErrorEnvelope),
+        (status = 403, description = "KEY_MANAGEMENT_NOT_ALLOWED: the calling key has limits", body = ErrorEnvelope),
+        (status = 422, description = "Invalid limits", body = ErrorEnvelope)))]
 async fn create_api_key(
     State(s): State<AppState>,
     Auth(who): Auth,
     ApiJson(req): ApiJson<CreateApiKeyRequest>,
 ) -> Result<Created<IssuedKey>, ApiError> {
     Ok(created(s.identity.create_api_key(&who, req).await?))
+}
+
+/// Replaces a key's limits (`{"limits": null}` lifts them); effective on its next request.
+#[utoipa::path(patch, path = "/api-keys/{id}", tag = "identity", security(("api_key" = [])),
+    params(("id" = String, Path, description = "API key id")), request_body = UpdateApiKeyRequest,
+    responses((status = 200, body = Envelope<ApiKeyInfo>), (status = 403, description = "KEY_MANAGEMENT_NOT_ALLOWED", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+async fn update_api_key(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateApiKeyRequest>,
+) -> Result<Json<Envelope<ApiKeyInfo>>, ApiError> {
+    Ok(ok(s.identity.update_api_key(&who, &id, req).await?))
 }
 
 /// Revokes a key at once.

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod store;
 
@@ -25,6 +26,7 @@ use crate::storage::cache::{Bus, Cache, Invalidation};
 use crate::storage::{Database, Page, now_ms, rfc3339};
 use crypto::{Chain, WalletAddress, verify_pow};
 use keys::{ApiKeyHasher, HeaderProblem, NewApiKey, parse_bearer};
+use limits::KeyLimits;
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
@@ -34,6 +36,23 @@ pub struct Principal {
     pub profile_id: String,
     pub api_key_id: String,
     pub role: Role,
+    /// The key's spend limits, when it has any ([`limits`]).
+    pub limits: Option<Arc<KeyLimits>>,
+    /// When the key was created (Unix ms): the origin of its 30-day spend windows.
+    pub key_created_at: i64,
+}
+
+impl Principal {
+    /// A buyer known only by a wallet (keyless x402): no key, no limits.
+    pub fn wallet_only(profile_id: String, role: Role) -> Self {
+        Self {
+            profile_id,
+            api_key_id: String::new(),
+            role,
+            limits: None,
+            key_created_at: 0,
+        }
+    }
 }
 
 /// Settings the identity flows need.
@@ -277,12 +296,15 @@ impl Identity {
         }
         store::insert_api_key(
             &mut tx,
-            &key_id,
-            &profile_id,
-            Some("default"),
-            &key.display_prefix,
-            &self.hasher.hash(&key.raw),
-            now,
+            &store::NewKey {
+                id: &key_id,
+                profile_id: &profile_id,
+                name: Some("default"),
+                prefix: &key.display_prefix,
+                hash: &self.hasher.hash(&key.raw),
+                limits: None,
+                now,
+            },
         )
         .await?;
         let profile = store::get_profile(&mut tx, &profile_id)
@@ -297,7 +319,7 @@ impl Identity {
             chain = address.chain().as_str(),
             "profile registered"
         );
-        Ok(issued(profile.into(), key, info.into()))
+        Ok(issued(profile.into(), key, info.info(now)))
     }
 
     /// Issues a fresh API key to a registered wallet that proves ownership. Existing keys
@@ -314,22 +336,31 @@ impl Identity {
         self.consume_proof(&proof, Purpose::Recover, None).await?;
         let now = now_ms();
         store::touch_wallet(self.db.pool(), &wallet.id, now).await?;
-        self.issue_key(&wallet.profile_id, Some("recovered"), now)
+        self.issue_key(&wallet.profile_id, Some("recovered"), None, now)
             .await
     }
 
-    async fn issue_key(&self, profile_id: &str, name: Option<&str>, now: i64) -> Result<IssuedKey> {
+    async fn issue_key(
+        &self,
+        profile_id: &str,
+        name: Option<&str>,
+        limits: Option<&KeyLimits>,
+        now: i64,
+    ) -> Result<IssuedKey> {
         let key = NewApiKey::generate();
         let key_id = uuid::Uuid::new_v4().to_string();
         let mut tx = self.db.begin().await?;
         store::insert_api_key(
             &mut tx,
-            &key_id,
-            profile_id,
-            name,
-            &key.display_prefix,
-            &self.hasher.hash(&key.raw),
-            now,
+            &store::NewKey {
+                id: &key_id,
+                profile_id,
+                name,
+                prefix: &key.display_prefix,
+                hash: &self.hasher.hash(&key.raw),
+                limits,
+                now,
+            },
         )
         .await?;
         let profile = store::get_profile(&mut tx, profile_id)
@@ -339,13 +370,14 @@ impl Identity {
             .await?
             .ok_or(IdentityError::ApiKeyNotFound)?;
         tx.commit().await?;
-        Ok(issued(profile.into(), key, info.into()))
+        Ok(issued(profile.into(), key, info.info(now)))
     }
 
     /// Resolves an `Authorization` header to its profile. Resolved keys are cached in
     /// memory; revocation and a suspension of the agent drop them on every instance (see
     /// `storage::cache`), so they still take effect on the next request. A suspended
-    /// agent's keys are refused with [`IdentityError::AgentSuspended`].
+    /// agent's keys are refused with [`IdentityError::AgentSuspended`], an expired key
+    /// with [`IdentityError::ApiKeyExpired`].
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal> {
         let token = parse_bearer(header).map_err(|p| match p {
             HeaderProblem::Missing => IdentityError::AuthMissing,
@@ -354,6 +386,11 @@ impl Identity {
         let hash = self.hasher.hash(token);
         let now = now_ms();
         if let Some(hit) = self.keys.get(&hash) {
+            if let Some(expires) = hit.principal.limits.as_ref().and_then(|l| l.expires_at)
+                && expires <= now
+            {
+                return Err(IdentityError::ApiKeyExpired);
+            }
             let last = hit.last_used_at.load(Ordering::Relaxed);
             if now - last > TOUCH_INTERVAL_MS
                 && hit
@@ -378,6 +415,12 @@ impl Identity {
             "suspended" => return Err(IdentityError::AgentSuspended),
             _ => return Err(IdentityError::InvalidApiKey),
         }
+        let limits = row.limits.limits().map(Arc::new);
+        if let Some(expires) = limits.as_ref().and_then(|l| l.expires_at)
+            && expires <= now
+        {
+            return Err(IdentityError::ApiKeyExpired);
+        }
         let mut last_used_at = row.last_used_at.unwrap_or(0);
         if now - last_used_at > TOUCH_INTERVAL_MS {
             store::touch_api_key(self.db.pool(), &row.id, now).await?;
@@ -387,6 +430,8 @@ impl Identity {
             profile_id: row.profile_id,
             api_key_id: row.id,
             role: Role::parse(&row.role),
+            limits,
+            key_created_at: row.created_at,
         };
         self.keys.insert(
             ticket,
@@ -432,11 +477,10 @@ impl Identity {
         if profile.status != "active" {
             return Err(IdentityError::AgentSuspended);
         }
-        Ok(Some(Principal {
-            profile_id: profile.id,
-            api_key_id: String::new(),
-            role: Role::parse(&profile.role),
-        }))
+        Ok(Some(Principal::wallet_only(
+            profile.id,
+            Role::parse(&profile.role),
+        )))
     }
 
     /// An agent's public profile (whatever its status: a suspended agent shows as such).
@@ -461,7 +505,7 @@ impl Identity {
         Ok(Me {
             profile: profile.into(),
             wallets: wallets.into_iter().map(Into::into).collect(),
-            api_key: key.into(),
+            api_key: key.info(now_ms()),
         })
     }
 
@@ -635,22 +679,67 @@ impl Identity {
         )
         .await?;
         let total = store::count_api_keys(self.db.pool(), &who.profile_id).await?;
-        Ok((rows.into_iter().map(Into::into).collect(), total))
+        let now = now_ms();
+        Ok((rows.into_iter().map(|r| r.info(now)).collect(), total))
     }
 
+    /// Issues a new key of the caller's profile, with limits when asked. A key with
+    /// limits cannot issue keys.
     pub async fn create_api_key(
         &self,
         who: &Principal,
         req: CreateApiKeyRequest,
     ) -> Result<IssuedKey> {
+        manages_keys(who)?;
         let name = clean_text("name", req.name.as_deref(), MAX_NAME_CHARS)?;
-        self.issue_key(&who.profile_id, name.as_deref(), now_ms())
+        let now = now_ms();
+        let limits = req.limits.map(|l| l.validate(now)).transpose()?;
+        let limits = limits.filter(|l| !l.is_empty());
+        self.issue_key(&who.profile_id, name.as_deref(), limits.as_ref(), now)
             .await
     }
 
-    /// Revokes one of the caller's keys; it stops working on the next request.
+    /// Replaces the limits of one of the caller's keys (`limits: null` lifts them). The
+    /// change takes effect on the key's next request, on every instance; what the key
+    /// spent in its current windows stays counted.
+    pub async fn update_api_key(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: UpdateApiKeyRequest,
+    ) -> Result<ApiKeyInfo> {
+        manages_keys(who)?;
+        let now = now_ms();
+        let limits = req.limits.ok_or_else(|| {
+            IdentityError::invalid(
+                "limits",
+                "is required: the new limits, or null to lift them",
+            )
+        })?;
+        let limits = limits.map(|l| l.validate(now)).transpose()?;
+        let limits = limits.filter(|l| !l.is_empty());
+        let mut conn = self.db.pool().acquire().await?;
+        if !store::set_limits(&mut conn, &who.profile_id, id, limits.as_ref()).await? {
+            return Err(IdentityError::ApiKeyNotFound);
+        }
+        self.keys
+            .bus()
+            .publish(Invalidation::ApiKey(id.to_owned()))
+            .await;
+        Ok(store::api_key_by_id(&mut conn, &who.profile_id, id)
+            .await?
+            .ok_or(IdentityError::ApiKeyNotFound)?
+            .info(now))
+    }
+
+    /// Revokes one of the caller's keys; it stops working on the next request. A key
+    /// with limits may revoke only itself.
     pub async fn revoke_api_key(&self, who: &Principal, id: &str) -> Result<ApiKeyInfo> {
-        if !store::revoke_api_key(self.db.pool(), &who.profile_id, id, now_ms()).await? {
+        if id != who.api_key_id {
+            manages_keys(who)?;
+        }
+        let now = now_ms();
+        if !store::revoke_api_key(self.db.pool(), &who.profile_id, id, now).await? {
             return Err(IdentityError::ApiKeyNotFound);
         }
         self.keys
@@ -661,7 +750,7 @@ impl Identity {
         Ok(store::api_key_by_id(&mut conn, &who.profile_id, id)
             .await?
             .ok_or(IdentityError::ApiKeyNotFound)?
-            .into())
+            .info(now))
     }
 
     /// Records a human operator's claim of an agent, proven by one of its active wallets.
@@ -716,6 +805,14 @@ impl Identity {
     /// Deletes challenges that expired more than an hour ago.
     pub async fn purge_expired_challenges(&self) -> Result<u64> {
         Ok(store::purge_challenges(self.db.pool(), now_ms() - 3_600_000).await?)
+    }
+}
+
+/// Refuses key management to a key with limits, so a sub-agent cannot lift its own.
+fn manages_keys(who: &Principal) -> Result<()> {
+    match who.limits {
+        Some(_) => Err(IdentityError::LimitedKey),
+        None => Ok(()),
     }
 }
 

@@ -187,11 +187,16 @@ pub struct ApiKeyInfo {
     pub name: Option<String>,
     /// First characters of the key, for recognising it. Not a credential.
     pub key_prefix: String,
-    /// `active` or `revoked`.
+    /// `active`, `expired` or `revoked`.
     pub status: &'static str,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// The key's spend limits; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<super::limits::ApiKeyLimits>,
+    /// What the key has spent in its current windows (counted for every key).
+    pub spend: super::limits::KeySpend,
 }
 
 /// A newly issued API key, shown once (register, recover, `POST /api-keys`).
@@ -283,6 +288,27 @@ pub struct UpdateWalletRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
     pub name: Option<String>,
+    /// Spend limits of the new key; absent: none.
+    pub limits: Option<super::limits::ApiKeyLimits>,
+}
+
+/// `PATCH /api-keys/{id}` body.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApiKeyRequest {
+    /// Required: the key's new limits, replacing the old ones; `null` lifts them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<super::limits::ApiKeyLimits>)]
+    pub limits: Option<Option<super::limits::ApiKeyLimits>>,
+}
+
+/// A field that may be `null` but must be there: `Some(None)` for `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `POST /agents/{id}/claim` body: a human operator proves control of one of the

@@ -4,6 +4,7 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::crypto::Chain;
+use super::limits::{KeyLimits, Spend, Window};
 use super::model::{ApiKeyInfo, Profile, Role, WalletSummary};
 use crate::reputation::model::ScoreBadge;
 use crate::storage::rfc3339;
@@ -100,22 +101,104 @@ pub struct ApiKeyRow {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    #[sqlx(flatten)]
+    pub limits: LimitColumns,
+    #[sqlx(flatten)]
+    pub spend: SpendColumns,
 }
 
-impl From<ApiKeyRow> for ApiKeyInfo {
-    fn from(r: ApiKeyRow) -> Self {
+/// The limit columns of a key row.
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct LimitColumns {
+    pub limit_max_price_cents: Option<i64>,
+    pub limit_daily_cents: Option<i64>,
+    pub limit_monthly_cents: Option<i64>,
+    pub limit_listing_ids: Option<String>,
+    pub limit_categories: Option<String>,
+    pub limit_seller_ids: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+impl LimitColumns {
+    /// The key's limits; `None` when it has none.
+    pub fn limits(&self) -> Option<KeyLimits> {
+        let list = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+        };
+        let limits = KeyLimits {
+            max_price_cents: self.limit_max_price_cents,
+            daily_cents: self.limit_daily_cents,
+            monthly_cents: self.limit_monthly_cents,
+            listing_ids: list(&self.limit_listing_ids),
+            categories: list(&self.limit_categories),
+            seller_ids: list(&self.limit_seller_ids),
+            expires_at: self.expires_at,
+        };
+        (!limits.is_empty()).then_some(limits)
+    }
+
+    fn of(limits: Option<&KeyLimits>) -> Self {
+        let Some(l) = limits else {
+            return Self::default();
+        };
+        let list = |v: &Option<Vec<String>>| {
+            v.as_ref()
+                .map(|items| serde_json::to_string(items).unwrap_or_default())
+        };
+        Self {
+            limit_max_price_cents: l.max_price_cents,
+            limit_daily_cents: l.daily_cents,
+            limit_monthly_cents: l.monthly_cents,
+            limit_listing_ids: list(&l.listing_ids),
+            limit_categories: list(&l.categories),
+            limit_seller_ids: list(&l.seller_ids),
+            expires_at: l.expires_at,
+        }
+    }
+}
+
+/// The spend columns of a key row.
+#[derive(Debug, Clone, Copy, Default, FromRow)]
+pub struct SpendColumns {
+    pub spent_day_start: i64,
+    pub spent_day_cents: i64,
+    pub spent_month_start: i64,
+    pub spent_month_cents: i64,
+}
+
+impl SpendColumns {
+    pub fn spend(&self, key_created_at: i64) -> Spend {
+        Spend {
+            key_created_at,
+            day_start: self.spent_day_start,
+            day_cents: self.spent_day_cents,
+            month_start: self.spent_month_start,
+            month_cents: self.spent_month_cents,
+        }
+    }
+}
+
+impl ApiKeyRow {
+    /// The wire form, with the spend windows at `now`.
+    pub fn info(self, now: i64) -> ApiKeyInfo {
+        let limits = self.limits.limits();
+        let spend = self.spend.spend(self.created_at).view(limits.as_ref(), now);
+        let status = match (self.revoked_at, limits.as_ref().and_then(|l| l.expires_at)) {
+            (Some(_), _) => "revoked",
+            (None, Some(expires)) if expires <= now => "expired",
+            _ => "active",
+        };
         ApiKeyInfo {
-            id: r.id,
-            name: r.name,
-            key_prefix: r.key_prefix,
-            status: if r.revoked_at.is_some() {
-                "revoked"
-            } else {
-                "active"
-            },
-            created_at: rfc3339(r.created_at),
-            last_used_at: r.last_used_at.map(rfc3339),
-            revoked_at: r.revoked_at.map(rfc3339),
+            id: self.id,
+            name: self.name,
+            key_prefix: self.key_prefix,
+            status,
+            created_at: rfc3339(self.created_at),
+            last_used_at: self.last_used_at.map(rfc3339),
+            revoked_at: self.revoked_at.map(rfc3339),
+            limits: limits.map(|l| l.view()),
+            spend,
         }
     }
 }
@@ -129,6 +212,9 @@ pub struct AuthRow {
     /// The profile's status: `active`, or `suspended` by the operator.
     pub status: String,
     pub last_used_at: Option<i64>,
+    pub created_at: i64,
+    #[sqlx(flatten)]
+    pub limits: LimitColumns,
 }
 
 const WALLET_COLUMNS: &str = "id, profile_id, chain, address, label, status, can_auth, can_recover, \
@@ -413,32 +499,135 @@ pub async fn touch_wallet(pool: &AnyPool, id: &str, now: i64) -> sqlx::Result<()
     Ok(())
 }
 
-pub async fn insert_api_key(
-    conn: &mut AnyConnection,
-    id: &str,
-    profile_id: &str,
-    name: Option<&str>,
-    prefix: &str,
-    hash: &str,
-    now: i64,
-) -> sqlx::Result<()> {
+/// A key to insert.
+pub struct NewKey<'a> {
+    pub id: &'a str,
+    pub profile_id: &'a str,
+    pub name: Option<&'a str>,
+    pub prefix: &'a str,
+    pub hash: &'a str,
+    pub limits: Option<&'a KeyLimits>,
+    pub now: i64,
+}
+
+pub async fn insert_api_key(conn: &mut AnyConnection, k: &NewKey<'_>) -> sqlx::Result<()> {
+    let l = LimitColumns::of(k.limits);
     sqlx::query(
-        "INSERT INTO api_keys (id, profile_id, name, key_prefix, key_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (id, profile_id, name, key_prefix, key_hash, created_at, \
+         limit_max_price_cents, limit_daily_cents, limit_monthly_cents, limit_listing_ids, \
+         limit_categories, limit_seller_ids, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
-    .bind(id)
-    .bind(profile_id)
-    .bind(name)
-    .bind(prefix)
-    .bind(hash)
-    .bind(now)
+    .bind(k.id)
+    .bind(k.profile_id)
+    .bind(k.name)
+    .bind(k.prefix)
+    .bind(k.hash)
+    .bind(k.now)
+    .bind(l.limit_max_price_cents)
+    .bind(l.limit_daily_cents)
+    .bind(l.limit_monthly_cents)
+    .bind(l.limit_listing_ids)
+    .bind(l.limit_categories)
+    .bind(l.limit_seller_ids)
+    .bind(l.expires_at)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-const API_KEY_COLUMNS: &str =
-    "id, profile_id, name, key_prefix, created_at, last_used_at, revoked_at";
+/// Replaces a key's limits (`None`: no limits); false when the key is not the
+/// profile's or is revoked.
+pub async fn set_limits(
+    conn: &mut AnyConnection,
+    profile_id: &str,
+    id: &str,
+    limits: Option<&KeyLimits>,
+) -> sqlx::Result<bool> {
+    let l = LimitColumns::of(limits);
+    Ok(sqlx::query(
+        "UPDATE api_keys SET limit_max_price_cents = $1, limit_daily_cents = $2, \
+         limit_monthly_cents = $3, limit_listing_ids = $4, limit_categories = $5, \
+         limit_seller_ids = $6, expires_at = $7 \
+         WHERE profile_id = $8 AND id = $9 AND revoked_at IS NULL",
+    )
+    .bind(l.limit_max_price_cents)
+    .bind(l.limit_daily_cents)
+    .bind(l.limit_monthly_cents)
+    .bind(l.limit_listing_ids)
+    .bind(l.limit_categories)
+    .bind(l.limit_seller_ids)
+    .bind(l.expires_at)
+    .bind(profile_id)
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// A key's spend windows as stored (with its creation time).
+pub async fn spend_of(conn: &mut AnyConnection, id: &str) -> sqlx::Result<Option<Spend>> {
+    let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT created_at, spent_day_start, spent_day_cents, spent_month_start, spent_month_cents \
+         FROM api_keys WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(created, ds, dc, ms, mc)| Spend {
+        key_created_at: created,
+        day_start: ds,
+        day_cents: dc,
+        month_start: ms,
+        month_cents: mc,
+    }))
+}
+
+/// Counts `cents` against a key's spend windows, unless that would take it past a cap
+/// of the key (read in the same statement), or the key expired or was revoked. One
+/// conditional `UPDATE` of one row: racing calls are counted one after another and
+/// none overshoots. Call inside the transaction that charges the call; `key_created_at`
+/// is the monthly window's origin.
+pub async fn count_spend(
+    conn: &mut AnyConnection,
+    id: &str,
+    key_created_at: i64,
+    cents: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let origin = Spend {
+        key_created_at,
+        ..Spend::default()
+    };
+    let day = origin.window_start(Window::Day, now);
+    let month = origin.window_start(Window::Month, now);
+    Ok(sqlx::query(
+        "UPDATE api_keys SET \
+         spent_day_cents = (CASE WHEN spent_day_start = $2 THEN spent_day_cents ELSE 0 END) + $1, \
+         spent_day_start = $2, \
+         spent_month_cents = (CASE WHEN spent_month_start = $3 THEN spent_month_cents ELSE 0 END) + $1, \
+         spent_month_start = $3 \
+         WHERE id = $4 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) \
+         AND (limit_daily_cents IS NULL OR \
+              (CASE WHEN spent_day_start = $2 THEN spent_day_cents ELSE 0 END) + $1 <= limit_daily_cents) \
+         AND (limit_monthly_cents IS NULL OR \
+              (CASE WHEN spent_month_start = $3 THEN spent_month_cents ELSE 0 END) + $1 <= limit_monthly_cents)",
+    )
+    .bind(cents)
+    .bind(day)
+    .bind(month)
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+const API_KEY_COLUMNS: &str = "id, profile_id, name, key_prefix, created_at, last_used_at, revoked_at, \
+     limit_max_price_cents, limit_daily_cents, limit_monthly_cents, limit_listing_ids, limit_categories, \
+     limit_seller_ids, expires_at, spent_day_start, spent_day_cents, spent_month_start, spent_month_cents";
 
 pub async fn api_key_by_id(
     conn: &mut AnyConnection,
@@ -499,7 +688,9 @@ pub async fn revoke_api_key(
 
 pub async fn auth_by_hash(pool: &AnyPool, hash: &str) -> sqlx::Result<Option<AuthRow>> {
     sqlx::query_as(
-        "SELECT k.id, k.profile_id, p.role, p.status, k.last_used_at FROM api_keys k \
+        "SELECT k.id, k.profile_id, p.role, p.status, k.last_used_at, k.created_at, \
+         k.limit_max_price_cents, k.limit_daily_cents, k.limit_monthly_cents, k.limit_listing_ids, \
+         k.limit_categories, k.limit_seller_ids, k.expires_at FROM api_keys k \
          JOIN profiles p ON p.id = k.profile_id \
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
     )

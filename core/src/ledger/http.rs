@@ -1,16 +1,135 @@
-//! `GET /ledger`, `GET /receipts`, `GET /receipts/{id}` and the receipt keys.
+//! `GET /ledger`, `GET /receipts`, `GET /receipts/{id}`, the receipt keys, `GET /balance`
+//! and `POST /balance/deposits`.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::balance::{self, Balance};
+use super::deposits::{self, Confirmed, DepositConfirmation, DepositRequest};
 use super::receipts::{self, PublicReceiptKey, Receipt};
 use super::{LedgerEntry, LedgerQuery};
 use crate::app::AppState;
+use crate::gateway::model::PendingPayment;
 use crate::http::error::{ApiError, ErrorEnvelope};
-use crate::http::extract::ApiPath;
+use crate::http::extract::{ApiPath, OptionalJson};
 use crate::http::extract::{ApiQuery, Auth};
 use crate::http::{Envelope, PageQuery, PagedEnvelope, ok, paged};
+use crate::payments::Route;
 use crate::storage::Page;
+
+/// The balance routes, relative to `/api/v1`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_balance))
+        .routes(routes!(deposit))
+}
+
+/// The caller's marketplace balance: refunds of paid calls that failed at the seller,
+/// top-ups, less the calls paid from it (`X-Crochet-Pay-From: balance`). Its movements
+/// are the `gateway_refund`, `deposit` and `balance_debit` entries of `GET /ledger`.
+#[utoipa::path(get, path = "/balance", tag = "gateway", security(("api_key" = [])),
+    responses((status = 200, body = Envelope<Balance>), (status = 401, body = ErrorEnvelope)))]
+async fn get_balance(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+) -> Result<Json<Envelope<Balance>>, ApiError> {
+    Ok(ok(balance::view(s.db.pool(), &who.profile_id)
+        .await
+        .map_err(ApiError::internal)?))
+}
+
+/// Tops the balance up through the payment provider. Without `X-Crochet-Relay-Request-Id`:
+/// 402 with the payment requirement of `amount_cents` (`error.details.payment`). Pay it,
+/// then repeat the request with `X-Crochet-Relay-Request-Id`: 201 once the deposit is
+/// credited (exactly once, however many confirmations race), 202 while the payment is
+/// pending, 200 for a repeat of a credited deposit.
+#[utoipa::path(post, path = "/balance/deposits", tag = "gateway", security(("api_key" = [])),
+    params(("X-Crochet-Relay-Request-Id" = Option<String>, Header, description = "The relay_request_id of the deposit's payment, once paid")),
+    request_body(content = Option<DepositRequest>, description = "Required to create a deposit; optional on the confirming request"),
+    responses(
+        (status = 201, description = "Credited", body = Envelope<DepositConfirmation>),
+        (status = 200, description = "Already credited", body = Envelope<DepositConfirmation>),
+        (status = 202, description = "Payment pending", body = Envelope<PendingPayment>),
+        (status = 402, description = "PAYMENT_REQUIRED (the deposit's payment) or PAYMENT_FAILED", body = ErrorEnvelope),
+        (status = 404, description = "DEPOSIT_NOT_FOUND", body = ErrorEnvelope),
+        (status = 409, description = "DEPOSIT_AMOUNT_MISMATCH", body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope),
+    ))]
+async fn deposit(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson<DepositRequest>,
+) -> Result<Response, ApiError> {
+    let provider = s.payments.provider().as_ref();
+    let relay_request_id = headers
+        .get("x-crochet-relay-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let Some(relay_request_id) = relay_request_id else {
+        let route = payer_route(&s, &who.profile_id).await?;
+        let body = body.unwrap_or_default();
+        return Err(
+            deposits::create(&s.db, provider, &who.profile_id, &body, route)
+                .await
+                .into(),
+        );
+    };
+    let confirmed = deposits::confirm(
+        &s.db,
+        provider,
+        &who.profile_id,
+        relay_request_id,
+        body.as_ref(),
+    )
+    .await?;
+    Ok(match confirmed {
+        Confirmed::Credited(c) => {
+            let status = if c.credited_now {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, ok(*c)).into_response()
+        }
+        Confirmed::Pending {
+            relay_request_id,
+            retry_after_seconds,
+            provider_status,
+        } => (
+            StatusCode::ACCEPTED,
+            ok(PendingPayment {
+                status: "pending",
+                retryable: true,
+                retry_after_seconds,
+                relay_request_id,
+                next_action: "retry_deposit_later",
+                provider_status,
+            }),
+        )
+            .into_response(),
+    })
+}
+
+/// The route a deposit is paid on: from the profile's default payment wallet.
+async fn payer_route(s: &AppState, profile_id: &str) -> Result<Route, ApiError> {
+    let payer = s
+        .identity
+        .payment_wallets(profile_id)
+        .await?
+        .into_iter()
+        .next()
+        .map(crate::payments::wallet_ref);
+    Ok(Route {
+        payer,
+        ..Route::default()
+    })
+}
 
 /// The caller's ledger: gateway debits, seller credits and adjustments, newest first.
 #[utoipa::path(get, path = "/ledger", tag = "gateway", security(("api_key" = [])), params(LedgerQuery),

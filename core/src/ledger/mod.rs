@@ -8,7 +8,17 @@
 //! that marks the call `interrupted`; never by changing the original entries.
 //! `adjustment` is reserved for operator corrections. The database refuses updates and
 //! deletes of `ledger_entries` on both backends, and a second reversal of one call.
+//!
+//! A paid call that fails at the seller after its payment settled is reversed the same
+//! way, in the transaction that records the failure. Every `gateway_refund` is credited
+//! to the buyer's marketplace balance ([`balance`]); a call paid from that balance
+//! writes `balance_debit` instead of `gateway_debit`, and a top-up ([`deposits`]) writes
+//! `deposit_payment` (paid in through the provider) and `deposit` (credited). So a
+//! profile's balance is always the sum of its `gateway_refund`, `balance_debit` and
+//! `deposit` entries, and every operation's entries still sum to zero.
 
+pub mod balance;
+pub mod deposits;
 pub mod http;
 pub mod receipts;
 
@@ -34,11 +44,17 @@ pub fn fee_cents(charged_cents: i64) -> i64 {
 #[serde(rename_all = "snake_case")]
 pub enum EntryType {
     GatewayDebit,
+    /// A call paid from the buyer's balance.
+    BalanceDebit,
     SellerCredit,
     MarketplaceFee,
     GatewayRefund,
     SellerCreditReversal,
     MarketplaceFeeReversal,
+    /// A top-up paid in through the payment provider.
+    DepositPayment,
+    /// A top-up credited to the balance.
+    Deposit,
     Adjustment,
 }
 
@@ -46,11 +62,14 @@ impl EntryType {
     pub fn as_str(self) -> &'static str {
         match self {
             EntryType::GatewayDebit => "gateway_debit",
+            EntryType::BalanceDebit => "balance_debit",
             EntryType::SellerCredit => "seller_credit",
             EntryType::MarketplaceFee => "marketplace_fee",
             EntryType::GatewayRefund => "gateway_refund",
             EntryType::SellerCreditReversal => "seller_credit_reversal",
             EntryType::MarketplaceFeeReversal => "marketplace_fee_reversal",
+            EntryType::DepositPayment => "deposit_payment",
+            EntryType::Deposit => "deposit",
             EntryType::Adjustment => "adjustment",
         }
     }
@@ -58,7 +77,7 @@ impl EntryType {
     /// The entry that undoes this one, for the three entries of a charge.
     fn reversal(self) -> Option<Self> {
         match self {
-            EntryType::GatewayDebit => Some(EntryType::GatewayRefund),
+            EntryType::GatewayDebit | EntryType::BalanceDebit => Some(EntryType::GatewayRefund),
             EntryType::SellerCredit => Some(EntryType::SellerCreditReversal),
             EntryType::MarketplaceFee => Some(EntryType::MarketplaceFeeReversal),
             _ => None,
@@ -68,11 +87,14 @@ impl EntryType {
     fn parse(s: &str) -> Option<Self> {
         [
             EntryType::GatewayDebit,
+            EntryType::BalanceDebit,
             EntryType::SellerCredit,
             EntryType::MarketplaceFee,
             EntryType::GatewayRefund,
             EntryType::SellerCreditReversal,
             EntryType::MarketplaceFeeReversal,
+            EntryType::DepositPayment,
+            EntryType::Deposit,
             EntryType::Adjustment,
         ]
         .into_iter()
@@ -133,6 +155,8 @@ pub struct SettledCall<'a> {
     pub charged_cents: i64,
     pub currency: &'a str,
     pub now: i64,
+    /// Paid from the buyer's balance (debited by the caller in the same transaction).
+    pub from_balance: bool,
 }
 
 /// Writes a settled call's entries; call inside the transaction that consumes the payment.
@@ -141,8 +165,13 @@ pub async fn record_settled_call(
     c: &SettledCall<'_>,
 ) -> sqlx::Result<()> {
     let fee = fee_cents(c.charged_cents);
+    let debit = if c.from_balance {
+        EntryType::BalanceDebit
+    } else {
+        EntryType::GatewayDebit
+    };
     let entries = [
-        (EntryType::GatewayDebit, Some(c.buyer_id), -c.charged_cents),
+        (debit, Some(c.buyer_id), -c.charged_cents),
         (
             EntryType::SellerCredit,
             Some(c.seller_id),
@@ -151,7 +180,7 @@ pub async fn record_settled_call(
         (EntryType::MarketplaceFee, None, fee),
     ];
     let entries = entries.map(|(kind, profile_id, amount_cents)| NewEntry {
-        gateway_request_id: c.gateway_request_id,
+        gateway_request_id: Some(c.gateway_request_id),
         profile_id,
         kind,
         amount_cents,
@@ -164,8 +193,9 @@ pub async fn record_settled_call(
 }
 
 /// Undoes a call's charge: one mirrored entry for each of its charge entries (none for a
-/// free call). Call inside the transaction that marks the call interrupted; the database
-/// refuses a second reversal of the same call. Returns the amount refunded to the buyer.
+/// free call), and the refund credited to the buyer's balance. Call inside the
+/// transaction that marks the call interrupted or failed; the database refuses a second
+/// reversal of the same call. Returns the amount refunded to the buyer.
 pub async fn record_reversal(
     conn: &mut AnyConnection,
     gateway_request_id: &str,
@@ -174,7 +204,7 @@ pub async fn record_reversal(
     let charged: Vec<LedgerEntryRow> = sqlx::query_as(
         "SELECT id, gateway_request_id, profile_id, entry_type, amount_cents, currency, relay_request_id, \
          listing_id, created_at FROM ledger_entries WHERE gateway_request_id = $1 \
-         AND entry_type IN ('gateway_debit', 'seller_credit', 'marketplace_fee')",
+         AND entry_type IN ('gateway_debit', 'balance_debit', 'seller_credit', 'marketplace_fee')",
     )
     .bind(gateway_request_id)
     .fetch_all(&mut *conn)
@@ -187,9 +217,12 @@ pub async fn record_reversal(
         };
         if kind == EntryType::GatewayRefund {
             refunded -= e.amount_cents;
+            if let Some(buyer) = e.profile_id.as_deref() {
+                balance::credit(conn, buyer, &e.currency, -e.amount_cents, now).await?;
+            }
         }
         reversals.push(NewEntry {
-            gateway_request_id,
+            gateway_request_id: Some(gateway_request_id),
             profile_id: e.profile_id.as_deref(),
             kind,
             amount_cents: -e.amount_cents,
@@ -204,19 +237,22 @@ pub async fn record_reversal(
 }
 
 /// One entry to append.
-struct NewEntry<'a> {
-    gateway_request_id: &'a str,
-    profile_id: Option<&'a str>,
-    kind: EntryType,
-    amount_cents: i64,
-    currency: &'a str,
-    relay_request_id: Option<&'a str>,
-    listing_id: Option<&'a str>,
-    now: i64,
+pub(crate) struct NewEntry<'a> {
+    pub gateway_request_id: Option<&'a str>,
+    pub profile_id: Option<&'a str>,
+    pub kind: EntryType,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+    pub relay_request_id: Option<&'a str>,
+    pub listing_id: Option<&'a str>,
+    pub now: i64,
 }
 
 /// Appends `entries` in one statement (a call's entries are written together).
-async fn insert_all(conn: &mut AnyConnection, entries: &[NewEntry<'_>]) -> sqlx::Result<()> {
+pub(crate) async fn insert_all(
+    conn: &mut AnyConnection,
+    entries: &[NewEntry<'_>],
+) -> sqlx::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -293,6 +329,7 @@ mod tests {
     #[tokio::test]
     async fn a_reversal_mirrors_the_charge_once() {
         let (_dir, db) = crate::storage::temp_sqlite().await;
+        crate::storage::test_profile(&db, "buyer").await;
         let mut tx = db.begin().await.unwrap();
         let call = SettledCall {
             gateway_request_id: "gw_req_1",
@@ -303,6 +340,7 @@ mod tests {
             charged_cents: 25,
             currency: "USD",
             now: 1,
+            from_balance: false,
         };
         record_settled_call(&mut tx, &call).await.unwrap();
         assert_eq!(record_reversal(&mut tx, "gw_req_1", 2).await.unwrap(), 25);
@@ -328,6 +366,8 @@ mod tests {
             entry("marketplace_fee_reversal"),
             (None, "marketplace_fee_reversal".into(), -1)
         );
+        // The refund went to the buyer's balance.
+        assert_eq!(balance::of(db.pool(), "buyer", "USD").await.unwrap(), 25);
         // The database refuses a second reversal of the same call.
         let mut tx = db.begin().await.unwrap();
         assert!(record_reversal(&mut tx, "gw_req_1", 3).await.is_err());

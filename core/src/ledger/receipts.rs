@@ -180,6 +180,8 @@ struct ReceiptRow {
     created_at: i64,
     /// The call's state (`gateway_requests.status`).
     call_status: Option<String>,
+    /// Cents refunded to the buyer's balance (the call's `gateway_refund`), if any.
+    refunded_cents: Option<i64>,
 }
 
 /// A receipt as its buyer or seller sees it.
@@ -197,9 +199,14 @@ pub struct Receipt {
     pub signature_algorithm: &'static str,
     pub key_id: String,
     pub created_at: String,
-    /// `charged`, or `reversed` when the call was interrupted and its charge undone by
-    /// reversal entries in the ledger (the signed payload stays as issued).
+    /// `charged`, or `reversed` when the call failed at the seller or was interrupted
+    /// and its charge was undone by reversal entries in the ledger, the amount refunded
+    /// to the buyer's balance (the signed payload stays as issued).
     pub status: &'static str,
+    /// The refund of a reversed call: `{amount_cents, to: "balance"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub refund: Option<serde_json::Value>,
     /// The call's state as `GET /gateway-requests` shows it (`forwarding`, `completed`,
     /// `seller_error`, `seller_timeout`, `interrupted`, …).
     pub call_status: Option<String>,
@@ -216,11 +223,14 @@ impl From<ReceiptRow> for Receipt {
             signature_algorithm: "ed25519",
             key_id: r.key_id,
             created_at: rfc3339(r.created_at),
-            status: if r.call_status.as_deref() == Some("interrupted") {
+            status: if r.refunded_cents.is_some() {
                 "reversed"
             } else {
                 "charged"
             },
+            refund: r
+                .refunded_cents
+                .map(|cents| serde_json::json!({"amount_cents": cents, "to": "balance"})),
             call_status: r.call_status,
         }
     }
@@ -228,7 +238,10 @@ impl From<ReceiptRow> for Receipt {
 
 /// The receipt's columns and its call's state (`r` receipts, `g` gateway_requests).
 const COLUMNS: &str = "r.id, r.gateway_request_id, r.key_id, r.payload, r.signature, r.created_at, \
-     g.status AS call_status FROM receipts r LEFT JOIN gateway_requests g ON g.id = r.gateway_request_id";
+     g.status AS call_status, \
+     (SELECT e.amount_cents FROM ledger_entries e WHERE e.gateway_request_id = r.gateway_request_id \
+      AND e.entry_type = 'gateway_refund') AS refunded_cents \
+     FROM receipts r LEFT JOIN gateway_requests g ON g.id = r.gateway_request_id";
 
 /// The caller's receipts (as buyer or seller), newest first, and how many there are
 /// (counted up to [`Total::CAP`]).

@@ -20,6 +20,18 @@ use crochet_payment_mock::MockProvider;
 use crate::config::{Config, PaymentProviderKind};
 use crate::storage::Database;
 
+/// A payment wallet of a profile, as providers see it.
+pub fn wallet_ref(w: crate::identity::WalletSummary) -> WalletRef {
+    WalletRef {
+        id: w.id,
+        address: w.wallet_address,
+        chain: match w.chain {
+            crate::identity::crypto::Chain::Evm => PaymentChain::Evm,
+            crate::identity::crypto::Chain::Solana => PaymentChain::Solana,
+        },
+    }
+}
+
 /// The active provider, plus a typed handle on the mock one when it is active.
 #[derive(Clone)]
 pub struct Payments {

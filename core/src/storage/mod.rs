@@ -440,6 +440,18 @@ pub(crate) async fn temp_sqlite() -> (tempfile::TempDir, Database) {
     (dir, db)
 }
 
+/// Inserts a bare profile `id`, for unit tests of rows that refer to one.
+#[cfg(test)]
+pub(crate) async fn test_profile(db: &Database, id: &str) {
+    sqlx::query(
+        "INSERT INTO profiles (id, role, status, created_at, updated_at) VALUES ($1, 'buyer', 'active', 0, 0)",
+    )
+    .bind(id)
+    .execute(db.pool())
+    .await
+    .expect("profile");
+}
+
 /// Current time as Unix milliseconds, the unit every timestamp column uses.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64

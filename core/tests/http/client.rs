@@ -552,6 +552,13 @@ async fn the_client_types_match_the_openapi_document(app: TestApp) {
         ("ScoreComponent", fields_of::<c::ScoreComponent>()),
         ("AgentScore", fields_of::<c::AgentScore>()),
         ("LedgerEntry", fields_of::<c::LedgerEntry>()),
+        ("ApiKeyLimits", fields_of::<c::KeyLimits>()),
+        ("KeySpend", fields_of::<c::KeySpend>()),
+        ("SpendWindow", fields_of::<c::SpendWindow>()),
+        ("Balance", fields_of::<c::Balance>()),
+        ("CurrencyBalance", fields_of::<c::CurrencyBalance>()),
+        ("Deposit", fields_of::<c::Deposit>()),
+        ("DepositConfirmation", fields_of::<c::DepositConfirmation>()),
         // Requests: every field the host takes (proofs and proof-of-work are the
         // client's own doing).
         ("CreateListingRequest", fields_of::<c::NewListing>()),

@@ -16,7 +16,7 @@ on_both_backends!(
     route_minimum_never_calls_the_seller,
     relay_id_is_bound_to_buyer_listing_and_body,
     idempotency_key_returns_the_same_requirement,
-    seller_failure_after_settlement_is_still_accounted,
+    seller_failure_after_settlement_is_refunded_to_the_balance,
     concurrent_retries_of_one_payment_forward_once,
     refusals_before_payment,
     ledger_is_append_only,
@@ -384,7 +384,7 @@ async fn idempotency_key_returns_the_same_requirement(app: TestApp) {
     assert_ne!(id(&a), id(&d));
 }
 
-async fn seller_failure_after_settlement_is_still_accounted(app: TestApp) {
+async fn seller_failure_after_settlement_is_refunded_to_the_balance(app: TestApp) {
     let buyer = app.register(Wallet::solana()).await;
     for (path, code) in [
         ("/fail", "SELLER_ERROR_RESPONSE"),
@@ -416,7 +416,11 @@ async fn seller_failure_after_settlement_is_still_accounted(app: TestApp) {
                 .unwrap()
                 .starts_with("gw_req_")
         );
-        assert_eq!(failed.body["error"]["recovery"]["retryable"], false);
+        assert_eq!(details["refunded"], true);
+        assert_eq!(
+            details["refund"],
+            json!({"amount_cents": 100, "currency": "USD", "to": "balance"})
+        );
         assert!(
             failed.body["error"]["recovery"]["summary"]
                 .as_str()
@@ -429,9 +433,15 @@ async fn seller_failure_after_settlement_is_still_accounted(app: TestApp) {
                 .unwrap()
                 .starts_with("the seller failed after payment")
         );
-        let sum = ledger_entries_for(&app, &relay_id).await;
-        assert_eq!(sum, 3, "{path}: the settled money is still accounted");
+        let entries = ledger_entries_for(&app, &relay_id).await;
+        assert_eq!(
+            entries, 6,
+            "{path}: the settled money is accounted, then reversed"
+        );
     }
+    // Each failed charge went back to the buyer's balance.
+    let balance = app.get("/balance", buyer.key()).await.expect(200);
+    assert_eq!(balance.data()["available_cents"], 300);
     // The same failure on a free listing speaks of no payment.
     let free = listing(&app, None, "/slow").await;
     app.send(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent;
+mod balance;
 mod catalog;
 mod cli;
 mod client;
@@ -13,6 +14,7 @@ mod gateway;
 mod identity;
 mod input;
 mod instances;
+mod limits;
 mod mcp;
 mod metrics;
 mod payments;

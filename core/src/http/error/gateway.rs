@@ -2,6 +2,7 @@
 //! code, details and the recovery an agent follows.
 
 use super::*;
+use crate::identity::limits::LimitRefusal;
 
 const GATEWAY_PRESERVE: [&str; 4] = [
     "listing_id",
@@ -112,6 +113,14 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
             discard: vec!["idempotency_key"],
             ..Recovery::default()
         }),
+        G::IdempotencyInFlight => spec(S::CONFLICT, "GATEWAY_REQUEST_IN_PROGRESS", msg).recovery(Recovery {
+            retryable: true,
+            next_action: Some("retry_gateway_payment_later"),
+            summary: "Another request with this Idempotency-Key is paying for the same call right now; nothing was charged by this one. Retry with the same key in a second: it answers with that call's outcome.".into(),
+            preserve: GATEWAY_PRESERVE.to_vec(),
+            retry_after_seconds: Some(1),
+            ..Recovery::default()
+        }),
         G::ProviderUnavailable(_) => spec(S::SERVICE_UNAVAILABLE, "PAYMENT_PROVIDER_UNAVAILABLE", msg).recovery(Recovery {
             retryable: true,
             next_action: Some("retry_gateway_payment_later"),
@@ -128,8 +137,11 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
             ..Recovery::default()
         }),
         G::SellerFailed { code, context, paid: true, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
-            retryable: false,
-            summary: "The seller failed after payment was settled; the charge is recorded and cannot be clawed back here. Do not pay again automatically: inspect GET /gateway-requests and the seller's trust signals first.".into(),
+            retryable: true,
+            next_action: Some("retry_from_balance_or_choose_another_seller"),
+            summary: "The seller failed after payment was settled, so the charge was refunded to your marketplace balance (details.refund; GET /balance). Do not pay again automatically: check the seller's trust signals first; to retry, pay from the balance with X-Crochet-Pay-From: balance and a new Idempotency-Key.".into(),
+            preserve: vec!["listing_id", "request_body"],
+            discard: vec!["relay_request_id", "idempotency_key"],
             ..Recovery::default()
         }),
         G::SellerFailed { code, context, paid: false, .. } => spec(S::BAD_GATEWAY, code, msg).details((**context).clone()).recovery(Recovery {
@@ -220,8 +232,118 @@ pub(super) fn gateway_spec(e: &GatewayError, msg: String) -> ErrorSpec {
                 ..Recovery::default()
             }),
         G::AdapterUnavailable => plugin_unavailable_spec("seller-adapter", msg),
+        G::KeyLimit(refusal) => key_limit_spec(refusal, msg),
+        G::InvalidPayFrom => spec(S::BAD_REQUEST, "INVALID_PAY_FROM", msg)
+            .details(json!({"header": "X-Crochet-Pay-From"}))
+            .recovery(Recovery {
+                retryable: true,
+                summary: "Send `X-Crochet-Pay-From: balance` to pay from the marketplace balance, or leave the header out to pay per call.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                ..Recovery::default()
+            }),
+        G::InsufficientBalance { balance_cents, price_cents, currency } => spec(S::PAYMENT_REQUIRED, "INSUFFICIENT_BALANCE", msg)
+            .details(json!({
+                "balance_cents": balance_cents,
+                "price_cents": price_cents,
+                "currency": currency,
+                "seller_endpoint_called": false,
+                "charged": false,
+            }))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("top_up_balance"),
+                summary: "The balance does not cover this call and nothing was charged. Top it up with POST /balance/deposits, or call without X-Crochet-Pay-From to pay this call on its own.".into(),
+                preserve: vec!["listing_id", "request_body"],
+                ..Recovery::default()
+            }),
         G::Catalog(e) => catalog_spec(e, msg),
         G::Database(e) => database_spec(e),
+    }
+}
+
+/// A key's limits refused the call: a 403 saying which limit, what is left and when.
+fn key_limit_spec(refusal: &LimitRefusal, msg: String) -> ErrorSpec {
+    use crate::identity::limits::LimitRefusal as L;
+    let ask_owner = |summary: &str| Recovery {
+        retryable: false,
+        next_action: Some("ask_key_owner"),
+        summary: summary.into(),
+        ..Recovery::default()
+    };
+    let base = json!({"seller_endpoint_called": false, "charged": false});
+    let with = |mut extra: Value| {
+        if let (Some(o), Some(b)) = (extra.as_object_mut(), base.as_object()) {
+            o.extend(b.clone());
+        }
+        extra
+    };
+    match refusal {
+        L::ListingNotAllowed { listing_id, category } => spec(StatusCode::FORBIDDEN, "LISTING_NOT_ALLOWED_FOR_KEY", msg)
+            .details(with(json!({"limit": "listing_ids", "listing_id": listing_id, "category": category})))
+            .recovery(ask_owner("This key may call only the listings or categories its limits name (GET /api-keys shows them). Choose one of those, or ask the profile that issued the key to widen them.")),
+        L::SellerNotAllowed { seller_id } => spec(StatusCode::FORBIDDEN, "SELLER_NOT_ALLOWED_FOR_KEY", msg)
+            .details(with(json!({"limit": "seller_ids", "seller_id": seller_id})))
+            .recovery(ask_owner("This key may buy only from the sellers its limits name (GET /api-keys). Choose a listing of one of them, or ask the key's owner.")),
+        L::PriceTooHigh { max_price_cents, price_cents } => spec(StatusCode::FORBIDDEN, "PRICE_LIMIT_EXCEEDED", msg)
+            .details(with(json!({"limit": "max_price_cents", "limit_cents": max_price_cents, "price_cents": price_cents})))
+            .recovery(ask_owner("The listing costs more per call than this key may pay. Choose a cheaper listing, or ask the key's owner to raise max_price_cents.")),
+        L::SpendLimit { window, limit_cents, spent_cents, remaining_cents, price_cents, resets_at } => spec(StatusCode::FORBIDDEN, "SPEND_LIMIT_EXCEEDED", msg)
+            .details(with(json!({
+                "limit": window.field(),
+                "limit_cents": limit_cents,
+                "spent_cents": spent_cents,
+                "remaining_cents": remaining_cents,
+                "price_cents": price_cents,
+                "resets_at": crate::storage::rfc3339(*resets_at),
+            })))
+            .recovery(Recovery {
+                retryable: true,
+                next_action: Some("wait_for_spend_window"),
+                summary: "This call would take the key past its spend limit; nothing was charged (a payment already made for it stays unused: retry with the same X-Crochet-Relay-Request-Id once the window resets). Wait until resets_at, choose a call within remaining_cents, or ask the key's owner to raise the limit. Do not loop.".into(),
+                retry_after_seconds: u64::try_from((resets_at - crate::storage::now_ms()).max(0) / 1000).ok(),
+                preserve: vec!["listing_id", "request_body", "relay_request_id"],
+                ..Recovery::default()
+            }),
+        L::X402WithCap => spec(StatusCode::FORBIDDEN, "PAYMENT_FLOW_NOT_ALLOWED_FOR_KEY", msg)
+            .details(with(json!({"limit": "daily_cents/monthly_cents", "flow": "x402"})))
+            .recovery(Recovery {
+                retryable: true,
+                summary: "Drop PAYMENT-SIGNATURE: pay through the payment object of the 402 (X-Crochet-Relay-Request-Id) or from the balance (X-Crochet-Pay-From: balance).".into(),
+                preserve: vec!["listing_id", "request_body"],
+                discard: vec!["payment_signature"],
+                ..Recovery::default()
+            }),
+    }
+}
+
+/// A deposit's refusal (its 402 included).
+pub(super) fn deposit_spec(e: &DepositError, msg: String) -> ErrorSpec {
+    use StatusCode as S;
+    match e {
+        DepositError::Invalid { field, .. } => spec(S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg).details(json!({"field": field})),
+        DepositError::PaymentRequired(payment) => {
+            let payment = serde_json::to_value(payment.as_ref()).unwrap_or(Value::Null);
+            let mut s = spec(S::PAYMENT_REQUIRED, "PAYMENT_REQUIRED", msg)
+                .details(json!({"payment": payment}))
+                .recovery(Recovery {
+                    retryable: true,
+                    next_action: Some("complete_deposit_payment"),
+                    summary: "Complete the payment in error.details.payment.requirements, then repeat POST /balance/deposits with X-Crochet-Relay-Request-Id; the balance is credited once.".into(),
+                    preserve: vec!["relay_request_id", "amount_cents"],
+                    ..Recovery::default()
+                });
+            s.data = Some(json!({"payment": payment}));
+            s
+        }
+        DepositError::NotFound => spec(S::NOT_FOUND, "DEPOSIT_NOT_FOUND", msg),
+        DepositError::AmountMismatch(amount) => spec(S::CONFLICT, "DEPOSIT_AMOUNT_MISMATCH", msg).details(json!({"amount_cents": amount})),
+        DepositError::Failed(_) => spec(S::PAYMENT_REQUIRED, "PAYMENT_FAILED", msg).recovery(Recovery {
+            retryable: true,
+            summary: "The deposit's payment did not settle. Start a new deposit (POST /balance/deposits without X-Crochet-Relay-Request-Id).".into(),
+            ..Recovery::default()
+        }),
+        DepositError::Provider(p) => gateway_spec(&crate::gateway::provider_error(p.clone()), msg),
+        DepositError::Database(e) => database_spec(e),
     }
 }
 

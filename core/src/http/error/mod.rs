@@ -16,6 +16,7 @@ use crate::admin::AdminError;
 use crate::catalog::CatalogError;
 use crate::gateway::GatewayError;
 use crate::identity::IdentityError;
+use crate::ledger::deposits::DepositError;
 use crate::plugins::LoadError;
 use crate::plugins::policy::PolicyRefusal;
 use crate::reputation::ReputationError;
@@ -89,6 +90,8 @@ pub enum ApiError {
     Reputation(#[from] ReputationError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Deposit(#[from] DepositError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -292,6 +295,17 @@ impl ApiError {
                 I::AuthMissing => spec(S::UNAUTHORIZED, "AUTH_REQUIRED", msg).recovery(send_api_key()),
                 I::AuthMalformed => spec(S::UNAUTHORIZED, "INVALID_AUTHORIZATION_HEADER", msg).recovery(send_api_key()),
                 I::InvalidApiKey => spec(S::UNAUTHORIZED, "INVALID_API_KEY", msg).recovery(send_api_key()),
+                I::ApiKeyExpired => spec(S::UNAUTHORIZED, "API_KEY_EXPIRED", msg).recovery(Recovery {
+                    retryable: false,
+                    next_action: Some("ask_key_owner"),
+                    summary: "This key's expiry has passed. Do not retry with it: ask the profile that issued it for a new key (POST /api-keys) or a later expiry (PATCH /api-keys/{id}).".into(),
+                    ..Recovery::default()
+                }),
+                I::LimitedKey => spec(S::FORBIDDEN, "KEY_MANAGEMENT_NOT_ALLOWED", msg).recovery(Recovery {
+                    retryable: false,
+                    summary: "Keys with limits cannot manage keys (so a sub-agent cannot lift its own limits); a key without limits of the same profile can.".into(),
+                    ..Recovery::default()
+                }),
                 I::AgentSuspended => spec(S::FORBIDDEN, "AGENT_SUSPENDED", msg).recovery(ask_operator(
                     "The marketplace's operator has suspended this agent: none of its API keys work until the operator reinstates it. Do not retry; contact the operator.",
                 )),
@@ -301,6 +315,7 @@ impl ApiError {
             ApiError::Gateway(e) => gateway_spec(e, msg),
             ApiError::Reputation(e) => reputation_spec(e, msg),
             ApiError::Admin(e) => admin_spec(e, msg),
+            ApiError::Deposit(e) => gateway::deposit_spec(e, msg),
             ApiError::PluginLoad(e) => {
                 let plugin = match e {
                     LoadError::Config(_) => None,

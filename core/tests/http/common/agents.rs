@@ -258,6 +258,7 @@ pub enum SolEncoding {
 }
 
 /// A wallet with a real private key.
+#[derive(Clone)]
 pub enum Wallet {
     Evm(k256::ecdsa::SigningKey),
     Solana(ed25519_dalek::SigningKey, SolEncoding),
@@ -333,5 +334,14 @@ pub struct Agent {
 impl Agent {
     pub fn key(&self) -> Option<&str> {
         Some(&self.api_key)
+    }
+
+    /// The same agent acting with another of its profile's keys.
+    pub fn with_key(&self, api_key: &str) -> Agent {
+        Agent {
+            wallet: self.wallet.clone(),
+            api_key: api_key.to_owned(),
+            profile_id: self.profile_id.clone(),
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Gateway calls and the paid flow: the 402, settling the mock payment, the retry, and
+//! Gateway calls and the paid flow: the 402, settling the mock payment, the retry,
+//! paying from the balance and topping it up, checking that the money adds up, and
 //! polling for effects that arrive asynchronously.
 
 use std::time::Duration;
@@ -95,4 +96,100 @@ pub async fn poll_until(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Checks the money after a test: the ledger sums to zero per call and overall, no
+/// balance is negative, and each balance equals the sum of its movements.
+pub async fn money_adds_up(app: &TestApp) {
+    let pool = app.state().db.pool();
+    let total: Option<i64> =
+        sqlx::query_scalar("SELECT CAST(SUM(amount_cents) AS BIGINT) FROM ledger_entries")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(total.unwrap_or(0), 0, "the ledger sums to zero");
+    let unbalanced: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT gateway_request_id, CAST(SUM(amount_cents) AS BIGINT) FROM ledger_entries \
+         WHERE gateway_request_id IS NOT NULL GROUP BY gateway_request_id \
+         HAVING SUM(amount_cents) <> 0",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        unbalanced.is_empty(),
+        "calls that do not sum to zero: {unbalanced:?}"
+    );
+    let mismatched: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT b.profile_id, b.amount_cents, \
+         (SELECT CAST(SUM(e.amount_cents) AS BIGINT) FROM ledger_entries e WHERE e.profile_id = b.profile_id \
+          AND e.currency = b.currency AND e.entry_type IN ('gateway_refund', 'balance_debit', 'deposit')) \
+         FROM balances b",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (profile, balance, movements) in mismatched {
+        assert!(balance >= 0);
+        assert_eq!(
+            balance,
+            movements.unwrap_or(0),
+            "{profile}'s balance is the sum of its movements"
+        );
+    }
+}
+
+/// Tops `buyer`'s balance up by `cents` through the mock provider.
+pub async fn top_up(app: &Client, buyer: &Agent, cents: i64) {
+    let asked = app
+        .post(
+            "/balance/deposits",
+            buyer.key(),
+            json!({"amount_cents": cents}),
+        )
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let relay_id = settle(app, buyer, &asked, "settled").await;
+    confirm_deposit(app, buyer, &relay_id).await.expect(201);
+}
+
+/// The confirming request of a deposit (`X-Crochet-Relay-Request-Id`).
+pub async fn confirm_deposit(app: &Client, buyer: &Agent, relay_id: &str) -> Reply {
+    let resp = app
+        .http
+        .post(app.url("/balance/deposits"))
+        .bearer_auth(&buyer.api_key)
+        .header("X-Crochet-Relay-Request-Id", relay_id)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    Reply {
+        status,
+        body: resp.json().await.unwrap(),
+        headers,
+    }
+}
+
+/// The buyer's balance in USD cents.
+pub async fn balance_of(app: &Client, buyer: &Agent) -> i64 {
+    app.get("/balance", buyer.key()).await.expect(200).data()["available_cents"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A call paid from the balance.
+pub async fn from_balance(
+    app: &Client,
+    buyer: &Agent,
+    listing: &str,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> Reply {
+    let mut headers = vec![("X-Crochet-Pay-From", "balance")];
+    if let Some(k) = idempotency_key {
+        headers.push(("Idempotency-Key", k));
+    }
+    gateway_call(app, buyer, listing, body, &headers).await
 }
