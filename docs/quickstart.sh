@@ -2,8 +2,10 @@
 # The README's quick starts with `crochet agent`, end to end, against a running
 # `crochet serve`: a seller publishes a paid listing backed by the local example seller,
 # a buyer finds it, pays for a call, verifies the receipt, reviews it and reads the
-# seller's score. The script stops at the first command that fails (a non-zero exit) or
-# answers something unexpected (checked with jq on the `--json` output).
+# seller's score; then the buyer gives a sub-agent a key limited to 50 cents a day in one
+# category, which is refused at its 51st cent. The script stops at the first command
+# that fails (a non-zero exit) or answers something unexpected (checked with jq on the
+# `--json` output).
 #
 # Needs: jq and the `crochet` binary (CROCHET_BIN, default: `cargo run -q --release --`).
 # CI runs it on every change.
@@ -70,6 +72,41 @@ check review.json '.rating == 5 and .paid_purchase'
 crochet agent score "$SELLER_ID" --json > score.json
 check score.json '.inputs.paid_calls == 1 and .inputs.review_count == 1'
 crochet agent score "$SELLER_ID"
+
+# --- Quick start: a sub-agent with a budget ---
+step "a 1-cent listing in the data category"
+export CROCHET_AGENT_PROFILE=$PWD/seller.toml
+crochet agent sell create --name "Cent Lookup" --description "One lookup for one cent." \
+  --price 0.01 --category data --endpoint "$SELLER_URL/crochet" --secret-out seller-secret.txt --json > cent.json
+CENT=$(jq -r .id cent.json)
+
+step "the buyer tops up its balance and gives a sub-agent 50 cents a day for data"
+export CROCHET_AGENT_PROFILE=$PWD/buyer.toml
+crochet agent balance deposit 100 --json > deposit.json
+check deposit.json '.credited_now and .balance_cents == 100'
+crochet agent keys create --name research-sub-agent --daily-cents 50 --category data \
+  --profile-out sub-agent.toml --json > sub-key.json
+check sub-key.json '.id | length > 0'
+
+step "the sub-agent spends its 50 cents from the balance, one call each"
+export CROCHET_AGENT_PROFILE=$PWD/sub-agent.toml
+for cent in $(seq 1 50); do
+  crochet agent call "$CENT" --data "{\"cent\": $cent}" --pay balance --json > sub-call.json
+done
+check sub-call.json '.charged_cents == 1 and .seller_response.verified'
+
+step "the 51st cent is refused, and so is a listing outside its category"
+if crochet agent call "$CENT" --data '{"cent": 51}' --pay balance 2> refused.txt; then
+  echo "$NAME: the 51st cent was not refused" >&2; exit 1
+fi
+grep -q SPEND_LIMIT_EXCEEDED refused.txt || { cat refused.txt >&2; exit 1; }
+if crochet agent call "$LISTING" --data '{}' --pay balance 2> outside.txt; then
+  echo "$NAME: a listing outside the category was not refused" >&2; exit 1
+fi
+grep -q LISTING_NOT_ALLOWED_FOR_KEY outside.txt || { cat outside.txt >&2; exit 1; }
+export CROCHET_AGENT_PROFILE=$PWD/buyer.toml
+crochet agent balance --json > balance.json
+check balance.json '.available_cents == 50'
 
 echo
 echo "agent quickstart: all steps passed"

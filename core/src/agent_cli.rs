@@ -142,6 +142,10 @@ enum KeysCmd {
         name: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Write the new key to a profile file at PATH (mode 0600, with this host) for
+        /// the agent that will use it, instead of printing it.
+        #[arg(long)]
+        profile_out: Option<PathBuf>,
     },
     /// Revoke a key by id; it stops working at once.
     Revoke { id: String },
@@ -652,11 +656,32 @@ async fn dispatch(args: &AgentArgs) -> Result<(), Failure> {
                         .collect();
                     out(to_json(&keys), lines.join("\n"));
                 }
-                KeysCmd::Create { name, limits } => {
+                KeysCmd::Create {
+                    name,
+                    limits,
+                    profile_out,
+                } => {
                     let issued = match limits.limits() {
                         Some(l) => client.create_limited_key(name.as_deref(), &l).await?,
                         None => client.create_api_key(name.as_deref()).await?,
                     };
+                    if let Some(out_path) = profile_out {
+                        let handed = Profile {
+                            host: Some(host.clone()),
+                            api_key: Some(issued.api_key.clone()),
+                            wallet: None,
+                        };
+                        save_profile(out_path, &handed)?;
+                        out(
+                            json!({"id": issued.api_key_info.id, "profile": out_path}),
+                            format!(
+                                "{}: key written to the profile {}",
+                                issued.api_key_info.id,
+                                out_path.display()
+                            ),
+                        );
+                        return Ok(());
+                    }
                     out(
                         json!({"id": issued.api_key_info.id, "api_key": issued.api_key}),
                         format!(

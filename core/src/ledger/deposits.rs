@@ -103,15 +103,25 @@ pub struct DepositPayment {
     pub retry_headers: Value,
 }
 
+/// A deposit whose payment is not settled yet (202): confirm again later.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingDeposit {
+    /// `pending`.
+    pub status: &'static str,
+    pub retryable: bool,
+    pub retry_after_seconds: u64,
+    pub relay_request_id: String,
+    /// `retry_deposit_later`.
+    pub next_action: &'static str,
+    /// The provider's own status word.
+    pub provider_status: String,
+}
+
 /// What a confirming request found, when it is not an error.
 pub enum Confirmed {
     Credited(Box<DepositConfirmation>),
-    /// Not settled yet: ask again after this many seconds.
-    Pending {
-        relay_request_id: String,
-        retry_after_seconds: u64,
-        provider_status: String,
-    },
+    /// Not settled yet.
+    Pending(PendingDeposit),
 }
 
 /// Why a deposit request was refused (the 402 that asks for payment included).
@@ -277,11 +287,14 @@ pub async fn confirm(
             provider_status,
         } => {
             crate::metrics::payment(provider.name(), PaymentEvent::Pending);
-            Ok(Confirmed::Pending {
-                relay_request_id: row.relay_request_id,
+            Ok(Confirmed::Pending(PendingDeposit {
+                status: "pending",
+                retryable: true,
                 retry_after_seconds,
+                relay_request_id: row.relay_request_id,
+                next_action: "retry_deposit_later",
                 provider_status,
-            })
+            }))
         }
         Settlement::Failed { reason, .. } => {
             crate::metrics::payment(provider.name(), PaymentEvent::Failed);

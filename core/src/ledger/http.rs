@@ -9,11 +9,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::balance::{self, Balance};
-use super::deposits::{self, Confirmed, DepositConfirmation, DepositRequest};
+use super::deposits::{self, Confirmed, DepositConfirmation, DepositRequest, PendingDeposit};
 use super::receipts::{self, PublicReceiptKey, Receipt};
 use super::{LedgerEntry, LedgerQuery};
 use crate::app::AppState;
-use crate::gateway::model::PendingPayment;
 use crate::http::error::{ApiError, ErrorEnvelope};
 use crate::http::extract::{ApiPath, OptionalJson};
 use crate::http::extract::{ApiQuery, Auth};
@@ -53,7 +52,7 @@ async fn get_balance(
     responses(
         (status = 201, description = "Credited", body = Envelope<DepositConfirmation>),
         (status = 200, description = "Already credited", body = Envelope<DepositConfirmation>),
-        (status = 202, description = "Payment pending", body = Envelope<PendingPayment>),
+        (status = 202, description = "Payment pending", body = Envelope<PendingDeposit>),
         (status = 402, description = "PAYMENT_REQUIRED (the deposit's payment) or PAYMENT_FAILED", body = ErrorEnvelope),
         (status = 404, description = "DEPOSIT_NOT_FOUND", body = ErrorEnvelope),
         (status = 409, description = "DEPOSIT_AMOUNT_MISMATCH", body = ErrorEnvelope),
@@ -97,22 +96,7 @@ async fn deposit(
             };
             (status, ok(*c)).into_response()
         }
-        Confirmed::Pending {
-            relay_request_id,
-            retry_after_seconds,
-            provider_status,
-        } => (
-            StatusCode::ACCEPTED,
-            ok(PendingPayment {
-                status: "pending",
-                retryable: true,
-                retry_after_seconds,
-                relay_request_id,
-                next_action: "retry_deposit_later",
-                provider_status,
-            }),
-        )
-            .into_response(),
+        Confirmed::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),
     })
 }
 
