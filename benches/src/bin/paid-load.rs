@@ -11,8 +11,13 @@
 //! the kernel's clock tick: `getconf CLK_TCK`), so the retry's cost stands alone; then
 //! the whole flow's rate, paid calls per second.
 //!
+//! Phase three pays the same number of calls from each buyer's marketplace balance
+//! (`X-Crochet-Pay-From: balance`, topped up beforehand through a deposit): one request
+//! per call, debited in the call's accounting transaction. Its row stands beside the
+//! 402 flow's, so the round trip it saves reads directly.
+//!
 //! When the gateway takes x402 (its 402 carries `PAYMENT-REQUIRED`), phase three sends
-//! as many x402 retries: each buyer is a wallet without an API key that signs its
+//! as many x402 retries (phase four): each buyer is a wallet without an API key that signs its
 //! payments (EIP-3009, before the phase starts), and each retry is verified, forwarded
 //! and settled through the facilitator. Its row stands beside the relay retry's, so the
 //! x402 flow's added cost reads directly.
@@ -149,6 +154,7 @@ async fn main() {
     let started = Instant::now();
     let per_buyer: Vec<usize> = settled.iter().map(|(_, _, p)| p.len()).collect();
     let clients: Vec<reqwest::Client> = settled.iter().map(|(c, _, _)| c.clone()).collect();
+    let keys: Vec<String> = settled.iter().map(|(_, k, _)| k.clone()).collect();
     let batches = settled
         .into_iter()
         .map(|(client, key, paid)| {
@@ -180,10 +186,87 @@ async fn main() {
         "paid calls (402, settle, retry) per second: {:.0} ({pairs} calls by {conns} buyers)",
         pairs as f64 / (prepare + retry).as_secs_f64()
     );
+    balance_calls(api, &gateway, pid, hz, &clients, &keys, &per_buyer).await;
     x402_retries(&gateway, pid, hz, clients, per_buyer).await;
 }
 
-/// Phase three: x402 retries, as many per buyer as phase two sent, each paid by a
+/// Phase three: as many calls per buyer as phase two sent, each paid from the buyer's
+/// balance in one request. Each buyer tops its balance up first (a deposit through the
+/// mock provider), outside the measured time.
+async fn balance_calls(
+    api: &str,
+    gateway: &str,
+    pid: &str,
+    hz: f64,
+    clients: &[reqwest::Client],
+    keys: &[String],
+    per_buyer: &[usize],
+) {
+    let deposits = format!("{api}/balance/deposits");
+    for (client, key) in clients.iter().zip(keys) {
+        let asked: Value = client
+            .post(&deposits)
+            .bearer_auth(key)
+            .json(&json!({"amount_cents": 1_000_000}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let payment = &asked["error"]["details"]["payment"];
+        let settle = payment["requirements"]["settle_url"].as_str().unwrap();
+        let relay = payment["relay_request_id"].as_str().unwrap();
+        client
+            .post(settle)
+            .bearer_auth(key)
+            .json(&json!({"outcome": "settled"}))
+            .send()
+            .await
+            .unwrap();
+        let credited = client
+            .post(&deposits)
+            .bearer_auth(key)
+            .header("X-Crochet-Relay-Request-Id", relay)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(credited.status(), 201, "the deposit is credited");
+    }
+    let total: usize = per_buyer.iter().sum();
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    let batches = clients
+        .iter()
+        .zip(keys)
+        .zip(per_buyer)
+        .map(|((client, key), n)| {
+            let auth = format!("Bearer {key}");
+            let requests = (0..*n)
+                .map(|_| {
+                    vec![
+                        ("authorization", auth.clone()),
+                        ("X-Crochet-Pay-From", "balance".to_owned()),
+                    ]
+                })
+                .collect();
+            (client.clone(), requests)
+        })
+        .collect();
+    let (mut times, failed) = send_all(gateway, batches).await;
+    let elapsed = started.elapsed();
+    let cpu = (cpu_ticks(pid) - before) as f64 * 1e6 / hz / total.max(1) as f64;
+    row(
+        "paid: from balance",
+        total,
+        elapsed,
+        &mut times,
+        cpu,
+        &format!("{failed} non-2xx; one request per paid call"),
+    );
+}
+
+/// Phase four: x402 retries, as many per buyer as phase two sent, each paid by a
 /// payment the buyer's wallet signed beforehand.
 async fn x402_retries(
     gateway: &str,

@@ -17,6 +17,11 @@ crate::on_both_backends!(
     limits_are_validated_and_changed_by_the_profile,
 );
 
+crate::on_both_backends!(
+    mod with_x402, configure = crate::common::with_x402;
+    a_capped_key_does_not_pay_with_x402,
+);
+
 /// Issues a key of `parent`'s profile with `limits`; the sub-agent acting with it.
 async fn sub_agent(app: &Client, parent: &Agent, limits: Value) -> Agent {
     let issued = app
@@ -355,4 +360,39 @@ async fn limits_are_validated_and_changed_by_the_profile(app: TestApp) {
     app.patch("/api-keys/nope", parent.key(), json!({"limits": null}))
         .await
         .expect_error(404, "API_KEY_NOT_FOUND");
+}
+
+/// x402 settles after the seller answered, too late to refuse a call past a cap: a
+/// capped key pays another way, while price limits still apply to x402.
+async fn a_capped_key_does_not_pay_with_x402(app: TestApp) {
+    let parent = app.register(Wallet::evm()).await;
+    let p = priced_listing(&app, Some(0.50), "/ok").await;
+    let capped = sub_agent(&app, &parent, json!({"daily_cents": 500})).await;
+    let offer = gateway_call(&app, &capped, &p.id, &json!({}), &[])
+        .await
+        .expect_error(402, "PAYMENT_REQUIRED");
+    let requirements = payment_required(&offer).accepts[0].clone();
+    let signature = sign_payment(&parent.wallet, &requirements, 600);
+    let r = gateway_call(
+        &app,
+        &capped,
+        &p.id,
+        &json!({}),
+        &[("PAYMENT-SIGNATURE", signature.as_str())],
+    )
+    .await
+    .expect_error(403, "PAYMENT_FLOW_NOT_ALLOWED_FOR_KEY");
+    assert_eq!(r.body["error"]["details"]["charged"], false);
+    let priced = sub_agent(&app, &parent, json!({"max_price_cents": 10})).await;
+    gateway_call(
+        &app,
+        &priced,
+        &p.id,
+        &json!({}),
+        &[("PAYMENT-SIGNATURE", signature.as_str())],
+    )
+    .await
+    .expect_error(403, "PRICE_LIMIT_EXCEEDED");
+    assert!(p.seller.requests().is_empty());
+    assert_eq!(facilitator().verifies(&parent.wallet.address()), 0);
 }

@@ -11,6 +11,7 @@ use crate::on_both_backends;
 on_both_backends!(
     an_mcp_client_finds_listings_and_calls_a_free_one,
     a_paid_listing_is_bought_over_mcp,
+    a_call_is_paid_from_the_balance_over_mcp,
     refusals_carry_the_same_codes_as_rest,
 );
 on_both_backends!(mod limited, configure = crate::mcp::two_calls_a_minute; rest_and_mcp_calls_share_one_rate_limit);
@@ -336,4 +337,27 @@ async fn an_x402_payment_travels_in_meta(app: TestApp) {
     assert_eq!(settlement["success"], true, "{settlement}");
     assert_eq!(facilitator().settles(&wallet.address()), 1);
     assert_eq!(paid.seller.requests().len(), 1);
+}
+
+async fn a_call_is_paid_from_the_balance_over_mcp(app: TestApp) {
+    let paid = priced_listing(&app, Some(0.25), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    let client = mcp_client(&app, buyer.key()).await;
+    let args = json!({"listing": paid.id, "input": {"q": 1}, "pay_from": "balance"});
+    let short = mcp_call(&client, "call_listing", args.clone(), None).await;
+    mcp_refused(&short, 402, "INSUFFICIENT_BALANCE");
+    top_up(&app, &buyer, 30).await;
+    let ok = mcp_call(&client, "call_listing", args.clone(), None).await;
+    assert_eq!(ok.is_error, Some(false), "{ok:?}");
+    assert_eq!(structured(&ok)["payment"]["flow"], "balance");
+    assert_eq!(structured(&ok)["charged_amount"]["amount_cents"], 25);
+    assert_eq!(balance_of(&app, &buyer).await, 5);
+    assert_eq!(paid.seller.requests().len(), 1);
+    let bad = json!({"listing": paid.id, "input": {}, "pay_from": "card"});
+    mcp_refused(
+        &mcp_call(&client, "call_listing", bad, None).await,
+        400,
+        "INVALID_PAY_FROM",
+    );
+    money_adds_up(&app).await;
 }
