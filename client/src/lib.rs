@@ -16,4 +16,4 @@ pub use client::{CallOptions, Client, WaitObserver};
 pub use error::ClientError;
 pub use models::*;
 pub use pay::{MockPayer, Payer, RelayPayer, Retry, StepExecutor, X402Payer};
-pub use wallet::{Wallet, eip191_hash, evm_address};
+pub use wallet::{Wallet, eip191_hash, evm_address, write_private};

@@ -111,7 +111,6 @@ impl Wallet {
 
     /// Writes the wallet file (mode 0600 on Unix; an existing file is replaced).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ClientError> {
-        use std::io::Write as _;
         let path = path.as_ref();
         let file = WalletFile {
             chain: self.chain().into(),
@@ -119,24 +118,8 @@ impl Wallet {
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| ClientError::Wallet(e.to_string()))?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let io = |e: std::io::Error| ClientError::Wallet(format!("{}: {e}", path.display()));
-        let mut f = options.open(path).map_err(io)?;
-        // An existing file keeps its mode on open: tighten it too.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(io)?;
-        }
-        f.write_all(&json).map_err(io)?;
-        f.sync_all().map_err(io)
+        write_private(path, &json)
+            .map_err(|e| ClientError::Wallet(format!("{}: {e}", path.display())))
     }
 
     /// Reads a wallet file. On Unix a file that group or others may read is refused
@@ -198,6 +181,29 @@ impl Wallet {
     pub fn to_json(&self) -> String {
         serde_json::json!({"chain": self.chain(), "secret_key": self.secret_hex()}).to_string()
     }
+}
+
+/// Writes `bytes` to `path`, readable and writable by its owner only (mode 0600 on
+/// Unix, tightened too when the file already existed), and syncs it: for files that hold
+/// a credential (a wallet, an API key, a signing secret).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    // An existing file keeps its mode on open: tighten it too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]

@@ -503,21 +503,8 @@ fn json_arg(flag: &str, text: &str) -> Result<Value, Failure> {
 
 /// Writes `text` (a credential) to `path` at mode 0600, whatever mode the file had.
 fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let write = || -> std::io::Result<()> {
-        use std::io::Write as _;
-        let mut f = options.open(path)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        f.write_all(text.as_bytes())
-    };
-    write().map_err(|e| usage(format!("cannot write {}: {e}", path.display())))
+    crochet_client::write_private(path, text.as_bytes())
+        .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Where a one-time secret goes: a file when asked (the JSON then names the file), or

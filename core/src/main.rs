@@ -103,8 +103,11 @@ fn wallet_command(cmd: WalletCommand) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    // The plugin compiler's internals stay quiet unless named explicitly, even at debug.
+    // The plugin compiler's internals, and the MCP SDK (three info lines per stateless
+    // request: its service starts and stops each time), stay quiet unless named
+    // explicitly, even at debug; the gateway logs each MCP call itself.
     let quiet = [
+        "rmcp",
         "cranelift_codegen",
         "wasmtime",
         "wasmtime_internal_cranelift",

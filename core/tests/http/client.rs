@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::common::{Seller, TestApp, facilitator};
 use crate::on_both_backends;
 use crochet_client::{
-    CallOptions, Client, ClientError, EndpointUpdate, ListingQuery, ListingUpdate, MockPayer,
-    NewListing, PageQuery, Payer, Retry, Wallet, WalletPermissions, X402Payer,
+    CallOptions, Client, ClientError, EndpointUpdate, KeyLimits, ListingQuery, ListingUpdate,
+    MockPayer, NewListing, PageQuery, Payer, Retry, Wallet, WalletPermissions, X402Payer,
 };
 
 on_both_backends!(
@@ -19,6 +19,7 @@ on_both_backends!(
     a_seller_manages_its_listing_and_a_buyer_verifies_and_reviews,
     an_agent_manages_its_keys_and_wallets_and_recovers,
     a_call_resumes_once_the_caller_paid_on_its_own,
+    a_parent_funds_a_limited_sub_agent_with_the_client,
     the_client_types_match_the_openapi_document,
 );
 on_both_backends!(mod x402_host, configure = crate::common::with_x402; an_agent_buys_with_x402_through_the_client);
@@ -573,4 +574,91 @@ async fn the_client_types_match_the_openapi_document(app: TestApp) {
             "crochet-client's {schema}"
         );
     }
+}
+
+async fn a_parent_funds_a_limited_sub_agent_with_the_client(app: TestApp) {
+    let host = api(&app);
+    let (_seller, created) = publish(&host, "Budgeted").await;
+    let me = host
+        .register(&Wallet::generate_solana(), "buyer", Some("parent"))
+        .await
+        .unwrap();
+    let parent = host.clone().with_key(&me.api_key);
+    let confirmed = parent
+        .deposit(
+            60,
+            &MockPayer::default(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(confirmed.credited_now);
+    assert_eq!(confirmed.balance_cents, 60);
+    // Confirming again credits nothing more.
+    let again = parent
+        .confirm_deposit(
+            &confirmed.deposit.relay_request_id,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(!again.credited_now);
+    let limits = KeyLimits {
+        daily_cents: Some(30),
+        listing_ids: Some(vec![created.id.clone()]),
+        ..KeyLimits::default()
+    };
+    let issued = parent
+        .create_limited_key(Some("sub-agent"), &limits)
+        .await
+        .unwrap();
+    assert_eq!(issued.api_key_info.limits.as_ref(), Some(&limits));
+    let sub = host.clone().with_key(&issued.api_key);
+    let body = json!({"task": "budgeted"});
+    let paid = sub
+        .call(
+            &created.id,
+            &body,
+            &MockPayer::default(),
+            CallOptions::from_balance(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(paid.charged_cents, 25);
+    assert_eq!(parent.balance().await.unwrap().available_cents, 35);
+    // The second call would pass the 30-cent day: refused, nothing charged.
+    match sub
+        .call(
+            &created.id,
+            &body,
+            &MockPayer::default(),
+            CallOptions::from_balance(),
+        )
+        .await
+    {
+        Err(ClientError::Api { code, .. }) => assert_eq!(code, "SPEND_LIMIT_EXCEEDED"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(parent.balance().await.unwrap().available_cents, 35);
+    let keys = parent.api_keys().await.unwrap();
+    let key = keys
+        .iter()
+        .find(|k| k.id == issued.api_key_info.id)
+        .unwrap();
+    assert_eq!(key.spend.day.spent_cents, 25);
+    assert_eq!(key.spend.day.remaining_cents, Some(5));
+    let lifted = parent
+        .set_key_limits(&issued.api_key_info.id, None)
+        .await
+        .unwrap();
+    assert!(lifted.limits.is_none());
+    sub.call(
+        &created.id,
+        &body,
+        &MockPayer::default(),
+        CallOptions::from_balance(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(parent.balance().await.unwrap().available_cents, 10);
 }

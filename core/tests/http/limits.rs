@@ -144,6 +144,17 @@ async fn racing_calls_never_overshoot_a_cap(app: TestApp) {
     assert_eq!(codes.get("SPEND_LIMIT_EXCEEDED"), Some(&22), "{codes:?}");
     assert_eq!(p.seller.requests().len(), 10);
     assert_eq!(balance_of(&app, &parent).await, 990);
+    // The 30-day cap is counted the same way.
+    let monthly = sub_agent(&app, &parent, json!({"monthly_cents": 2})).await;
+    for n in 0..2 {
+        from_balance(&app, &monthly, &p.id, &json!({"m": n}), None)
+            .await
+            .expect(200);
+    }
+    let refused = from_balance(&app, &monthly, &p.id, &json!({"m": 2}), None)
+        .await
+        .expect_error(403, "SPEND_LIMIT_EXCEEDED");
+    assert_eq!(refused.body["error"]["details"]["limit"], "monthly_cents");
     money_adds_up(&app).await;
 }
 

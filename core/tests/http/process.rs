@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{
-    Agent, Backend, Client, Deployment, Host, Published, Wallet, crochet, gateway_call, poll_until,
-    retry, settle,
+    Agent, Backend, Client, Deployment, Host, Published, Wallet, balance_of, crochet, gateway_call,
+    poll_until, retry, settle,
 };
 
 #[tokio::test]
@@ -455,6 +455,8 @@ async fn interrupted_calls_are_recovered(backend: Backend) {
     };
     assert_eq!(receipt(&request_3)["status"], "reversed");
     assert_eq!(receipt(&request_3)["call_status"], "interrupted");
+    // The refund went to the buyer's balance, in the janitor's transaction.
+    assert_eq!(balance_of(&c, &buyer).await, 25);
     assert_eq!(receipt(&request_1)["status"], "charged");
     // A late retry is told, and nothing is forwarded.
     let seen = seller.requests().len();
