@@ -2,7 +2,8 @@
 # them: the host (H), the example seller's address (SELLER_BIND), the `crochet` binary
 # (CROCHET_BIN, default `cargo run -q --release --`), the working directory
 # (QUICKSTART_DIR, default a new temporary directory, kept), `step`, `check` and the
-# clean-up of the example seller. NAME is the script's name in its messages.
+# clean-up of the example sellers (`seller_pid`, `other_seller_pid`). NAME is the
+# script's name in its messages.
 H=${H:-http://127.0.0.1:8080/api/v1}
 SELLER_BIND=${SELLER_BIND:-127.0.0.1:8090}
 if [ -n "${CROCHET_BIN:-}" ]; then
@@ -25,11 +26,12 @@ check() {
 }
 
 seller_pid=
+other_seller_pid=
 # `crochet` may be a function, so `$!` is the subshell running it: stop its child too.
 cleanup() {
-  if [ -n "$seller_pid" ]; then
-    pkill -P "$seller_pid" 2>/dev/null || true
-    kill "$seller_pid" 2>/dev/null || true
-  fi
+  for pid in $seller_pid $other_seller_pid; do
+    pkill -P "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT

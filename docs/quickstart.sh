@@ -74,10 +74,14 @@ check score.json '.inputs.paid_calls == 1 and .inputs.review_count == 1'
 crochet agent score "$SELLER_ID"
 
 # --- Quick start: a sub-agent with a budget ---
-step "a 1-cent listing in the data category"
+step "a 1-cent listing in the data category, on an example seller of its own"
+crochet example-seller --secret-file cent-secret.txt --bind 127.0.0.1:0 > cent-seller.out &
+other_seller_pid=$!
+for _ in $(seq 1 100); do grep -q '^listening on ' cent-seller.out 2>/dev/null && break; sleep 0.1; done
+CENT_URL=$(sed -n 's/^listening on //p' cent-seller.out)
 export CROCHET_AGENT_PROFILE=$PWD/seller.toml
 crochet agent sell create --name "Cent Lookup" --description "One lookup for one cent." \
-  --price 0.01 --category data --endpoint "$SELLER_URL/crochet" --secret-out seller-secret.txt --json > cent.json
+  --price 0.01 --category data --endpoint "$CENT_URL/crochet" --secret-out cent-secret.txt --json > cent.json
 CENT=$(jq -r .id cent.json)
 
 step "the buyer tops up its balance and gives a sub-agent 50 cents a day for data"

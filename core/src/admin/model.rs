@@ -152,7 +152,7 @@ pub struct MarketplaceStats {
     pub distinct_buyers: i64,
     /// Agents on the selling side of at least one attempt.
     pub distinct_sellers: i64,
-    /// What buyers were charged (`gateway_debit` entries).
+    /// What buyers were charged (`gateway_debit` and `balance_debit` entries).
     pub gross_volume_cents: i64,
     /// The marketplace's fees (`marketplace_fee` entries).
     pub marketplace_fees_cents: i64,

@@ -360,18 +360,19 @@ pub struct MoneyTotals {
 }
 
 pub async fn money_totals(pool: &AnyPool, from: i64, to: i64) -> sqlx::Result<MoneyTotals> {
-    let sum = |entry: &str, sign: &str, name: &str| {
+    let sum = |entries: &str, sign: &str, name: &str| {
         format!(
-            "CAST(COALESCE(SUM(CASE WHEN entry_type = '{entry}' THEN {sign}amount_cents ELSE 0 END), 0) AS BIGINT) AS {name}"
+            "CAST(COALESCE(SUM(CASE WHEN entry_type IN ({entries}) THEN {sign}amount_cents ELSE 0 END), 0) AS BIGINT) AS {name}"
         )
     };
     let columns = [
-        sum("gateway_debit", "-", "gross"),
-        sum("marketplace_fee", "", "fees"),
-        sum("seller_credit", "", "seller_credits"),
-        sum("gateway_refund", "", "refunds"),
-        sum("marketplace_fee_reversal", "-", "fee_reversals"),
-        sum("seller_credit_reversal", "-", "seller_credit_reversals"),
+        // Calls paid through a provider or x402, and calls paid from balances.
+        sum("'gateway_debit', 'balance_debit'", "-", "gross"),
+        sum("'marketplace_fee'", "", "fees"),
+        sum("'seller_credit'", "", "seller_credits"),
+        sum("'gateway_refund'", "", "refunds"),
+        sum("'marketplace_fee_reversal'", "-", "fee_reversals"),
+        sum("'seller_credit_reversal'", "-", "seller_credit_reversals"),
     ]
     .join(", ");
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
