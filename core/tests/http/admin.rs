@@ -21,6 +21,7 @@ on_both_backends!(mod with_credential, configure = crate::common::with_admin;
     suspending_a_listing_holds_it_until_the_operator_reinstates_it,
     every_action_is_audited_with_before_and_after,
     stats_count_paid_calls_fees_and_parties,
+    stats_count_calls_paid_from_the_balance,
     failed_calls_show_their_error_codes,
     admin_lists_filter_agents_and_listings,
 );
@@ -700,4 +701,18 @@ async fn instances_hear_suspensions_through_redis() {
     .await
     .unwrap();
     suspensions_reach_the_other_instance(app).await;
+}
+
+async fn stats_count_calls_paid_from_the_balance(app: TestApp) {
+    let p = priced_listing(&app, Some(1.00), "/ok").await;
+    let buyer = app.register(Wallet::solana()).await;
+    top_up(&app, &buyer, 250).await;
+    from_balance(&app, &buyer, &p.id, &json!({}), None)
+        .await
+        .expect(200);
+    let s = app.admin_get("/admin/stats").await.expect(200);
+    // The charge counts; the top-up is money held, not volume.
+    assert_eq!(s.data()["paid_calls"], 1);
+    assert_eq!(s.data()["gross_volume_cents"], 100);
+    assert_eq!(s.data()["marketplace_fees_cents"], 5);
 }
