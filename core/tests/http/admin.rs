@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{
-    ADMIN_TOKEN, Backend, Client, Reply, TestApp, Wallet, count_rows, gateway_call, pay_and_call,
-    poll_until, priced_listing, test_redis_url, with_admin,
+    ADMIN_TOKEN, Backend, Client, Reply, TestApp, Wallet, count_rows, from_balance, gateway_call,
+    pay_and_call, poll_until, priced_listing, test_redis_url, top_up, with_admin,
 };
 use crate::on_both_backends;
 
