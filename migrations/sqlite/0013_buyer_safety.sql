@@ -18,6 +18,10 @@ ALTER TABLE api_keys ADD COLUMN spent_day_cents INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE api_keys ADD COLUMN spent_month_start INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE api_keys ADD COLUMN spent_month_cents INTEGER NOT NULL DEFAULT 0;
 
+-- The key a payment was asked for or made with, so that a refund gives the key's spend
+-- back (gateway_payments of earlier calls have none).
+ALTER TABLE gateway_payments ADD COLUMN api_key_id TEXT;
+
 -- A profile's marketplace balance per currency. It can never go negative: the database
 -- refuses it, whatever the code does.
 CREATE TABLE balances (

@@ -604,7 +604,7 @@ impl Gateway {
             }
             let now = now_ms();
             let refunded = match answered.code {
-                Some(_) => Some(ledger::record_reversal(&mut tx, request_id, now).await?),
+                Some(_) => Some(super::store::reverse_charge(&mut tx, request_id, now).await?),
                 None => None,
             };
             if let Some(kind) = answered.status.score_event(answered.code) {

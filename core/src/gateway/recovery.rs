@@ -227,7 +227,7 @@ impl Gateway {
                     tx.rollback().await?;
                     continue;
                 }
-                let refunded = crate::ledger::record_reversal(&mut tx, id, now).await?;
+                let refunded = store::reverse_charge(&mut tx, id, now).await?;
                 tx.commit().await?;
                 // The charge's entries followed the fee rule, so their mirrors do too.
                 crate::metrics::charge_reversed(refunded, crate::ledger::fee_cents(refunded));

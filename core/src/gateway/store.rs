@@ -27,6 +27,8 @@ pub struct NewPayment<'a> {
     pub request_id: &'a str,
     pub provider: &'a str,
     pub buyer_id: &'a str,
+    /// The buyer's API key, when it has one (its spend is counted and refunded).
+    pub api_key_id: Option<&'a str>,
     pub listing_id: &'a str,
     pub seller_id: &'a str,
     pub amount_cents: i64,
@@ -39,8 +41,8 @@ pub struct NewPayment<'a> {
 pub async fn insert_payment(conn: &mut AnyConnection, p: &NewPayment<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO gateway_payments (request_id, provider, buyer_id, listing_id, seller_id, amount_cents, \
-         currency, body_sha256, requirements, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'issued', $10)",
+         currency, body_sha256, requirements, status, created_at, api_key_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'issued', $10, $11)",
     )
     .bind(p.request_id)
     .bind(p.provider)
@@ -52,9 +54,44 @@ pub async fn insert_payment(conn: &mut AnyConnection, p: &NewPayment<'_>) -> sql
     .bind(p.body_sha256)
     .bind(p.requirements)
     .bind(p.now)
+    .bind(p.api_key_id)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The key that paid for a gateway request, and when the call was charged (Unix ms):
+/// what a refund gives the key's spend back to.
+pub async fn paying_key(
+    conn: &mut AnyConnection,
+    gateway_request_id: &str,
+) -> sqlx::Result<Option<(String, i64)>> {
+    let row: Option<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT p.api_key_id, r.created_at FROM gateway_requests r \
+         JOIN gateway_payments p ON p.request_id = r.relay_request_id WHERE r.id = $1",
+    )
+    .bind(gateway_request_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.and_then(|(key, at)| key.map(|k| (k, at))))
+}
+
+/// Reverses a paid call's charge in the caller's transaction: the mirrored ledger
+/// entries, the refund to the buyer's balance, and the refund given back to the spend
+/// of the key that paid (if it is still in the window the charge was counted in).
+/// Returns the cents refunded.
+pub async fn reverse_charge(
+    conn: &mut AnyConnection,
+    gateway_request_id: &str,
+    now: i64,
+) -> sqlx::Result<i64> {
+    let refunded = crate::ledger::record_reversal(conn, gateway_request_id, now).await?;
+    if refunded > 0
+        && let Some((key, charged_at)) = paying_key(conn, gateway_request_id).await?
+    {
+        crate::identity::store::return_spend(conn, &key, refunded, charged_at).await?;
+    }
+    Ok(refunded)
 }
 
 pub async fn payment(pool: &AnyPool, request_id: &str) -> sqlx::Result<Option<PaymentRow>> {

@@ -13,7 +13,8 @@
 //! transaction that consumes the payment: racing calls cannot overshoot a cap, on either
 //! backend and across instances. The day window is the UTC calendar day; the 30-day
 //! window starts at the key's creation and rolls every 30 days. Every key's spend is
-//! counted, limited or not, so `GET /api-keys` shows it.
+//! counted, limited or not, so `GET /api-keys` shows it; a refunded call gives its amount
+//! back to the window it was counted in ([`super::store::return_spend`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

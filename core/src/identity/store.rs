@@ -625,6 +625,43 @@ pub async fn count_spend(
         == 1)
 }
 
+/// Gives `cents` charged at `charged_at` (Unix ms) back to a key's spend, in each window
+/// that is still the one the charge was counted in, never below zero: a refunded call
+/// does not use up the key's budget. Call inside the refund's transaction.
+pub async fn return_spend(
+    conn: &mut AnyConnection,
+    id: &str,
+    cents: i64,
+    charged_at: i64,
+) -> sqlx::Result<()> {
+    let created: Option<i64> = sqlx::query_scalar("SELECT created_at FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(key_created_at) = created else {
+        return Ok(());
+    };
+    let origin = Spend {
+        key_created_at,
+        ..Spend::default()
+    };
+    sqlx::query(
+        "UPDATE api_keys SET \
+         spent_day_cents = CASE WHEN spent_day_start <> $2 THEN spent_day_cents \
+           WHEN spent_day_cents > $1 THEN spent_day_cents - $1 ELSE 0 END, \
+         spent_month_cents = CASE WHEN spent_month_start <> $3 THEN spent_month_cents \
+           WHEN spent_month_cents > $1 THEN spent_month_cents - $1 ELSE 0 END \
+         WHERE id = $4",
+    )
+    .bind(cents)
+    .bind(origin.window_start(Window::Day, charged_at))
+    .bind(origin.window_start(Window::Month, charged_at))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 const API_KEY_COLUMNS: &str = "id, profile_id, name, key_prefix, created_at, last_used_at, revoked_at, \
      limit_max_price_cents, limit_daily_cents, limit_monthly_cents, limit_listing_ids, limit_categories, \
      limit_seller_ids, expires_at, spent_day_start, spent_day_cents, spent_month_start, spent_month_cents";

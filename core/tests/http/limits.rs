@@ -10,6 +10,7 @@ use crate::common::*;
 
 crate::on_both_backends!(
     a_sub_agent_is_refused_at_the_51st_cent,
+    a_refunded_call_gives_the_key_its_budget_back,
     racing_calls_never_overshoot_a_cap,
     scope_and_price_limits_refuse_before_any_payment,
     a_cap_counts_at_settlement_and_keeps_the_payment,
@@ -118,6 +119,37 @@ async fn a_sub_agent_is_refused_at_the_51st_cent(app: TestApp) {
         .clone();
     assert!(parent_key.get("limits").is_none());
     assert_eq!(parent_key["spend"]["day"]["spent_cents"], 1);
+    money_adds_up(&app).await;
+}
+
+/// A call the seller fails is refunded to the balance and gives the key's budget back.
+async fn a_refunded_call_gives_the_key_its_budget_back(app: TestApp) {
+    let parent = app.register(Wallet::solana()).await;
+    top_up(&app, &parent, 200).await;
+    let sub = sub_agent(&app, &parent, json!({"daily_cents": 100})).await;
+    let failing = priced_listing(&app, Some(0.60), "/fail").await;
+    let working = priced_listing(&app, Some(0.60), "/ok").await;
+    from_balance(&app, &sub, &failing.id, &json!({}), None)
+        .await
+        .expect_error(502, "SELLER_ERROR_RESPONSE");
+    let spent = async || {
+        let keys = app.get("/api-keys", parent.key()).await.expect(200);
+        keys.data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == "sub-agent")
+            .unwrap()["spend"]["day"]["spent_cents"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(spent().await, 0);
+    // With the 60 cents back, a 60-cent call still fits the 100-cent day.
+    from_balance(&app, &sub, &working.id, &json!({}), None)
+        .await
+        .expect(200);
+    assert_eq!(spent().await, 60);
+    assert_eq!(balance_of(&app, &parent).await, 140);
     money_adds_up(&app).await;
 }
 

@@ -455,8 +455,11 @@ async fn interrupted_calls_are_recovered(backend: Backend) {
     };
     assert_eq!(receipt(&request_3)["status"], "reversed");
     assert_eq!(receipt(&request_3)["call_status"], "interrupted");
-    // The refund went to the buyer's balance, in the janitor's transaction.
+    // The refund went to the buyer's balance, in the janitor's transaction, and the
+    // key's spend (three calls of 25 cents) got the refunded call back.
     assert_eq!(balance_of(&c, &buyer).await, 25);
+    let keys = c.get("/api-keys", buyer.key()).await.expect(200);
+    assert_eq!(keys.data()[0]["spend"]["month"]["spent_cents"], 50);
     assert_eq!(receipt(&request_1)["status"], "charged");
     // A late retry is told, and nothing is forwarded.
     let seen = seller.requests().len();
