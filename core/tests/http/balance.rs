@@ -169,24 +169,7 @@ async fn racing_calls_cannot_spend_the_balance_twice(app: TestApp) {
     let p = priced_listing(&app, Some(0.01), "/ok").await;
     let buyer = Arc::new(app.register(Wallet::solana()).await);
     top_up(&app, &buyer, 10).await;
-    let client = Arc::new(app.client.clone());
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..32 {
-        let (client, buyer, id) = (client.clone(), buyer.clone(), p.id.clone());
-        calls.spawn(async move {
-            let body = json!({"n": i});
-            from_balance(&client, &buyer, &id, &body, None).await
-        });
-    }
-    let mut codes = std::collections::BTreeMap::<String, usize>::new();
-    while let Some(reply) = calls.join_next().await {
-        let reply = reply.unwrap();
-        let key = match reply.status.as_u16() {
-            200 => "ok".to_owned(),
-            _ => reply.code().to_owned(),
-        };
-        *codes.entry(key).or_default() += 1;
-    }
+    let codes = race_from_balance(&app, &buyer, &p.id, 32).await;
     assert_eq!(codes.get("ok"), Some(&10), "{codes:?}");
     assert_eq!(codes.get("INSUFFICIENT_BALANCE"), Some(&22), "{codes:?}");
     assert_eq!(balance_of(&app, &buyer).await, 0);

@@ -158,20 +158,7 @@ async fn racing_calls_never_overshoot_a_cap(app: TestApp) {
     top_up(&app, &parent, 1_000).await;
     let sub = Arc::new(sub_agent(&app, &parent, json!({"daily_cents": 10})).await);
     let p = priced_listing(&app, Some(0.01), "/ok").await;
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..32 {
-        let (client, sub, id) = (app.client.clone(), sub.clone(), p.id.clone());
-        calls.spawn(async move { from_balance(&client, &sub, &id, &json!({"n": i}), None).await });
-    }
-    let mut codes = std::collections::BTreeMap::<String, usize>::new();
-    while let Some(reply) = calls.join_next().await {
-        let reply = reply.unwrap();
-        let key = match reply.status.as_u16() {
-            200 => "ok".to_owned(),
-            _ => reply.code().to_owned(),
-        };
-        *codes.entry(key).or_default() += 1;
-    }
+    let codes = race_from_balance(&app, &sub, &p.id, 32).await;
     assert_eq!(codes.get("ok"), Some(&10), "{codes:?}");
     assert_eq!(codes.get("SPEND_LIMIT_EXCEEDED"), Some(&22), "{codes:?}");
     assert_eq!(p.seller.requests().len(), 10);

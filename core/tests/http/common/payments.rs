@@ -193,3 +193,29 @@ pub async fn from_balance(
     }
     gateway_call(app, buyer, listing, body, &headers).await
 }
+
+/// `n` calls of `listing` paid from the balance, all at once, each with its own body;
+/// how many answered 200 (`ok`) and how many with each error code.
+pub async fn race_from_balance(
+    app: &Client,
+    buyer: &std::sync::Arc<Agent>,
+    listing: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (client, buyer, id) = (app.clone(), buyer.clone(), listing.to_owned());
+        calls
+            .spawn(async move { from_balance(&client, &buyer, &id, &json!({"n": i}), None).await });
+    }
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply.unwrap();
+        let key = match reply.status.as_u16() {
+            200 => "ok".to_owned(),
+            _ => reply.code().to_owned(),
+        };
+        *codes.entry(key).or_default() += 1;
+    }
+    codes
+}
