@@ -18,8 +18,8 @@ ALTER TABLE api_keys ADD COLUMN spent_day_cents INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE api_keys ADD COLUMN spent_month_start INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE api_keys ADD COLUMN spent_month_cents INTEGER NOT NULL DEFAULT 0;
 
--- The key a payment was asked for or made with, so that a refund gives the key's spend
--- back (gateway_payments of earlier calls have none).
+-- The key whose spend a payment's charge counted against (set when the payment is
+-- consumed), so that a refund gives that key's spend back; earlier payments have none.
 ALTER TABLE gateway_payments ADD COLUMN api_key_id TEXT;
 
 -- A profile's marketplace balance per currency. It can never go negative: the database

@@ -348,7 +348,9 @@ impl Gateway {
                 return Err(refusal);
             }
             // The one decision point for racing retries: only one UPDATE matches 'issued'.
-            if !super::store::consume_payment(&mut tx, &p.relay_request_id, request_id, now).await?
+            let key = Some(buyer.api_key_id.as_str()).filter(|k| !k.is_empty());
+            if !super::store::consume_payment(&mut tx, &p.relay_request_id, request_id, key, now)
+                .await?
             {
                 tx.rollback().await?;
                 let used = super::store::payment(self.db.pool(), &p.relay_request_id).await?;

@@ -60,8 +60,8 @@ pub async fn insert_payment(conn: &mut AnyConnection, p: &NewPayment<'_>) -> sql
     Ok(())
 }
 
-/// The key that paid for a gateway request, and when the call was charged (Unix ms):
-/// what a refund gives the key's spend back to.
+/// The key whose spend a gateway request's charge counted against, and when the call was
+/// charged (Unix ms): what a refund gives the key's spend back to.
 pub async fn paying_key(
     conn: &mut AnyConnection,
     gateway_request_id: &str,
@@ -144,20 +144,23 @@ pub async fn idempotent_payment(
     .await
 }
 
-/// Consumes an issued payment for one gateway request; false when it was already used.
+/// Consumes an issued payment for one gateway request, recording the key whose spend the
+/// charge counts against (the caller's); false when it was already used.
 pub async fn consume_payment(
     conn: &mut AnyConnection,
     request_id: &str,
     gateway_request_id: &str,
+    api_key_id: Option<&str>,
     now: i64,
 ) -> sqlx::Result<bool> {
     Ok(sqlx::query(
-        "UPDATE gateway_payments SET status = 'consumed', gateway_request_id = $1, consumed_at = $2 \
-         WHERE request_id = $3 AND status = 'issued'",
+        "UPDATE gateway_payments SET status = 'consumed', gateway_request_id = $1, consumed_at = $2, \
+         api_key_id = $4 WHERE request_id = $3 AND status = 'issued'",
     )
     .bind(gateway_request_id)
     .bind(now)
     .bind(request_id)
+    .bind(api_key_id)
     .execute(conn)
     .await?
     .rows_affected()
