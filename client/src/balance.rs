@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::client::decode;
-use crate::models::{Balance, DepositConfirmation};
+use crate::models::{Balance, Deposit, DepositConfirmation, PageQuery};
 use crate::{Client, ClientError, Payer, Retry};
 
 impl Client {
@@ -18,6 +18,15 @@ impl Client {
         decode(
             Self::data(self.request(Method::GET, "/balance")).await?,
             "balance",
+        )
+    }
+
+    /// The caller's deposits, newest first, with their status and relay request id (to
+    /// confirm one paid but never confirmed).
+    pub async fn deposits(&self, page: PageQuery) -> Result<Vec<Deposit>, ClientError> {
+        decode(
+            Self::data(self.request(Method::GET, "/balance/deposits").query(&page)).await?,
+            "deposits",
         )
     }
 

@@ -249,6 +249,30 @@ async fn by_relay_id(
     .await
 }
 
+/// The caller's deposits, newest first (a paid deposit the client never confirmed is
+/// found here by its `relay_request_id`), and how many there are.
+pub async fn list(
+    db: &Database,
+    profile_id: &str,
+    page: crate::storage::Page,
+) -> sqlx::Result<(Vec<Deposit>, i64)> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM balance_deposits WHERE profile_id = $1 \
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    )))
+    .bind(profile_id)
+    .bind(i64::from(page.limit))
+    .bind(page.offset())
+    .fetch_all(db.pool())
+    .await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM balance_deposits WHERE profile_id = $1")
+            .bind(profile_id)
+            .fetch_one(db.pool())
+            .await?;
+    Ok((rows.into_iter().map(Into::into).collect(), total))
+}
+
 /// The confirming request: credits the deposit once its payment settled.
 pub async fn confirm(
     db: &Database,

@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::balance::{self, Balance};
-use super::deposits::{self, Confirmed, DepositConfirmation, DepositRequest, PendingDeposit};
+use super::deposits::{
+    self, Confirmed, Deposit, DepositConfirmation, DepositRequest, PendingDeposit,
+};
 use super::receipts::{self, PublicReceiptKey, Receipt};
 use super::{LedgerEntry, LedgerQuery};
 use crate::app::AppState;
@@ -24,7 +26,7 @@ use crate::storage::Page;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_balance))
-        .routes(routes!(deposit))
+        .routes(routes!(deposit, list_deposits))
 }
 
 /// The caller's marketplace balance: refunds of paid calls that failed at the seller,
@@ -98,6 +100,22 @@ async fn deposit(
         }
         Confirmed::Pending(pending) => (StatusCode::ACCEPTED, ok(pending)).into_response(),
     })
+}
+
+/// The caller's deposits, newest first: each with its status and `relay_request_id`, so
+/// a deposit paid but never confirmed can be confirmed later.
+#[utoipa::path(get, path = "/balance/deposits", tag = "gateway", security(("api_key" = [])), params(PageQuery),
+    responses((status = 200, body = PagedEnvelope<Deposit>), (status = 401, body = ErrorEnvelope)))]
+async fn list_deposits(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<PagedEnvelope<Deposit>>, ApiError> {
+    let page = q.page();
+    let (items, total) = deposits::list(&s.db, &who.profile_id, page)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(paged(items, page, total))
 }
 
 /// The route a deposit is paid on: from the profile's default payment wallet.

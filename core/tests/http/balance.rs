@@ -305,6 +305,20 @@ async fn deposits_refuse_bad_requests_and_wait_for_settlement(app: TestApp) {
         .await
         .expect_error(402, "PAYMENT_FAILED");
     assert_eq!(balance_of(&app, &buyer).await, 0);
+    // The deposits, newest first: a paid one the client lost track of is found again.
+    let listed = app.get("/balance/deposits", buyer.key()).await.expect(200);
+    let statuses: Vec<&str> = listed
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "awaiting_payment"]);
+    assert_eq!(listed.data()[1]["relay_request_id"], relay_id.as_str());
+    assert_eq!(listed.body["pagination"]["total"], 2);
+    let others = app.get("/balance/deposits", other.key()).await.expect(200);
+    assert_eq!(others.body["pagination"]["total"], 0);
     let b = app.get("/balance", buyer.key()).await.expect(200);
     assert_eq!(b.data()["currency"], "USD");
     assert_eq!(

@@ -603,6 +603,9 @@ async fn a_parent_funds_a_limited_sub_agent_with_the_client(app: TestApp) {
         .await
         .unwrap();
     assert!(!again.credited_now);
+    let deposits = parent.deposits(PageQuery::default()).await.unwrap();
+    assert_eq!(deposits.len(), 1);
+    assert_eq!(deposits[0].status, "credited");
     let limits = KeyLimits {
         daily_cents: Some(30),
         listing_ids: Some(vec![created.id.clone()]),

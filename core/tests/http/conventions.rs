@@ -232,6 +232,7 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/ledger"),
     ("get", "/api/v1/balance"),
     ("post", "/api/v1/balance/deposits"),
+    ("get", "/api/v1/balance/deposits"),
     ("get", "/api/v1/receipts"),
     ("get", "/api/v1/receipts/{id}"),
     ("get", "/api/v1/reviews/{listing_id}"),
