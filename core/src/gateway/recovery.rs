@@ -245,7 +245,8 @@ impl Gateway {
         }
     }
 
-    /// Runs [`Self::resolve_interrupted`] and [`Self::resolve_x402`] now and then every
+    /// Runs [`Self::resolve_interrupted`], [`Self::resolve_x402`] and the sweep of
+    /// unconfirmed deposits ([`crate::ledger::deposits::sweep`]) now and then every
     /// [`Recovery::sweep_interval`], until aborted.
     pub fn spawn_recovery_janitor(&self) -> tokio::task::JoinHandle<()> {
         let gateway = self.clone();
@@ -259,6 +260,11 @@ impl Gateway {
                 }
                 if let Err(e) = gateway.resolve_x402().await {
                     tracing::warn!(error = %e, "could not resolve open x402 payments");
+                }
+                let provider = gateway.payments.provider().as_ref();
+                let after = crate::ledger::deposits::SWEEP_AFTER;
+                if let Err(e) = crate::ledger::deposits::sweep(&gateway.db, provider, after).await {
+                    tracing::warn!(error = %e, "could not check unconfirmed deposits");
                 }
             }
         })

@@ -8,6 +8,12 @@
 //! confirmations race, one wins), credits the balance and appends the two entries
 //! (`deposit_payment` of the amount paid in, `deposit` of the credit; they sum to zero).
 //! A repeat after that answers with the deposit as it stands and credits nothing.
+//!
+//! A deposit paid but never confirmed (the client stopped in between) is not left
+//! uncredited: the recovery janitor ([`sweep`]) asks the provider about deposits still
+//! awaiting payment after [`SWEEP_AFTER`] and credits the settled ones the same way,
+//! once. It stops asking about a deposit a day after it was created; a confirmation by
+//! its owner still works after that.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -247,6 +253,48 @@ async fn by_relay_id(
     .bind(profile_id)
     .fetch_optional(db.pool())
     .await
+}
+
+/// How long a deposit is left to its owner's confirmation before the janitor asks.
+pub const SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long after its creation the janitor keeps asking about a deposit.
+pub const SWEEP_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Credits deposits whose payment settled but that nobody confirmed: those still
+/// awaiting payment, created between [`SWEEP_FOR`] and `after` ago, at most 100 a sweep.
+/// A failed payment marks its deposit failed; a pending one is asked about again next
+/// time. Returns how many were credited.
+pub async fn sweep(
+    db: &Database,
+    provider: &dyn PaymentProvider,
+    after: std::time::Duration,
+) -> Result<usize, DepositError> {
+    let now = now_ms();
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let open: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM balance_deposits WHERE status = 'awaiting_payment' \
+         AND created_at <= $1 AND created_at > $2 ORDER BY created_at LIMIT 100"
+    )))
+    .bind(now.saturating_sub(ms(after)))
+    .bind(now.saturating_sub(ms(SWEEP_FOR)))
+    .fetch_all(db.pool())
+    .await?;
+    let mut credited = 0;
+    for row in open {
+        let (profile, relay) = (row.profile_id.clone(), row.relay_request_id.clone());
+        match confirm(db, provider, &profile, &relay, None).await {
+            Ok(Confirmed::Credited(c)) if c.credited_now => {
+                credited += 1;
+                tracing::info!(
+                    deposit_id = %c.deposit.id,
+                    "credited a settled deposit its owner had not confirmed"
+                );
+            }
+            Ok(_) | Err(DepositError::Failed(_)) => {}
+            Err(e) => tracing::warn!(deposit_id = %row.id, error = %e, "could not check a deposit"),
+        }
+    }
+    Ok(credited)
 }
 
 /// The caller's deposits, newest first (a paid deposit the client never confirmed is

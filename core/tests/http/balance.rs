@@ -15,6 +15,7 @@ crate::on_both_backends!(
     racing_calls_cannot_spend_the_balance_twice,
     a_top_up_is_credited_once_under_racing_confirmations,
     deposits_refuse_bad_requests_and_wait_for_settlement,
+    the_janitor_credits_a_paid_deposit_nobody_confirmed,
 );
 
 async fn a_seller_failure_after_settlement_is_refunded_once(app: TestApp) {
@@ -325,5 +326,50 @@ async fn deposits_refuse_bad_requests_and_wait_for_settlement(app: TestApp) {
         b.data()["movement_entry_types"],
         json!(["gateway_refund", "balance_debit", "deposit"])
     );
+    money_adds_up(&app).await;
+}
+
+async fn the_janitor_credits_a_paid_deposit_nobody_confirmed(app: TestApp) {
+    let buyer = app.register(Wallet::solana()).await;
+    let ask = async |cents: i64, outcome: &str| {
+        let asked = app
+            .post(
+                "/balance/deposits",
+                buyer.key(),
+                json!({"amount_cents": cents}),
+            )
+            .await
+            .expect_error(402, "PAYMENT_REQUIRED");
+        settle(&app, &buyer, &asked, outcome).await
+    };
+    // Paid, then the client stopped before confirming; one still pending; one failed.
+    let paid = ask(90, "settled").await;
+    ask(20, "pending").await;
+    ask(30, "failed").await;
+    let state = app.state();
+    let sweep = async || {
+        crochet::ledger::deposits::sweep(
+            &state.db,
+            state.payments.provider().as_ref(),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(sweep().await, 1);
+    assert_eq!(balance_of(&app, &buyer).await, 90);
+    // Once: a second sweep and the owner's late confirmation credit nothing more.
+    assert_eq!(sweep().await, 0);
+    confirm_deposit(&app, &buyer, &paid).await.expect(200);
+    assert_eq!(balance_of(&app, &buyer).await, 90);
+    let listed = app.get("/balance/deposits", buyer.key()).await.expect(200);
+    let statuses: Vec<&str> = listed
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "awaiting_payment", "credited"]);
     money_adds_up(&app).await;
 }
