@@ -331,21 +331,10 @@ async fn deposits_refuse_bad_requests_and_wait_for_settlement(app: TestApp) {
 
 async fn the_janitor_credits_a_paid_deposit_nobody_confirmed(app: TestApp) {
     let buyer = app.register(Wallet::solana()).await;
-    let ask = async |cents: i64, outcome: &str| {
-        let asked = app
-            .post(
-                "/balance/deposits",
-                buyer.key(),
-                json!({"amount_cents": cents}),
-            )
-            .await
-            .expect_error(402, "PAYMENT_REQUIRED");
-        settle(&app, &buyer, &asked, outcome).await
-    };
     // Paid, then the client stopped before confirming; one still pending; one failed.
-    let paid = ask(90, "settled").await;
-    ask(20, "pending").await;
-    ask(30, "failed").await;
+    let paid = pay_deposit(&app, &buyer, 90, "settled").await;
+    pay_deposit(&app, &buyer, 20, "pending").await;
+    pay_deposit(&app, &buyer, 30, "failed").await;
     let state = app.state();
     let sweep = async || {
         crochet::ledger::deposits::sweep(

@@ -139,8 +139,9 @@ pub async fn money_adds_up(app: &TestApp) {
     }
 }
 
-/// Tops `buyer`'s balance up by `cents` through the mock provider.
-pub async fn top_up(app: &Client, buyer: &Agent, cents: i64) {
+/// Asks for a deposit of `cents` and completes its mock payment with `outcome`, without
+/// confirming it; returns its relay request id.
+pub async fn pay_deposit(app: &Client, buyer: &Agent, cents: i64, outcome: &str) -> String {
     let asked = app
         .post(
             "/balance/deposits",
@@ -149,7 +150,12 @@ pub async fn top_up(app: &Client, buyer: &Agent, cents: i64) {
         )
         .await
         .expect_error(402, "PAYMENT_REQUIRED");
-    let relay_id = settle(app, buyer, &asked, "settled").await;
+    settle(app, buyer, &asked, outcome).await
+}
+
+/// Tops `buyer`'s balance up by `cents` through the mock provider.
+pub async fn top_up(app: &Client, buyer: &Agent, cents: i64) {
+    let relay_id = pay_deposit(app, buyer, cents, "settled").await;
     confirm_deposit(app, buyer, &relay_id).await.expect(201);
 }
 
