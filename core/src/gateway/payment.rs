@@ -78,9 +78,9 @@ impl Gateway {
                 Err(GatewayError::ConflictingPayments)
             }
             (None, None) if from_balance => self.balance_payment(call, target).await,
-            (None, Some(_)) if call.buyer.limits.as_ref().is_some_and(|l| l.has_cap()) => Err(
-                GatewayError::KeyLimit(crate::identity::limits::LimitRefusal::X402WithCap),
-            ),
+            (None, Some(_)) if call.buyer.limits.as_ref().is_some_and(|l| l.has_cap()) => {
+                Err(GatewayError::KeyLimit(LimitRefusal::X402WithCap))
+            }
             (None, Some(header)) => match self.within_price_limit(call, target) {
                 Ok(()) => self
                     .x402_verify(call, target, header)
@@ -173,7 +173,6 @@ impl Gateway {
             request_id: &requirement.request_id,
             provider: provider.name(),
             buyer_id: buyer,
-            api_key_id: Some(call.buyer.api_key_id.as_str()).filter(|k| !k.is_empty()),
             listing_id: &target.listing().id,
             seller_id: &target.listing().seller_id,
             amount_cents: req.amount_cents,
@@ -220,12 +219,7 @@ impl Gateway {
     fn within_price_limit(&self, call: &GatewayCall, target: &Target) -> Result<()> {
         match &call.buyer.limits {
             Some(limits) => limits
-                .affords(target.listing().price_cents, &Spend::default(), 0)
-                .or_else(|e| match e {
-                    // Caps are not counted here (x402 is refused to capped keys).
-                    LimitRefusal::SpendLimit { .. } => Ok(()),
-                    other => Err(other),
-                })
+                .allows_price(target.listing().price_cents)
                 .map_err(GatewayError::KeyLimit),
             None => Ok(()),
         }
@@ -306,7 +300,6 @@ impl Gateway {
             request_id: &paid.relay_request_id,
             provider: BALANCE_PROVIDER,
             buyer_id: buyer,
-            api_key_id: Some(call.buyer.api_key_id.as_str()).filter(|k| !k.is_empty()),
             listing_id: &listing.id,
             seller_id: &listing.seller_id,
             amount_cents: paid.charged_cents,

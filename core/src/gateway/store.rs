@@ -27,8 +27,6 @@ pub struct NewPayment<'a> {
     pub request_id: &'a str,
     pub provider: &'a str,
     pub buyer_id: &'a str,
-    /// The buyer's API key, when it has one (its spend is counted and refunded).
-    pub api_key_id: Option<&'a str>,
     pub listing_id: &'a str,
     pub seller_id: &'a str,
     pub amount_cents: i64,
@@ -41,8 +39,8 @@ pub struct NewPayment<'a> {
 pub async fn insert_payment(conn: &mut AnyConnection, p: &NewPayment<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO gateway_payments (request_id, provider, buyer_id, listing_id, seller_id, amount_cents, \
-         currency, body_sha256, requirements, status, created_at, api_key_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'issued', $10, $11)",
+         currency, body_sha256, requirements, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'issued', $10)",
     )
     .bind(p.request_id)
     .bind(p.provider)
@@ -54,7 +52,6 @@ pub async fn insert_payment(conn: &mut AnyConnection, p: &NewPayment<'_>) -> sql
     .bind(p.body_sha256)
     .bind(p.requirements)
     .bind(p.now)
-    .bind(p.api_key_id)
     .execute(conn)
     .await?;
     Ok(())

@@ -197,14 +197,7 @@ impl KeyLimits {
     /// the key has spent (`spend`): checked before a payment is asked for. The caps are
     /// counted for real, atomically, when the call is charged.
     pub fn affords(&self, price_cents: i64, spend: &Spend, now: i64) -> Result<(), LimitRefusal> {
-        if let Some(max) = self.max_price_cents
-            && price_cents > max
-        {
-            return Err(LimitRefusal::PriceTooHigh {
-                max_price_cents: max,
-                price_cents,
-            });
-        }
+        self.allows_price(price_cents)?;
         for window in [Window::Day, Window::Month] {
             if let Some(cap) = self.cap(window) {
                 let spent = spend.spent(window, now);
@@ -221,6 +214,17 @@ impl KeyLimits {
             }
         }
         Ok(())
+    }
+
+    /// The price limit alone (`max_price_cents`).
+    pub fn allows_price(&self, price_cents: i64) -> Result<(), LimitRefusal> {
+        match self.max_price_cents {
+            Some(max) if price_cents > max => Err(LimitRefusal::PriceTooHigh {
+                max_price_cents: max,
+                price_cents,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn cap(&self, window: Window) -> Option<i64> {

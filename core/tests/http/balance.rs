@@ -262,15 +262,7 @@ async fn deposits_refuse_bad_requests_and_wait_for_settlement(app: TestApp) {
         .await
         .expect_error(404, "DEPOSIT_NOT_FOUND");
     // Pending, then settled.
-    let asked = app
-        .post(
-            "/balance/deposits",
-            buyer.key(),
-            json!({"amount_cents": 40}),
-        )
-        .await
-        .expect_error(402, "PAYMENT_REQUIRED");
-    let relay_id = settle(&app, &buyer, &asked, "pending").await;
+    let relay_id = pay_deposit(&app, &buyer, 40, "pending").await;
     let pending = confirm_deposit(&app, &buyer, &relay_id).await.expect(202);
     assert_eq!(pending.data()["status"], "pending");
     assert_eq!(balance_of(&app, &buyer).await, 0);
@@ -290,15 +282,7 @@ async fn deposits_refuse_bad_requests_and_wait_for_settlement(app: TestApp) {
         .unwrap();
     assert_eq!(reply.status(), 409);
     // A failed payment credits nothing, and stays failed.
-    let asked = app
-        .post(
-            "/balance/deposits",
-            buyer.key(),
-            json!({"amount_cents": 30}),
-        )
-        .await
-        .expect_error(402, "PAYMENT_REQUIRED");
-    let failed_id = settle(&app, &buyer, &asked, "failed").await;
+    let failed_id = pay_deposit(&app, &buyer, 30, "failed").await;
     confirm_deposit(&app, &buyer, &failed_id)
         .await
         .expect_error(402, "PAYMENT_FAILED");
@@ -308,14 +292,7 @@ async fn deposits_refuse_bad_requests_and_wait_for_settlement(app: TestApp) {
     assert_eq!(balance_of(&app, &buyer).await, 0);
     // The deposits, newest first: a paid one the client lost track of is found again.
     let listed = app.get("/balance/deposits", buyer.key()).await.expect(200);
-    let statuses: Vec<&str> = listed
-        .data()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["failed", "awaiting_payment"]);
+    assert_eq!(statuses(&listed), ["failed", "awaiting_payment"]);
     assert_eq!(listed.data()[1]["relay_request_id"], relay_id.as_str());
     assert_eq!(listed.body["pagination"]["total"], 2);
     let others = app.get("/balance/deposits", other.key()).await.expect(200);
@@ -352,13 +329,20 @@ async fn the_janitor_credits_a_paid_deposit_nobody_confirmed(app: TestApp) {
     confirm_deposit(&app, &buyer, &paid).await.expect(200);
     assert_eq!(balance_of(&app, &buyer).await, 90);
     let listed = app.get("/balance/deposits", buyer.key()).await.expect(200);
-    let statuses: Vec<&str> = listed
+    assert_eq!(
+        statuses(&listed),
+        ["failed", "awaiting_payment", "credited"]
+    );
+    money_adds_up(&app).await;
+}
+
+/// The statuses of a `GET /balance/deposits` page, in order.
+fn statuses(listed: &Reply) -> Vec<&str> {
+    listed
         .data()
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["failed", "awaiting_payment", "credited"]);
-    money_adds_up(&app).await;
+        .collect()
 }
