@@ -34,11 +34,13 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::response::IntoResponse as _;
 use base64::Engine as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, JsonObject, ListToolsResult, MetaObject, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, Tool,
+    InitializeResult, JsonObject, JsonRpcVersion2_0, ListToolsResult, MetaObject,
+    PaginatedRequestParams, ProtocolVersion, RequestId, RequestMetaObject, ServerCapabilities,
+    ServerConfig, ServerJsonRpcMessage, ServerResult, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -62,26 +64,226 @@ const X402_PAYMENT: &str = "x402/payment";
 /// `_meta` key of an x402 settlement (server to client).
 const X402_PAYMENT_RESPONSE: &str = "x402/payment-response";
 
-/// The `/mcp` service: one [`Marketplace`] handler per request, no sessions.
-pub fn service(
-    state: AppState,
-    openapi: &utoipa::openapi::OpenApi,
-) -> StreamableHttpService<Marketplace, NeverSessionManager> {
+/// The tools' names.
+const TOOLS: [&str; 5] = [
+    "search_listings",
+    "get_listing",
+    "call_listing",
+    "get_receipt",
+    "list_gateway_requests",
+];
+
+/// The `/mcp` endpoint: the SDK's stateless service (one [`Marketplace`] handler per
+/// request, no sessions), with plain tool calls answered inline (see [`Endpoint::handle`]).
+pub struct Endpoint {
+    sdk: StreamableHttpService<Marketplace, NeverSessionManager>,
+    handler: Marketplace,
+    hosts: Vec<String>,
+    max_body: usize,
+}
+
+/// Builds the `/mcp` endpoint.
+pub fn endpoint(state: AppState, openapi: &utoipa::openapi::OpenApi) -> Arc<Endpoint> {
     let handler = Marketplace {
         tools: Arc::new(tools(openapi)),
         state: state.clone(),
     };
+    let hosts = allowed_hosts(&state.public_url);
+    let max_body = state.config.max_body_bytes;
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
         .with_sse_keep_alive(None)
-        .with_allowed_hosts(allowed_hosts(&state.public_url))
-        .with_max_request_body_bytes(state.config.max_body_bytes);
-    StreamableHttpService::new(
-        move || Ok(handler.clone()),
+        .with_allowed_hosts(hosts.clone())
+        .with_max_request_body_bytes(max_body);
+    let sdk_handler = handler.clone();
+    let sdk = StreamableHttpService::new(
+        move || Ok(sdk_handler.clone()),
         Arc::new(NeverSessionManager::default()),
         config,
-    )
+    );
+    Arc::new(Endpoint {
+        sdk,
+        handler,
+        hosts,
+        max_body,
+    })
+}
+
+impl Endpoint {
+    /// Answers one HTTP request to `/mcp`.
+    ///
+    /// In stateless mode the SDK builds a whole service for every request (a one-shot
+    /// transport, a spawned serve loop, channels and a peer), which costs a tool call
+    /// far more than the call's own work. So the commonest request, a `tools/call` of
+    /// one of our tools by a client on a protocol version that negotiates with
+    /// `initialize`, is answered here with the SDK's own types and result processing,
+    /// after the same checks the SDK makes; the checks here are strict, and a request
+    /// that fails any of them (another method, an unusual header, an `Origin`, a
+    /// per-request protocol version, a batch, a body without a length) goes to the
+    /// SDK, which answers it or refuses it as it always has.
+    pub async fn handle(&self, request: axum::extract::Request) -> axum::response::Response {
+        let (parts, body) = request.into_parts();
+        if !inline_headers(&parts, &self.hosts, self.max_body) {
+            return self
+                .to_sdk(axum::extract::Request::from_parts(parts, body))
+                .await;
+        }
+        let bytes = match axum::body::to_bytes(body, self.max_body).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Failed to read request body: {e}"),
+                )
+                    .into_response();
+            }
+        };
+        let Some(call) = inline_call(&bytes) else {
+            let body = axum::body::Body::from(bytes);
+            return self
+                .to_sdk(axum::extract::Request::from_parts(parts, body))
+                .await;
+        };
+        let InlineParams {
+            name,
+            arguments,
+            meta,
+        } = call.params;
+        let result = self
+            .handler
+            .run(
+                &name,
+                arguments.unwrap_or_default(),
+                meta.unwrap_or_default(),
+                parts,
+            )
+            .await;
+        // What the SDK does to a result for a client on a version before 2026-07-28.
+        let mut result = ServerResult::CallToolResult(result);
+        result.strip_result_type_for_legacy_peer();
+        result.strip_non_object_output_for_legacy_peer();
+        match serde_json::to_vec(&ServerJsonRpcMessage::response(result, call.id)) {
+            Ok(body) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(e).into_response(),
+        }
+    }
+
+    async fn to_sdk(&self, request: axum::extract::Request) -> axum::response::Response {
+        self.sdk.handle(request).await.map(axum::body::Body::new)
+    }
+}
+
+/// Whether a request's line and headers let it be answered inline: a POST with a
+/// length within the limit, JSON, accepting JSON and event streams as the transport
+/// requires, to an allowed host, without `Origin` or session, on a protocol version
+/// negotiated by `initialize` (or none, which the transport reads as 2025-03-26).
+fn inline_headers(parts: &Parts, hosts: &[String], max_body: usize) -> bool {
+    use axum::http::header;
+    let headers = &parts.headers;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if parts.method != axum::http::Method::POST
+        || headers.contains_key(header::ORIGIN)
+        || headers.contains_key("mcp-session-id")
+    {
+        return false;
+    }
+    let length_fits = text(header::CONTENT_LENGTH.as_str())
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n <= max_body);
+    let json = text(header::CONTENT_TYPE.as_str()).is_some_and(|v| {
+        let essence = v.split_once(';').map_or(v, |(essence, _)| essence);
+        essence.trim().eq_ignore_ascii_case("application/json")
+    });
+    // Bare media types only: a weight or parameter sends the request to the SDK.
+    let accepts = text(header::ACCEPT.as_str()).is_some_and(|v| {
+        let types: Vec<&str> = v.split(',').map(str::trim).collect();
+        let has = |t: &str| types.iter().any(|x| x.eq_ignore_ascii_case(t));
+        types.iter().all(|t| !t.contains(';'))
+            && has("application/json")
+            && has("text/event-stream")
+    });
+    let version = match headers.get("mcp-protocol-version") {
+        None => true,
+        Some(v) => v.to_str().is_ok_and(|v| {
+            v < ProtocolVersion::V_2026_07_28.as_str()
+                && ProtocolVersion::KNOWN_VERSIONS
+                    .iter()
+                    .any(|k| k.as_str() == v)
+        }),
+    };
+    let host_allowed = headers.get_all(header::HOST).iter().count() == 1
+        && text(header::HOST.as_str()).is_some_and(|host| host_is_allowed(host, hosts));
+    length_fits && json && accepts && version && host_allowed
+}
+
+/// `host` (a `Host` header) against the allowed hosts: names compare without case and
+/// brackets; an allowed name without a port allows every port.
+fn host_is_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = |host: &str| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    let split = |value: &str| {
+        let authority = axum::http::uri::Authority::try_from(value).ok()?;
+        Some((name(authority.host()), authority.port_u16()))
+    };
+    let Some((host, port)) = split(host) else {
+        return false;
+    };
+    // An allowed entry that is no authority (a bare IPv6 address) is a name.
+    allowed
+        .iter()
+        .map(|a| split(a).unwrap_or_else(|| (name(a), None)))
+        .any(|(allowed_name, allowed_port)| {
+            allowed_name == host && allowed_port.is_none_or(|p| Some(p) == port)
+        })
+}
+
+/// A `tools/call` JSON-RPC request of one of our tools, as answered inline: any other
+/// field, method or tool, or a `_meta` key of the protocol itself (a per-request
+/// protocol version), is left to the SDK.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InlineCall {
+    #[serde(rename = "jsonrpc")]
+    _jsonrpc: JsonRpcVersion2_0,
+    id: RequestId,
+    #[serde(rename = "method")]
+    _method: ToolsCall,
+    params: InlineParams,
+}
+
+#[derive(Deserialize)]
+enum ToolsCall {
+    #[serde(rename = "tools/call")]
+    ToolsCall,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InlineParams {
+    name: String,
+    #[serde(default)]
+    arguments: Option<JsonObject>,
+    #[serde(rename = "_meta", default)]
+    meta: Option<RequestMetaObject>,
+}
+
+fn inline_call(body: &[u8]) -> Option<InlineCall> {
+    let call: InlineCall = serde_json::from_slice(body).ok()?;
+    let protocol_meta = call.params.meta.as_ref().is_some_and(|meta| {
+        meta.0
+            .0
+            .keys()
+            .any(|k| k.starts_with("io.modelcontextprotocol/"))
+    });
+    (TOOLS.contains(&call.params.name.as_str()) && !protocol_meta).then_some(call)
 }
 
 /// Loopback names, and the public URL's host with and without its port.
@@ -146,25 +348,16 @@ impl ServerHandler for Marketplace {
                 None,
             ));
         };
+        if !TOOLS.contains(&request.name.as_ref()) {
+            return Err(McpError::invalid_params(
+                format!("no tool named `{}`", request.name),
+                None,
+            ));
+        }
+        // The SDK hands a request's `_meta` over in the context.
+        let meta = request.meta.unwrap_or(context.meta);
         let args = request.arguments.unwrap_or_default();
-        let result = match request.name.as_ref() {
-            "search_listings" => self.search_listings(args).await,
-            "get_listing" => self.get_listing(parts, args).await,
-            // The SDK hands a request's `_meta` over in the context.
-            "call_listing" => {
-                let meta = request.meta.unwrap_or(context.meta);
-                Ok(self.call_listing(parts, args, meta).await)
-            }
-            "get_receipt" => self.get_receipt(parts, args).await,
-            "list_gateway_requests" => self.list_gateway_requests(parts, args).await,
-            other => {
-                return Err(McpError::invalid_params(
-                    format!("no tool named `{other}`"),
-                    None,
-                ));
-            }
-        };
-        Ok(result.unwrap_or_else(refusal).into())
+        Ok(self.run(&request.name, args, meta, parts).await.into())
     }
 }
 
@@ -201,6 +394,25 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 }
 
 impl Marketplace {
+    /// Runs the tool `name` (one of [`TOOLS`]); every outcome is a tool result.
+    async fn run(
+        &self,
+        name: &str,
+        args: JsonObject,
+        meta: RequestMetaObject,
+        parts: Parts,
+    ) -> CallToolResult {
+        let result = match name {
+            "search_listings" => self.search_listings(args).await,
+            "get_listing" => self.get_listing(parts, args).await,
+            "call_listing" => Ok(self.call_listing(parts, args, meta).await),
+            "get_receipt" => self.get_receipt(parts, args).await,
+            "list_gateway_requests" => self.list_gateway_requests(parts, args).await,
+            other => Err(ApiError::internal(format!("no tool named `{other}`"))),
+        };
+        result.unwrap_or_else(refusal)
+    }
+
     async fn search_listings(&self, args: JsonObject) -> Result<CallToolResult, ApiError> {
         let q: ListingQuery = decode(&args)?;
         let (items, total, page) = self.state.catalog.browse(q).await?;
@@ -253,7 +465,7 @@ impl Marketplace {
         &self,
         mut parts: Parts,
         mut args: JsonObject,
-        meta: rmcp::model::RequestMetaObject,
+        meta: RequestMetaObject,
     ) -> CallToolResult {
         let s = &self.state;
         // The input is the seller's body, passed on as REST passes a body on; the other
@@ -579,6 +791,95 @@ mod tests {
         assert!(hosts.contains(&"market.example.com:443".to_owned()));
         assert!(hosts.contains(&"127.0.0.1".to_owned()));
         assert_eq!(allowed_hosts("not a url").len(), 3);
+    }
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::post("/mcp");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    const PLAIN: [(&str, &str); 5] = [
+        ("host", "127.0.0.1:8080"),
+        ("accept", "application/json, text/event-stream"),
+        ("content-type", "application/json"),
+        ("content-length", "120"),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+
+    #[test]
+    fn only_plain_requests_are_answered_inline() {
+        let hosts = allowed_hosts("https://market.example.com");
+        let inline = |changes: &[(&str, Option<&str>)]| {
+            let mut headers: Vec<(&str, &str)> = PLAIN.to_vec();
+            for (name, value) in changes {
+                headers.retain(|(n, _)| n != name);
+                if let Some(value) = value {
+                    headers.push((name, value));
+                }
+            }
+            inline_headers(&parts(&headers), &hosts, 1024)
+        };
+        assert!(inline(&[]));
+        assert!(inline(&[("mcp-protocol-version", None)]));
+        assert!(inline(&[(
+            "content-type",
+            Some("application/json; charset=utf-8")
+        )]));
+        assert!(inline(&[("host", Some("MARKET.example.com"))]));
+        assert!(inline(&[("host", Some("[::1]:3000"))]));
+        for refused in [
+            ("host", None),
+            ("host", Some("evil.example")),
+            ("host", Some("market.example.com:8443")),
+            ("accept", Some("application/json")),
+            ("accept", Some("application/json;q=0, text/event-stream")),
+            ("content-type", Some("text/plain")),
+            ("content-length", None),
+            ("content-length", Some("1025")),
+            ("mcp-protocol-version", Some("2026-07-28")),
+            ("mcp-protocol-version", Some("1999-01-01")),
+            ("origin", Some("http://127.0.0.1:8080")),
+            ("mcp-session-id", Some("s")),
+        ] {
+            assert!(!inline(&[refused]), "{refused:?}");
+        }
+        let mut get = parts(&PLAIN);
+        get.method = axum::http::Method::GET;
+        assert!(!inline_headers(&get, &hosts, 1024));
+    }
+
+    #[test]
+    fn only_tool_calls_of_our_tools_are_answered_inline() {
+        let call = |params: Value| {
+            let message =
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+            inline_call(&serde_json::to_vec(&message).unwrap()).is_some()
+        };
+        assert!(call(
+            json!({"name": "call_listing", "arguments": {"listing": "x"}})
+        ));
+        assert!(call(
+            json!({"name": "search_listings", "_meta": {"progressToken": 1}})
+        ));
+        assert!(!call(json!({"name": "no_such_tool"})));
+        assert!(!call(json!({"name": "call_listing", "requestState": "s"})));
+        assert!(!call(json!({"name": "call_listing",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}})));
+        for message in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            json!({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "get_listing"}}),
+            json!({"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": "get_listing"}}),
+            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "get_listing"}}),
+            json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_listing"}}]),
+        ] {
+            assert!(
+                inline_call(&serde_json::to_vec(&message).unwrap()).is_none(),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn router(state: AppState) -> axum::Router {
     let (mut api_router, openapi) = api(state.payments.mock().is_some(), state.admin.is_some());
     let metrics_here = state.config.metrics_bind.is_none();
     let extra = [OPENAPI_PATH, RECEIPT_KEYS_PATH, mcp::MCP_PATH];
-    let mcp = mcp::service(state.clone(), &openapi);
+    let mcp = mcp::endpoint(state.clone(), &openapi);
     let templates = openapi.paths.paths.keys().map(String::as_str).chain(extra);
     let http_metrics = if metrics_here {
         api_router = api_router.route(metrics::METRICS_PATH, get(metrics::scrape));
@@ -166,7 +166,13 @@ pub fn router(state: AppState) -> axum::Router {
     api_router
         .route(OPENAPI_PATH, get(move || async move { Json(openapi.as_ref().clone()) }))
         .route(RECEIPT_KEYS_PATH, get(crate::ledger::http::receipt_keys))
-        .route_service(mcp::MCP_PATH, mcp)
+        .route(
+            mcp::MCP_PATH,
+            axum::routing::any(move |request| {
+                let mcp = mcp.clone();
+                async move { mcp.handle(request).await }
+            }),
+        )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -13,6 +13,7 @@ on_both_backends!(
     a_paid_listing_is_bought_over_mcp,
     a_call_is_paid_from_the_balance_over_mcp,
     refusals_carry_the_same_codes_as_rest,
+    a_plain_tool_call_is_answered_as_the_sdk_answers_it,
 );
 on_both_backends!(mod limited, configure = crate::mcp::two_calls_a_minute; rest_and_mcp_calls_share_one_rate_limit);
 on_both_backends!(mod x402_host, configure = crate::common::with_x402; an_x402_payment_travels_in_meta);
@@ -360,4 +361,80 @@ async fn a_call_is_paid_from_the_balance_over_mcp(app: TestApp) {
         "INVALID_PAY_FROM",
     );
     money_adds_up(&app).await;
+}
+
+/// The host answers a plain `tools/call` itself and leaves every other request to the
+/// SDK; both answers must be the same. An `Accept` with a weight is valid for the
+/// transport but sends the request to the SDK, so each call is made both ways.
+async fn a_plain_tool_call_is_answered_as_the_sdk_answers_it(app: TestApp) {
+    let free = priced_listing(&app, None, "/ok").await;
+    let buyer = app.register(Wallet::evm()).await;
+    let key = buyer.key();
+    let sdk_accept = "application/json;q=1, text/event-stream";
+    let call = |id: Value, name: &str, arguments: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": name, "arguments": arguments}})
+    };
+    let both = async |message: &Value| {
+        let inline = mcp_post(&app, key, MCP_ACCEPT, &[], message).await;
+        let sdk = mcp_post(&app, key, sdk_accept, &[], message).await;
+        assert_eq!(inline.0, 200, "{}", inline.1);
+        assert_eq!(sdk.0, 200, "{}", sdk.1);
+        (inline.1, sdk.1)
+    };
+
+    // Answers that do not change between two calls are the same, byte for byte.
+    for message in [
+        call(
+            json!(7),
+            "search_listings",
+            json!({"pricing_model": "free"}),
+        ),
+        call(json!("a-string-id"), "get_listing", json!({"id": free.id})),
+        call(json!(8), "get_listing", json!({"id": "no-such-listing"})),
+        call(json!(9), "call_listing", json!({"listing": free.id})),
+        call(json!(10), "search_listings", json!({"colour": "red"})),
+        call(json!(11), "get_receipt", json!({"id": "rcpt_nope"})),
+    ] {
+        let (inline, sdk) = both(&message).await;
+        assert_eq!(inline, sdk, "{message}");
+        assert_eq!(inline["id"], message["id"]);
+    }
+
+    // A forwarded call: the same seller answer, and the same fields around it.
+    let input = json!({"task": "summarize"});
+    let message = call(
+        json!(12),
+        "call_listing",
+        json!({"listing": free.id, "input": input}),
+    );
+    let (inline, sdk) = both(&message).await;
+    for answer in [&inline, &sdk] {
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+    assert_eq!(
+        inline["result"]["content"], sdk["result"]["content"],
+        "the seller's answer"
+    );
+    let keys = |v: &Value| {
+        let mut keys: Vec<String> = v["result"]["structuredContent"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&inline), keys(&sdk));
+    assert_eq!(free.seller.requests().len(), 2, "each call forwarded once");
+
+    // What the SDK refuses, it still refuses: an unknown tool, another host.
+    let unknown = call(json!(13), "no_such_tool", json!({}));
+    let (inline, sdk) = both(&unknown).await;
+    assert_eq!(inline, sdk);
+    assert!(inline["error"].is_object(), "{inline}");
+    let search = call(json!(14), "search_listings", json!({}));
+    let (status, _) = mcp_post(&app, key, MCP_ACCEPT, &[("host", "evil.example")], &search).await;
+    assert_eq!(status, 403, "DNS rebinding protection");
 }

@@ -58,3 +58,34 @@ pub fn mcp_refused<'a>(result: &'a CallToolResult, status: u16, code: &str) -> &
     assert_eq!(body["error"]["code"], code, "{body}");
     body
 }
+
+/// The `Accept` every MCP client sends on Streamable HTTP.
+pub const MCP_ACCEPT: &str = "application/json, text/event-stream";
+
+/// One raw JSON-RPC POST to `/mcp` with `accept` and `extra` headers (and a key when
+/// given): the HTTP status and the body, parsed as JSON when it is JSON.
+pub async fn mcp_post(
+    app: &TestApp,
+    key: Option<&str>,
+    accept: &str,
+    extra: &[(&str, &str)],
+    message: &Value,
+) -> (u16, Value) {
+    let mut request = app
+        .http
+        .post(format!("{}/mcp", app.base))
+        .header("accept", accept)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(message);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("the host answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
