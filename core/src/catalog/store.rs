@@ -283,7 +283,7 @@ impl Search {
                 // FTS5's `rank` is BM25 with the column weights the migration set
                 // (lower is better).
                 Search {
-                    join: "JOIN listings_fts ON listings_fts.listing_id = l.id".into(),
+                    join: "JOIN listings_fts ON listings_fts.rowid = l.search_rowid".into(),
                     filter: format!("listings_fts MATCH {p}"),
                     relevance: "listings_fts.rank".into(),
                     best_first: "ASC",

@@ -376,6 +376,16 @@ async fn owners_update_delete_and_suspend(app: TestApp) {
     assert_eq!(r.data()["slug"], "original-name", "slugs are stable");
     assert_eq!(r.data()["price_cents"], 125);
     app.get("/listings/original-name", None).await.expect(200);
+    // The search index follows the edit: the new name is found, the old one is not.
+    let found = |q: &'static str| {
+        let app = &app;
+        async move {
+            let r = app.get(&format!("/listings?q={q}"), None).await.expect(200);
+            r.body["data"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(found("renamed").await, 1);
+    assert_eq!(found("original").await, 0);
 
     for (method, p) in [("patch", path.clone()), ("delete", path.clone())] {
         let r = match method {
