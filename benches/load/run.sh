@@ -4,8 +4,9 @@
 #   gateway's own stack (axum + hyper-util, no per-call work: the floor); then the Crochet
 #   gateway on a free listing (authenticated, signed, recorded) as shipped (both default
 #   policy plugins on), without policies, and on PostgreSQL; paid calls (402, mock
-#   settlement, retry; many buyers); and two gateway instances behind nginx on one
-#   PostgreSQL and Redis, with a check that a rate limit shared by the two holds exactly.
+#   settlement, retry; many buyers); the same free call over MCP beside REST; and two
+#   gateway instances behind nginx on one PostgreSQL and Redis, with a check that a rate
+#   limit shared by the two holds exactly.
 # Prints requests/s, p50/p99 latency, the CPU time the proxy spent per request and its
 # share of nginx's requests/s for each. Bounded: DURATION per row, loopback only.
 #   DURATION=10s CONNS=32 THREADS=2 benches/load/run.sh
@@ -16,7 +17,7 @@
 # LOAD_REDIS_URL (default redis://127.0.0.1:6379): the servers of the PostgreSQL and
 # two-instance rows, which are skipped (and say so) when the server does not answer; each
 # run uses a schema of its own, dropped at the end. LOAD_ROWS (default all) limits the
-# run to some of: policies,nopolicies,postgres,paid,instances.
+# run to some of: policies,nopolicies,mcp,postgres,paid,instances.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -27,7 +28,7 @@ SELLER=127.0.0.1:18081 NGINX=127.0.0.1:18082 GATEWAY=127.0.0.1:18083 BARE=127.0.
 GATEWAY_B=127.0.0.1:18085 NGINX_PAIR=127.0.0.1:18086
 PG_URL=${LOAD_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${LOAD_REDIS_URL:-redis://127.0.0.1:6379}
-ROWS=${LOAD_ROWS:-policies,nopolicies,postgres,paid,instances}
+ROWS=${LOAD_ROWS:-policies,nopolicies,mcp,postgres,paid,instances}
 want() { [[ ",$ROWS," == *",$1,"* ]]; }
 
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -162,11 +163,17 @@ setup() {
   PRICED=$(listing priced '"pricing_model": "per_call", "pricing_amount": 0.01')
 }
 
+# WRK_BODY replaces the body; WRK_ACCEPT adds the headers of an MCP client.
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"task":"classify","input":{"text":"a short request"}}'
+wrk.body = os.getenv("WRK_BODY") or '{"task":"classify","input":{"text":"a short request"}}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = os.getenv("WRK_AUTH") or ""
+local accept = os.getenv("WRK_ACCEPT")
+if accept then
+  wrk.headers["Accept"] = accept
+  wrk.headers["MCP-Protocol-Version"] = "2025-06-18"
+end
 LUA
 
 # CPU time (user + system, in clock ticks) the given processes have used so far.
@@ -253,6 +260,24 @@ if want nopolicies; then
   start_gateway bare-gateway "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"
   setup "http://$GATEWAY/api/v1"
   run "crochet free, no policies" "http://$GATEWAY/api/v1/gateway/$FREE" "$AUTH" "$gw_pid"
+  stop_gateway "$gw_pid"
+fi
+if want mcp; then
+  # The same free call over REST and as MCP's call_listing tool, on one gateway without
+  # policies (so the door's cost stands out): answered inline, then with a weighted
+  # Accept that leaves it to the MCP SDK's stateless service.
+  start_gateway mcp "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"
+  setup "http://$GATEWAY/api/v1"
+  run "crochet free, REST" "http://$GATEWAY/api/v1/gateway/$FREE" "$AUTH" "$gw_pid"
+  mcp_body="{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"call_listing\",\"arguments\":{\"listing\":\"$FREE\",\"input\":{\"task\":\"classify\",\"input\":{\"text\":\"a short request\"}}}}}"
+  # A tool result is a 200 either way: check once that the call succeeds.
+  curl -sf "http://$GATEWAY/mcp" -H "Authorization: $AUTH" -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -d "$mcp_body" | grep -q '"isError":false' \
+    || { echo "the MCP call did not succeed" >&2; exit 1; }
+  WRK_BODY=$mcp_body WRK_ACCEPT="application/json, text/event-stream" \
+    run "  the same over MCP" "http://$GATEWAY/mcp" "$AUTH" "$gw_pid"
+  WRK_BODY=$mcp_body WRK_ACCEPT="application/json;q=1, text/event-stream" \
+    run "  over MCP, SDK's service" "http://$GATEWAY/mcp" "$AUTH" "$gw_pid"
   stop_gateway "$gw_pid"
 fi
 if want postgres && [ -n "${pg_ok:-}" ]; then

@@ -252,6 +252,30 @@ async fn time_route(
     (p(0.5), p(0.9), last["pagination"].clone())
 }
 
+/// p50 and p90 of `samples` single-row edits of seeded listings (a different listing
+/// each time): `sql` binds a value (`$1`, the edit's number) and the listing's id (`$2`).
+async fn time_edits(
+    pool: &AnyPool,
+    sql: &str,
+    samples: usize,
+    first: usize,
+) -> (Duration, Duration) {
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = Instant::now();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(i as i64)
+            .bind(format!("listing-{:07}", first + i * 97))
+            .execute(pool)
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let p = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    (p(0.5), p(0.9))
+}
+
 #[tokio::main]
 async fn main() {
     let listings = env_usize("SCALE_LISTINGS", 200_000);
@@ -352,6 +376,32 @@ async fn main() {
         println!(
             "| `GET {route}` | {:.2} ms | {:.2} ms | {:.2} ms | {total} |",
             empty.as_secs_f64() * 1e3,
+            p50.as_secs_f64() * 1e3,
+            p90.as_secs_f64() * 1e3
+        );
+    }
+
+    // Edits, as the catalog's update writes them: a name and description (the search
+    // index's entry replaced by a trigger) beside a price (no search entry).
+    println!();
+    println!("| edit (one listing, {samples} listings in turn) | p50 | p90 |");
+    println!("| --- | --- | --- |");
+    for (label, sql, first) in [
+        (
+            "name and description",
+            "UPDATE listings SET name = 'renamed ' || CAST($1 AS TEXT), \
+             description = 'edited ' || CAST($1 AS TEXT) WHERE id = $2",
+            11,
+        ),
+        (
+            "price only",
+            "UPDATE listings SET price_cents = $1 + 1 WHERE id = $2",
+            13,
+        ),
+    ] {
+        let (p50, p90) = time_edits(db.pool(), sql, samples, first).await;
+        println!(
+            "| {label} | {:.2} ms | {:.2} ms |",
             p50.as_secs_f64() * 1e3,
             p90.as_secs_f64() * 1e3
         );

@@ -78,7 +78,7 @@ const TOOLS: [&str; 5] = [
 pub struct Endpoint {
     sdk: StreamableHttpService<Marketplace, NeverSessionManager>,
     handler: Marketplace,
-    hosts: Vec<String>,
+    hosts: Vec<AllowedHost>,
     max_body: usize,
 }
 
@@ -105,7 +105,7 @@ pub fn endpoint(state: AppState, openapi: &utoipa::openapi::OpenApi) -> Arc<Endp
     Arc::new(Endpoint {
         sdk,
         handler,
-        hosts,
+        hosts: parse_hosts(&hosts),
         max_body,
     })
 }
@@ -182,7 +182,7 @@ impl Endpoint {
 /// length within the limit, JSON, accepting JSON and event streams as the transport
 /// requires, to an allowed host, without `Origin` or session, on a protocol version
 /// negotiated by `initialize` (or none, which the transport reads as 2025-03-26).
-fn inline_headers(parts: &Parts, hosts: &[String], max_body: usize) -> bool {
+fn inline_headers(parts: &Parts, hosts: &[AllowedHost], max_body: usize) -> bool {
     use axum::http::header;
     let headers = &parts.headers;
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -201,11 +201,8 @@ fn inline_headers(parts: &Parts, hosts: &[String], max_body: usize) -> bool {
     });
     // Bare media types only: a weight or parameter sends the request to the SDK.
     let accepts = text(header::ACCEPT.as_str()).is_some_and(|v| {
-        let types: Vec<&str> = v.split(',').map(str::trim).collect();
-        let has = |t: &str| types.iter().any(|x| x.eq_ignore_ascii_case(t));
-        types.iter().all(|t| !t.contains(';'))
-            && has("application/json")
-            && has("text/event-stream")
+        let has = |t: &str| v.split(',').any(|x| x.trim().eq_ignore_ascii_case(t));
+        !v.contains(';') && has("application/json") && has("text/event-stream")
     });
     let version = match headers.get("mcp-protocol-version") {
         None => true,
@@ -221,28 +218,47 @@ fn inline_headers(parts: &Parts, hosts: &[String], max_body: usize) -> bool {
     length_fits && json && accepts && version && host_allowed
 }
 
-/// `host` (a `Host` header) against the allowed hosts: names compare without case and
-/// brackets; an allowed name without a port allows every port.
-fn host_is_allowed(host: &str, allowed: &[String]) -> bool {
-    let name = |host: &str| {
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase()
-    };
-    let split = |value: &str| {
-        let authority = axum::http::uri::Authority::try_from(value).ok()?;
-        Some((name(authority.host()), authority.port_u16()))
-    };
-    let Some((host, port)) = split(host) else {
-        return false;
-    };
-    // An allowed entry that is no authority (a bare IPv6 address) is a name.
+/// An allowed host: a lowercase name without brackets, and a port when one is required
+/// (an allowed name without a port allows every port).
+#[derive(Debug, PartialEq)]
+struct AllowedHost {
+    name: String,
+    port: Option<u16>,
+}
+
+/// The allowed hosts, parsed once. An entry that is no authority (a bare IPv6 address)
+/// is a name.
+fn parse_hosts(allowed: &[String]) -> Vec<AllowedHost> {
     allowed
         .iter()
-        .map(|a| split(a).unwrap_or_else(|| (name(a), None)))
-        .any(|(allowed_name, allowed_port)| {
-            allowed_name == host && allowed_port.is_none_or(|p| Some(p) == port)
+        .map(|a| {
+            let (name, port) = match axum::http::uri::Authority::try_from(a.as_str()) {
+                Ok(authority) => (authority.host().to_owned(), authority.port_u16()),
+                Err(_) => (a.clone(), None),
+            };
+            AllowedHost {
+                name: unbracket(&name).to_ascii_lowercase(),
+                port,
+            }
         })
+        .collect()
+}
+
+fn unbracket(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// `host` (a `Host` header) against the allowed hosts: names compare without case and
+/// brackets.
+fn host_is_allowed(host: &str, allowed: &[AllowedHost]) -> bool {
+    let Ok(authority) = axum::http::uri::Authority::try_from(host) else {
+        return false;
+    };
+    let name = unbracket(authority.host());
+    let port = authority.port_u16();
+    allowed
+        .iter()
+        .any(|a| a.name.eq_ignore_ascii_case(name) && a.port.is_none_or(|p| Some(p) == port))
 }
 
 /// A `tools/call` JSON-RPC request of one of our tools, as answered inline: any other
@@ -811,7 +827,7 @@ mod tests {
 
     #[test]
     fn only_plain_requests_are_answered_inline() {
-        let hosts = allowed_hosts("https://market.example.com");
+        let hosts = parse_hosts(&allowed_hosts("https://market.example.com"));
         let inline = |changes: &[(&str, Option<&str>)]| {
             let mut headers: Vec<(&str, &str)> = PLAIN.to_vec();
             for (name, value) in changes {
@@ -830,10 +846,13 @@ mod tests {
         )]));
         assert!(inline(&[("host", Some("MARKET.example.com"))]));
         assert!(inline(&[("host", Some("[::1]:3000"))]));
+        // As for the SDK, an allowed name without a port allows every port.
+        assert!(inline(&[("host", Some("market.example.com:8443"))]));
         for refused in [
             ("host", None),
             ("host", Some("evil.example")),
-            ("host", Some("market.example.com:8443")),
+            ("host", Some("market.example.org")),
+            ("host", Some("not a host")),
             ("accept", Some("application/json")),
             ("accept", Some("application/json;q=0, text/event-stream")),
             ("content-type", Some("text/plain")),
