@@ -335,8 +335,13 @@ pub async fn history(
     page: Page,
 ) -> sqlx::Result<(Vec<GatewayRequestRow>, Total)> {
     let mut filter = "created_at >= $2 AND created_at < $3".to_owned();
-    if q.status.is_some() {
+    if let Some(status) = &q.status {
         filter.push_str(" AND status = $4");
+        // Spelled out so that both planners see the partial index of calls that did
+        // not complete applies (they cannot tell from a bound `$4`).
+        if status != GatewayRequestStatus::Completed.as_str() {
+            filter.push_str(" AND status <> 'completed'");
+        }
     }
     // A call to one's own listing is both; the second branch leaves it to the first.
     let branches = match q.role.unwrap_or_default() {

@@ -855,6 +855,20 @@ async fn long_histories_page_in_order_and_cap_their_totals(app: TestApp) {
         ids(&r),
         vec!["bought-10040", "bought-10030", "bought-10020"]
     );
+    // Completed calls, which the index of the other outcomes leaves out.
+    let r = app
+        .get(
+            "/gateway-requests?role=all&status=completed&limit=3&page=2",
+            agent.key(),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), vec!["sold-16", "sold-15", "sold-14"]);
+    let r = app
+        .get("/gateway-requests?status=seller_error&limit=2", agent.key())
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), vec!["sold-20", "sold-10"]);
     let r = app
         .get("/gateway-requests?role=seller&limit=5&page=4", agent.key())
         .await
