@@ -64,14 +64,39 @@ const X402_PAYMENT: &str = "x402/payment";
 /// `_meta` key of an x402 settlement (server to client).
 const X402_PAYMENT_RESPONSE: &str = "x402/payment-response";
 
-/// The tools' names.
-const TOOLS: [&str; 5] = [
-    "search_listings",
-    "get_listing",
-    "call_listing",
-    "get_receipt",
-    "list_gateway_requests",
-];
+/// The five tools.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ToolName {
+    SearchListings,
+    GetListing,
+    CallListing,
+    GetReceipt,
+    ListGatewayRequests,
+}
+
+impl ToolName {
+    const ALL: [Self; 5] = [
+        Self::SearchListings,
+        Self::GetListing,
+        Self::CallListing,
+        Self::GetReceipt,
+        Self::ListGatewayRequests,
+    ];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::SearchListings => "search_listings",
+            Self::GetListing => "get_listing",
+            Self::CallListing => "call_listing",
+            Self::GetReceipt => "get_receipt",
+            Self::ListGatewayRequests => "list_gateway_requests",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|tool| tool.as_str() == name)
+    }
+}
 
 /// The `/mcp` endpoint: the SDK's stateless service (one [`Marketplace`] handler per
 /// request, no sessions), with plain tool calls answered inline (see [`Endpoint::handle`]).
@@ -139,21 +164,19 @@ impl Endpoint {
                     .into_response();
             }
         };
-        let Some(call) = inline_call(&bytes) else {
+        let Some((call, tool)) = inline_call(&bytes) else {
             let body = axum::body::Body::from(bytes);
             return self
                 .to_sdk(axum::extract::Request::from_parts(parts, body))
                 .await;
         };
         let InlineParams {
-            name,
-            arguments,
-            meta,
+            arguments, meta, ..
         } = call.params;
         let result = self
             .handler
             .run(
-                &name,
+                tool,
                 arguments.unwrap_or_default(),
                 meta.unwrap_or_default(),
                 parts,
@@ -291,15 +314,16 @@ struct InlineParams {
     meta: Option<RequestMetaObject>,
 }
 
-fn inline_call(body: &[u8]) -> Option<InlineCall> {
+fn inline_call(body: &[u8]) -> Option<(InlineCall, ToolName)> {
     let call: InlineCall = serde_json::from_slice(body).ok()?;
+    let tool = ToolName::parse(&call.params.name)?;
     let protocol_meta = call.params.meta.as_ref().is_some_and(|meta| {
         meta.0
             .0
             .keys()
             .any(|k| k.starts_with("io.modelcontextprotocol/"))
     });
-    (TOOLS.contains(&call.params.name.as_str()) && !protocol_meta).then_some(call)
+    (!protocol_meta).then_some((call, tool))
 }
 
 /// Loopback names, and the public URL's host with and without its port.
@@ -364,16 +388,16 @@ impl ServerHandler for Marketplace {
                 None,
             ));
         };
-        if !TOOLS.contains(&request.name.as_ref()) {
+        let Some(tool) = ToolName::parse(&request.name) else {
             return Err(McpError::invalid_params(
                 format!("no tool named `{}`", request.name),
                 None,
             ));
-        }
+        };
         // The SDK hands a request's `_meta` over in the context.
         let meta = request.meta.unwrap_or(context.meta);
         let args = request.arguments.unwrap_or_default();
-        Ok(self.run(&request.name, args, meta, parts).await.into())
+        Ok(self.run(tool, args, meta, parts).await.into())
     }
 }
 
@@ -410,21 +434,20 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 }
 
 impl Marketplace {
-    /// Runs the tool `name` (one of [`TOOLS`]); every outcome is a tool result.
+    /// Runs `tool`; every outcome is a tool result.
     async fn run(
         &self,
-        name: &str,
+        tool: ToolName,
         args: JsonObject,
         meta: RequestMetaObject,
         parts: Parts,
     ) -> CallToolResult {
-        let result = match name {
-            "search_listings" => self.search_listings(args).await,
-            "get_listing" => self.get_listing(parts, args).await,
-            "call_listing" => Ok(self.call_listing(parts, args, meta).await),
-            "get_receipt" => self.get_receipt(parts, args).await,
-            "list_gateway_requests" => self.list_gateway_requests(parts, args).await,
-            other => Err(ApiError::internal(format!("no tool named `{other}`"))),
+        let result = match tool {
+            ToolName::SearchListings => self.search_listings(args).await,
+            ToolName::GetListing => self.get_listing(parts, args).await,
+            ToolName::CallListing => Ok(self.call_listing(parts, args, meta).await),
+            ToolName::GetReceipt => self.get_receipt(parts, args).await,
+            ToolName::ListGatewayRequests => self.list_gateway_requests(parts, args).await,
         };
         result.unwrap_or_else(refusal)
     }
@@ -642,7 +665,7 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
     };
     let mut list = vec![
         tool(
-            "search_listings",
+            ToolName::SearchListings,
             "Search the marketplace's active listings (what GET /api/v1/listings answers). \
              Each listing has its price, seller score and rating; call one with call_listing.",
             json!({
@@ -664,7 +687,7 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
             true,
         ),
         tool(
-            "get_listing",
+            ToolName::GetListing,
             "One listing by id or slug, as GET /api/v1/listings/{id} answers it.",
             json!({
                 "type": "object",
@@ -676,7 +699,7 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
             true,
         ),
         tool(
-            "call_listing",
+            ToolName::CallListing,
             "Call a listing through the pay-per-call gateway (POST /api/v1/gateway/{id}): the \
              seller receives `input` as its JSON body. A paid listing first answers with a \
              payment requirement (isError; error.details.payment): pay it, then call again \
@@ -703,7 +726,7 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
             false,
         ),
         tool(
-            "get_receipt",
+            ToolName::GetReceipt,
             "One of your receipts, signed by the host (verify it against \
              /.well-known/crochet-receipt-keys). Needs your API key.",
             json!({
@@ -716,7 +739,7 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
             true,
         ),
         tool(
-            "list_gateway_requests",
+            ToolName::ListGatewayRequests,
             "Your gateway calls, newest first: status, charge, fees and hashes, never bodies. \
              Needs your API key.",
             json!({
@@ -740,14 +763,14 @@ fn tools(openapi: &utoipa::openapi::OpenApi) -> Vec<Tool> {
 }
 
 fn tool(
-    name: &'static str,
+    name: ToolName,
     description: &'static str,
     input: Value,
     output: Option<Arc<JsonObject>>,
     read_only: bool,
 ) -> Tool {
     let input = Arc::new(input.as_object().cloned().unwrap_or_default());
-    let mut tool = Tool::new(name, description, input);
+    let mut tool = Tool::new(name.as_str(), description, input);
     if let Some(output) = output {
         tool = tool.with_raw_output_schema(output);
     }
