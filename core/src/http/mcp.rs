@@ -46,13 +46,14 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::catalog::ListingQuery;
 use crate::gateway::http::{CallAnswer, CallHeaders, CallRequest, Refusal, answer, history_of};
-use crate::gateway::model::HistoryQuery;
+use crate::gateway::model::{GatewaySuccess, HistoryQuery};
 use crate::http::error::{ApiError, ErrorSpec, RequestError};
 use crate::http::extract::{Auth, MaybeAuth, decode_json};
 
@@ -173,20 +174,25 @@ impl Endpoint {
         let InlineParams {
             arguments, meta, ..
         } = call.params;
-        let result = self
+        let arguments = arguments.as_deref().map_or("{}", RawValue::get);
+        let answer = self
             .handler
-            .run(
-                tool,
-                arguments.unwrap_or_default(),
-                meta.unwrap_or_default(),
-                parts,
-            )
+            .run(tool, arguments, meta.unwrap_or_default(), parts)
             .await;
-        // What the SDK does to a result for a client on a version before 2026-07-28.
-        let mut result = ServerResult::CallToolResult(result);
-        result.strip_result_type_for_legacy_peer();
-        result.strip_non_object_output_for_legacy_peer();
-        match serde_json::to_vec(&ServerJsonRpcMessage::response(result, call.id)) {
+        let body = match answer {
+            ToolAnswer::Forwarded {
+                success,
+                settlement,
+            } => serde_json::to_vec(&ForwardedResponse::new(&call.id, &success, settlement)),
+            ToolAnswer::Result(result) => {
+                // What the SDK does to a result for a client on a version before 2026-07-28.
+                let mut result = ServerResult::CallToolResult(result);
+                result.strip_result_type_for_legacy_peer();
+                result.strip_non_object_output_for_legacy_peer();
+                serde_json::to_vec(&ServerJsonRpcMessage::response(result, call.id))
+            }
+        };
+        match body {
             Ok(body) => (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 body,
@@ -308,14 +314,24 @@ enum ToolsCall {
 #[serde(deny_unknown_fields)]
 struct InlineParams {
     name: String,
+    /// Kept as sent: a call's `input` reaches the seller without being parsed into
+    /// values and written again. An object, or the call is left to the SDK.
     #[serde(default)]
-    arguments: Option<JsonObject>,
+    arguments: Option<Box<RawValue>>,
     #[serde(rename = "_meta", default)]
     meta: Option<RequestMetaObject>,
 }
 
 fn inline_call(body: &[u8]) -> Option<(InlineCall, ToolName)> {
     let call: InlineCall = serde_json::from_slice(body).ok()?;
+    if call
+        .params
+        .arguments
+        .as_ref()
+        .is_some_and(|args| !args.get().starts_with('{'))
+    {
+        return None;
+    }
     let tool = ToolName::parse(&call.params.name)?;
     let protocol_meta = call.params.meta.as_ref().is_some_and(|meta| {
         meta.0
@@ -396,8 +412,10 @@ impl ServerHandler for Marketplace {
         };
         // The SDK hands a request's `_meta` over in the context.
         let meta = request.meta.unwrap_or(context.meta);
-        let args = request.arguments.unwrap_or_default();
-        Ok(self.run(tool, args, meta, parts).await.into())
+        let args = serde_json::to_string(&request.arguments.unwrap_or_default())
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let answer = self.run(tool, &args, meta, parts).await;
+        Ok(answer.into_result().into())
     }
 }
 
@@ -421,11 +439,105 @@ struct CallArgs {
     origin_wallet_id: Option<String>,
 }
 
-/// Tool arguments decoded as a JSON body is over REST (control characters refused,
-/// unknown fields named).
-fn decode<T: serde::de::DeserializeOwned>(args: &JsonObject) -> Result<T, RequestError> {
-    let bytes = serde_json::to_vec(args).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
-    decode_json(&bytes)
+/// Tool arguments (a JSON object's text) decoded as a JSON body is over REST (control
+/// characters refused, unknown fields named).
+fn decode<T: serde::de::DeserializeOwned>(args: &str) -> Result<T, RequestError> {
+    decode_json(args.as_bytes())
+}
+
+/// `call_listing`'s arguments split into its `input`, as sent, and the text of the other
+/// arguments, which are checked like a JSON body (the input is the seller's, and passes
+/// as REST passes a body).
+fn split_input(args: &str) -> Result<(Option<&RawValue>, String), RequestError> {
+    let mut args: std::collections::BTreeMap<String, &RawValue> =
+        serde_json::from_str(args).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    let input = args.remove("input");
+    let rest =
+        serde_json::to_string(&args).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    Ok((input, rest))
+}
+
+/// What a tool answers: a tool result, or a forwarded call's answer as the gateway gave
+/// it, which the inline path writes out without building JSON values from it
+/// ([`ForwardedResponse`]).
+enum ToolAnswer {
+    Result(CallToolResult),
+    Forwarded {
+        success: Box<GatewaySuccess>,
+        /// The x402 settlement, for `_meta["x402/payment-response"]`.
+        settlement: Option<Value>,
+    },
+}
+
+impl ToolAnswer {
+    /// The answer as the SDK's tool result.
+    fn into_result(self) -> CallToolResult {
+        match self {
+            Self::Result(result) => result,
+            Self::Forwarded {
+                success,
+                settlement,
+            } => {
+                // What a model reads first: the seller's own answer; the structured
+                // content adds the charge.
+                let text = success.seller_response.get().to_owned();
+                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+                result.structured_content = Some(to_value(&success));
+                with_meta(result, X402_PAYMENT_RESPONSE, settlement)
+            }
+        }
+    }
+}
+
+/// A forwarded call's JSON-RPC response, written straight from the gateway's answer: the
+/// same message as [`ToolAnswer::into_result`] in the SDK's response to a client on a
+/// version before 2026-07-28, without the seller's answer parsed into a JSON value for
+/// `structuredContent` (where it keeps its own key order, as over REST).
+#[derive(Serialize)]
+struct ForwardedResponse<'a> {
+    jsonrpc: JsonRpcVersion2_0,
+    id: &'a RequestId,
+    result: ForwardedResult<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ForwardedResult<'a> {
+    content: [TextBlock<'a>; 1],
+    structured_content: &'a GatewaySuccess,
+    is_error: bool,
+    #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+    meta: Option<MetaObject>,
+}
+
+/// A text content block.
+#[derive(Serialize)]
+struct TextBlock<'a> {
+    r#type: &'static str,
+    text: &'a str,
+}
+
+impl<'a> ForwardedResponse<'a> {
+    fn new(id: &'a RequestId, success: &'a GatewaySuccess, settlement: Option<Value>) -> Self {
+        let meta = settlement.map(|value| {
+            let mut meta = MetaObject::default();
+            meta.0.insert(X402_PAYMENT_RESPONSE.to_owned(), value);
+            meta
+        });
+        Self {
+            jsonrpc: JsonRpcVersion2_0,
+            id,
+            result: ForwardedResult {
+                content: [TextBlock {
+                    r#type: "text",
+                    text: success.seller_response.get(),
+                }],
+                structured_content: success,
+                is_error: false,
+                meta,
+            },
+        }
+    }
 }
 
 /// An answer as JSON; our own types always serialize.
@@ -434,26 +546,26 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 }
 
 impl Marketplace {
-    /// Runs `tool`; every outcome is a tool result.
+    /// Runs `tool` on `args` (a JSON object's text); every outcome is a tool answer.
     async fn run(
         &self,
         tool: ToolName,
-        args: JsonObject,
+        args: &str,
         meta: RequestMetaObject,
         parts: Parts,
-    ) -> CallToolResult {
+    ) -> ToolAnswer {
         let result = match tool {
             ToolName::SearchListings => self.search_listings(args).await,
             ToolName::GetListing => self.get_listing(parts, args).await,
-            ToolName::CallListing => Ok(self.call_listing(parts, args, meta).await),
+            ToolName::CallListing => return self.call_listing(parts, args, meta).await,
             ToolName::GetReceipt => self.get_receipt(parts, args).await,
             ToolName::ListGatewayRequests => self.list_gateway_requests(parts, args).await,
         };
-        result.unwrap_or_else(refusal)
+        ToolAnswer::Result(result.unwrap_or_else(refusal))
     }
 
-    async fn search_listings(&self, args: JsonObject) -> Result<CallToolResult, ApiError> {
-        let q: ListingQuery = decode(&args)?;
+    async fn search_listings(&self, args: &str) -> Result<CallToolResult, ApiError> {
+        let q: ListingQuery = decode(args)?;
         let (items, total, page) = self.state.catalog.browse(q).await?;
         let page = crate::http::paged(items, page, total).0;
         Ok(CallToolResult::structured(json!({
@@ -462,24 +574,16 @@ impl Marketplace {
         })))
     }
 
-    async fn get_listing(
-        &self,
-        mut parts: Parts,
-        args: JsonObject,
-    ) -> Result<CallToolResult, ApiError> {
-        let ById { id } = decode(&args)?;
+    async fn get_listing(&self, mut parts: Parts, args: &str) -> Result<CallToolResult, ApiError> {
+        let ById { id } = decode(args)?;
         let MaybeAuth(who) = MaybeAuth::from_request_parts(&mut parts, &self.state).await?;
         let listing = self.state.catalog.get(&id, who.as_ref()).await?;
         Ok(CallToolResult::structured(to_value(&listing)))
     }
 
-    async fn get_receipt(
-        &self,
-        mut parts: Parts,
-        args: JsonObject,
-    ) -> Result<CallToolResult, ApiError> {
+    async fn get_receipt(&self, mut parts: Parts, args: &str) -> Result<CallToolResult, ApiError> {
         let Auth(who) = Auth::from_request_parts(&mut parts, &self.state).await?;
-        let ById { id } = decode(&args)?;
+        let ById { id } = decode(args)?;
         let receipt = crate::ledger::http::receipt_of(&self.state, &who.profile_id, &id).await?;
         Ok(CallToolResult::structured(to_value(&receipt)))
     }
@@ -487,10 +591,10 @@ impl Marketplace {
     async fn list_gateway_requests(
         &self,
         mut parts: Parts,
-        args: JsonObject,
+        args: &str,
     ) -> Result<CallToolResult, ApiError> {
         let Auth(who) = Auth::from_request_parts(&mut parts, &self.state).await?;
-        let q: HistoryQuery = decode(&args)?;
+        let q: HistoryQuery = decode(args)?;
         let (items, page, total) = history_of(&self.state, &who.profile_id, &q).await?;
         let page = crate::http::paged(items, page, total).0;
         Ok(CallToolResult::structured(json!({
@@ -499,36 +603,31 @@ impl Marketplace {
         })))
     }
 
-    /// A gateway call; every outcome becomes a tool result.
-    async fn call_listing(
+    /// A gateway call; every outcome becomes a tool answer.
+    async fn call_listing(&self, parts: Parts, args: &str, meta: RequestMetaObject) -> ToolAnswer {
+        match self.call_listing_checked(parts, args, meta).await {
+            Ok(answer) => answer,
+            Err(refused) => ToolAnswer::Result(refusal(refused)),
+        }
+    }
+
+    async fn call_listing_checked(
         &self,
         mut parts: Parts,
-        mut args: JsonObject,
+        args: &str,
         meta: RequestMetaObject,
-    ) -> CallToolResult {
+    ) -> Result<ToolAnswer, ApiError> {
         let s = &self.state;
-        // The input is the seller's body, passed on as REST passes a body on; the other
-        // arguments are checked like a JSON body.
-        let Some(input) = args.remove("input") else {
-            return refusal(
-                RequestError::Validation(
-                    "`input` is required: the JSON the seller receives".into(),
-                )
-                .into(),
-            );
+        let (input, rest) = split_input(args)?;
+        let Some(input) = input else {
+            return Err(RequestError::Validation(
+                "`input` is required: the JSON the seller receives".into(),
+            )
+            .into());
         };
-        let call: CallArgs = match decode(&args) {
-            Ok(call) => call,
-            Err(e) => return refusal(e.into()),
-        };
-        let buyer = match MaybeAuth::from_request_parts(&mut parts, s).await {
-            Ok(MaybeAuth(buyer)) => buyer,
-            Err(e) => return refusal(e),
-        };
-        let body = match serde_json::to_vec(&input) {
-            Ok(body) => body,
-            Err(e) => return refusal(ApiError::internal(e)),
-        };
+        let call: CallArgs = decode(&rest)?;
+        let MaybeAuth(buyer) = MaybeAuth::from_request_parts(&mut parts, s).await?;
+        let body = axum::body::Bytes::copy_from_slice(input.get().as_bytes());
         // An x402 payment travels as the PaymentPayload object; the pipeline reads the
         // header's form of it.
         let payment_signature = meta.get(X402_PAYMENT).map(|payment| {
@@ -542,7 +641,7 @@ impl Marketplace {
         let request = CallRequest {
             buyer,
             listing_ref: call.listing,
-            body: body.into(),
+            body,
             headers: CallHeaders {
                 relay_request_id: call.relay_request_id,
                 payment_signature,
@@ -557,18 +656,16 @@ impl Marketplace {
             client_ip,
             transport: "mcp",
         };
-        match Box::pin(answer(s, request)).await {
+        let result = match Box::pin(answer(s, request)).await {
             CallAnswer::Forwarded(mut success) => {
                 let settlement = success
                     .payment_response
                     .take()
                     .and_then(|h| decode_x402(&h));
-                let text = success.seller_response.get().to_owned();
-                // What a model reads first: the seller's own answer; the structured
-                // content adds the charge (built directly, not serialized twice).
-                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-                result.structured_content = Some(to_value(&success));
-                with_meta(result, X402_PAYMENT_RESPONSE, settlement)
+                return Ok(ToolAnswer::Forwarded {
+                    success,
+                    settlement,
+                });
             }
             CallAnswer::Pending(pending) => {
                 let data = to_value(&pending);
@@ -593,7 +690,8 @@ impl Marketplace {
                     None => result,
                 }
             }
-        }
+        };
+        Ok(ToolAnswer::Result(result))
     }
 }
 
@@ -907,6 +1005,10 @@ mod tests {
             json!({"name": "search_listings", "_meta": {"progressToken": 1}})
         ));
         assert!(!call(json!({"name": "no_such_tool"})));
+        // Arguments that are not an object are the SDK's to refuse.
+        assert!(!call(json!({"name": "call_listing", "arguments": [1]})));
+        assert!(!call(json!({"name": "call_listing", "arguments": "x"})));
+        assert!(call(json!({"name": "call_listing", "arguments": null})));
         assert!(!call(json!({"name": "call_listing", "requestState": "s"})));
         assert!(!call(json!({"name": "call_listing",
             "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}})));
@@ -922,6 +1024,91 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    fn success(seller: &str) -> GatewaySuccess {
+        use crate::gateway::model::{ChargedAmount, Fees, PaymentStatus};
+        GatewaySuccess {
+            request_id: "gw_req_1".into(),
+            listing_id: "lst_1".into(),
+            billable: true,
+            payment: Some(PaymentStatus {
+                status: "settled",
+                relay_request_id: "x402_1".into(),
+                flow: Some("x402"),
+                transaction: Some("0xabc".into()),
+                network: Some("base-sepolia".into()),
+                payer: None,
+            }),
+            charged_amount: ChargedAmount {
+                amount_cents: 5,
+                currency: "USD".into(),
+            },
+            fees: Fees {
+                fee_rate: 0.049,
+                fee_amount_cents: 0,
+                seller_receives_cents: 5,
+            },
+            seller_status_code: 200,
+            seller_response: RawValue::from_string(seller.to_owned()).unwrap(),
+            payment_response: None,
+        }
+    }
+
+    #[test]
+    fn a_forwarded_answer_is_written_as_the_sdk_writes_it() {
+        for (seller, settlement) in [
+            (r#"{"b": 1, "a": "two\n", "é": [1.50, null]}"#, None),
+            (
+                r#"[1, "x"]"#,
+                Some(json!({"success": true, "transaction": "0xabc"})),
+            ),
+            ("\"just text\"", None),
+        ] {
+            let id = RequestId::Number(42);
+            let answer = || ToolAnswer::Forwarded {
+                success: Box::new(success(seller)),
+                settlement: settlement.clone(),
+            };
+            let mut sdk = ServerResult::CallToolResult(answer().into_result());
+            sdk.strip_result_type_for_legacy_peer();
+            sdk.strip_non_object_output_for_legacy_peer();
+            let sdk =
+                serde_json::to_value(ServerJsonRpcMessage::response(sdk, id.clone())).unwrap();
+            let ToolAnswer::Forwarded {
+                success,
+                settlement,
+            } = answer()
+            else {
+                unreachable!()
+            };
+            let inline =
+                serde_json::to_string(&ForwardedResponse::new(&id, &success, settlement)).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(&inline).unwrap(),
+                sdk,
+                "{seller}"
+            );
+            // The seller's answer keeps its own text, key order included.
+            assert!(
+                inline.contains(&format!("\"seller_response\":{seller}")),
+                "{inline}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_input_is_split_from_the_other_arguments_as_sent() {
+        let (input, rest) = split_input(
+            r#"{"listing": "lst_1", "input": {"z": 1, "a": [ 2 ]}, "pay_from": "balance"}"#,
+        )
+        .unwrap();
+        assert_eq!(input.unwrap().get(), r#"{"z": 1, "a": [ 2 ]}"#);
+        assert_eq!(rest, r#"{"listing":"lst_1","pay_from":"balance"}"#);
+        let (input, _) = split_input(r#"{"input": null}"#).unwrap();
+        assert_eq!(input.unwrap().get(), "null");
+        assert!(split_input(r#"{"listing": "x"}"#).unwrap().0.is_none());
+        assert!(split_input("[1]").is_err());
     }
 
     #[test]

@@ -429,6 +429,24 @@ async fn a_plain_tool_call_is_answered_as_the_sdk_answers_it(app: TestApp) {
     assert_eq!(keys(&inline), keys(&sdk));
     assert_eq!(free.seller.requests().len(), 2, "each call forwarded once");
 
+    // Inline, the seller gets the client's text of `input`, as over REST; the answer
+    // carries the seller's JSON as it wrote it.
+    let text = format!(
+        r#"{{"jsonrpc": "2.0", "id": 15, "method": "tools/call", "params": {{"name": "call_listing",
+            "arguments": {{"input": {{"z": 1, "a": [ 2.50 ]}}, "listing": "{}"}}}}}}"#,
+        free.id
+    );
+    let (status, answer) = mcp_post_text(&app, key, MCP_ACCEPT, &[], text).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let seen = free.seller.requests().pop().unwrap();
+    assert_eq!(seen.body, br#"{"z": 1, "a": [ 2.50 ]}"#.as_slice());
+    let seller_text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(seller_text).unwrap(),
+        answer["result"]["structuredContent"]["seller_response"]
+    );
+
     // What the SDK refuses, it still refuses: an unknown tool, another host.
     let unknown = call(json!(13), "no_such_tool", json!({}));
     let (inline, sdk) = both(&unknown).await;

@@ -71,12 +71,25 @@ pub async fn mcp_post(
     extra: &[(&str, &str)],
     message: &Value,
 ) -> (u16, Value) {
+    let text = serde_json::to_string(message).expect("a message is JSON");
+    mcp_post_text(app, key, accept, extra, text).await
+}
+
+/// [`mcp_post`] of a message written by hand (its text is sent as it is).
+pub async fn mcp_post_text(
+    app: &TestApp,
+    key: Option<&str>,
+    accept: &str,
+    extra: &[(&str, &str)],
+    message: String,
+) -> (u16, Value) {
     let mut request = app
         .http
         .post(format!("{}/mcp", app.base))
         .header("accept", accept)
+        .header("content-type", "application/json")
         .header("mcp-protocol-version", "2025-06-18")
-        .json(message);
+        .body(message);
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
