@@ -50,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
+wait_port() { for _ in $(seq 1 "${WAIT_TRIES:-100}"); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
 port_free() { if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then echo "$1 is already in use: stop what listens there first" >&2; exit 1; fi; }
 for p in "$SELLER" "$NGINX" "$GATEWAY" "$BARE" "$GATEWAY_B" "$NGINX_PAIR"; do port_free "$p"; done
 
@@ -130,14 +130,15 @@ hostport=${REDIS_URL#redis://}; hostport=${hostport%%/*}
 key=$(head -c 32 /dev/urandom | base64)
 
 # start_gateway NAME ADDR DATABASE_URL CONFIG [REDIS_URL]: one `crochet serve` in a
-# directory of its own; its pid is left in $gw_pid. exec: the background job is the
+# directory of its own (run under the command in GATEWAY_WRAP, if set); its pid is left
+# in $gw_pid. exec: the background job is the
 # server itself, so stop_gateway (and cleanup) stop it. X402=builtin in the environment
 # turns x402 on with the built-in facilitator.
 start_gateway() {
   mkdir -p "$work/$1"
   (cd "$work/$1" && exec env CROCHET_DATABASE_URL="$3" CROCHET_BIND="$2" CROCHET_CONFIG="$4" ${5:+CROCHET_REDIS_URL=$5} \
     ${X402:+CROCHET_X402_FACILITATOR_URL=$X402} \
-    CROCHET_ENCRYPTION_KEY="$key" CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn "$crochet" serve >serve.out 2>serve.err) &
+    CROCHET_ENCRYPTION_KEY="$key" CROCHET_POW_DIFFICULTY=1 CROCHET_LOG=warn ${GATEWAY_WRAP:-} "$crochet" serve >serve.out 2>serve.err) &
   gw_pid=$!
   wait_port "$2"
 }
@@ -230,6 +231,50 @@ run() {
 # nginx's workers, looked up now: the master forks them after it starts listening.
 nginx_pids="$nginx_pid $(pgrep -d ' ' -P "$nginx_pid")"
 
+mcp_body() {
+  echo "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"call_listing\",\"arguments\":{\"listing\":\"$FREE\",\"input\":{\"task\":\"classify\",\"input\":{\"text\":\"a short request\"}}}}}"
+}
+
+if [ "$ROWS" = instructions ]; then
+  need valgrind valgrind
+  CALLS=${CALLS:-200}
+  WAIT_TRIES=1200 GATEWAY_WRAP="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$work/callgrind.%p" \
+    start_gateway callgrind "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"
+  setup "http://$GATEWAY/api/v1"
+  body=$(mcp_body)
+  rest() { curl -sf "http://$GATEWAY/api/v1/gateway/$FREE" -H "Authorization: $AUTH" -H 'content-type: application/json' \
+    -d '{"task":"classify","input":{"text":"a short request"}}' | grep -q '"success":true'; }
+  mcp() { curl -sf "http://$GATEWAY/mcp" -H "Authorization: $AUTH" -H 'content-type: application/json' \
+    -H "accept: $1" -H 'mcp-protocol-version: 2025-06-18' -d "$body" | grep -q '"isError":false'; }
+  inline() { mcp "application/json, text/event-stream"; }
+  sdk() { mcp "application/json;q=1, text/event-stream"; }
+  # count NAME FN: instructions per call of CALLS calls of FN, after 20 unmeasured ones;
+  # the wait lets the history writer's batch land inside the count.
+  count() {
+    local i total
+    for i in $(seq 20); do $2 || { echo "$1: the call failed" >&2; exit 1; }; done
+    sleep 1
+    callgrind_control -z "$gw_pid" >/dev/null 2>&1
+    callgrind_control -i on "$gw_pid" >/dev/null 2>&1
+    for i in $(seq "$CALLS"); do $2 || { echo "$1: the call failed" >&2; exit 1; }; done
+    sleep 1
+    callgrind_control -i off "$gw_pid" >/dev/null 2>&1
+    callgrind_control -d "$gw_pid" >/dev/null 2>&1
+    total=$(awk '/^(summary|totals):/ {print $2}' "$(ls -t "$work"/callgrind.* | head -1)" | tail -1)
+    printf '| %-30s | %12s |\n' "$1" "$((total / CALLS))"
+  }
+  echo "instructions per call (callgrind, every thread of the gateway, no policy plugins), $CALLS sequential calls each"
+  printf '| %-30s | %12s |\n' call "instructions"
+  # Twice each, alternating: the history table grows, and one count moves by a few
+  # percent from the next.
+  for round in 1 2; do
+    count "REST POST /gateway/{id}" rest
+    count "MCP tools/call, inline" inline
+    count "MCP tools/call, SDK's service" sdk
+  done
+  exit 0
+fi
+
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, POST of a 54-byte JSON body, all on this machine"
 printf '| %-26s | %10s | %8s | %8s | %10s | %6s |\n' target "req/s" p50 p99 "CPU µs/req" "nginx"
 run "direct to seller" "http://$SELLER/run" "" "$seller_pid"
@@ -269,7 +314,7 @@ if want mcp; then
   start_gateway mcp "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"
   setup "http://$GATEWAY/api/v1"
   run "crochet free, REST" "http://$GATEWAY/api/v1/gateway/$FREE" "$AUTH" "$gw_pid"
-  mcp_body="{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"call_listing\",\"arguments\":{\"listing\":\"$FREE\",\"input\":{\"task\":\"classify\",\"input\":{\"text\":\"a short request\"}}}}}"
+  mcp_body=$(mcp_body)
   # A tool result is a 200 either way: check once that the call succeeds.
   curl -sf "http://$GATEWAY/mcp" -H "Authorization: $AUTH" -H 'content-type: application/json' \
     -H 'accept: application/json, text/event-stream' -d "$mcp_body" | grep -q '"isError":false' \
