@@ -519,11 +519,7 @@ struct TextBlock<'a> {
 
 impl<'a> ForwardedResponse<'a> {
     fn new(id: &'a RequestId, success: &'a GatewaySuccess, settlement: Option<Value>) -> Self {
-        let meta = settlement.map(|value| {
-            let mut meta = MetaObject::default();
-            meta.0.insert(X402_PAYMENT_RESPONSE.to_owned(), value);
-            meta
-        });
+        let meta = settlement.map(|value| meta(X402_PAYMENT_RESPONSE, value));
         Self {
             jsonrpc: JsonRpcVersion2_0,
             id,
@@ -705,11 +701,16 @@ fn decode_x402(header: &str) -> Option<Value> {
 
 fn with_meta(mut result: CallToolResult, key: &str, value: Option<Value>) -> CallToolResult {
     if let Some(value) = value {
-        let mut meta = MetaObject::default();
-        meta.0.insert(key.to_owned(), value);
-        result.meta = Some(meta);
+        result.meta = Some(meta(key, value));
     }
     result
+}
+
+/// A result's `_meta` holding one entry.
+fn meta(key: &str, value: Value) -> MetaObject {
+    let mut meta = MetaObject::default();
+    meta.0.insert(key.to_owned(), value);
+    meta
 }
 
 /// A refusal as a tool result: the REST error envelope plus its HTTP status.
