@@ -164,10 +164,12 @@ setup() {
   PRICED=$(listing priced '"pricing_model": "per_call", "pricing_amount": 0.01')
 }
 
+# The body of every free call: the seller's input, also inside the MCP rows' arguments.
+call_body='{"task":"classify","input":{"text":"a short request"}}'
 # WRK_BODY replaces the body; WRK_ACCEPT adds the headers of an MCP client.
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = os.getenv("WRK_BODY") or '{"task":"classify","input":{"text":"a short request"}}'
+wrk.body = os.getenv("WRK_BODY") or '$call_body'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = os.getenv("WRK_AUTH") or ""
 local accept = os.getenv("WRK_ACCEPT")
@@ -232,18 +234,18 @@ run() {
 nginx_pids="$nginx_pid $(pgrep -d ' ' -P "$nginx_pid")"
 
 mcp_body() {
-  echo "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"call_listing\",\"arguments\":{\"listing\":\"$FREE\",\"input\":{\"task\":\"classify\",\"input\":{\"text\":\"a short request\"}}}}}"
+  echo "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"call_listing\",\"arguments\":{\"listing\":\"$FREE\",\"input\":$call_body}}}"
 }
 
 if [ "$ROWS" = instructions ]; then
   need valgrind valgrind
   CALLS=${CALLS:-200}
-  WAIT_TRIES=1200 GATEWAY_WRAP="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$work/callgrind.%p" \
-    start_gateway callgrind "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"
+  callgrind="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$work/callgrind.%p"
+  WAIT_TRIES=1200 GATEWAY_WRAP=$callgrind start_gateway callgrind "$GATEWAY" sqlite://crochet.db "$work/nopolicies.toml"
   setup "http://$GATEWAY/api/v1"
   body=$(mcp_body)
   rest() { curl -sf "http://$GATEWAY/api/v1/gateway/$FREE" -H "Authorization: $AUTH" -H 'content-type: application/json' \
-    -d '{"task":"classify","input":{"text":"a short request"}}' | grep -q '"success":true'; }
+    -d "$call_body" | grep -q '"success":true'; }
   mcp() { curl -sf "http://$GATEWAY/mcp" -H "Authorization: $AUTH" -H 'content-type: application/json' \
     -H "accept: $1" -H 'mcp-protocol-version: 2025-06-18' -d "$body" | grep -q '"isError":false'; }
   inline() { mcp "application/json, text/event-stream"; }
@@ -278,8 +280,7 @@ if [ "$ROWS" = instructions ]; then
   # the counted one does not compile them (minutes, under valgrind).
   start_gateway callgrind-policies "$GATEWAY" sqlite://crochet.db "$work/policies.toml"
   stop_gateway "$gw_pid"
-  WAIT_TRIES=1200 GATEWAY_WRAP="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$work/callgrind.%p" \
-    start_gateway callgrind-policies "$GATEWAY" sqlite://crochet.db "$work/policies.toml"
+  WAIT_TRIES=1200 GATEWAY_WRAP=$callgrind start_gateway callgrind-policies "$GATEWAY" sqlite://crochet.db "$work/policies.toml"
   setup "http://$GATEWAY/api/v1"
   for round in 1 2; do
     count "REST, both default policies" rest
